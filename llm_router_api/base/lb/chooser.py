@@ -1,0 +1,140 @@
+"""``ProviderChooser``: acquire a provider of a model as a lease, and release it exactly once.
+
+Lifecycle of one attempt::
+
+    lease = chooser.acquire(model, exclude=tried, deadline=...)   # may wait, bounded
+    ... call lease.provider ...
+    chooser.release(lease, failure=None | error, latency=seconds)  # idempotent
+
+``acquire`` offers the strategy only healthy, not-yet-tried providers, takes a lease with the
+provider's ``max_concurrency`` as a hard cap, and when every candidate is busy waits until the
+deadline, then raises ``NoProviderAvailable`` (503 with ``Retry-After``). ``release`` drops the
+lease, tells the strategy, and cools the provider down when the failure says so. While leases
+live, ``renew()`` (called by one background thread per worker every TTL/3) keeps them alive.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from llm_router_api.base.lb.balanced import LoadBalancedStrategy
+from llm_router_api.base.lb.state import StateStore
+from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
+from llm_router_api.errors import NoProviderAvailable, RouterError, UpstreamError
+from llm_router_api.schemas.config import ModelConfig, ProviderConfig
+
+POLL_INTERVAL = 0.05
+FAILURES_KEY = "health:failures"
+
+
+@dataclass(frozen=True)
+class Lease:
+    id: str
+    model: str
+    provider: ProviderConfig
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class ChooserLimits:
+    acquire_timeout: float = 30.0
+    lease_ttl: float = 30.0
+    cooldown: float = 10.0
+    max_cooldown: float = 60.0
+
+
+class ProviderChooser:
+    def __init__(self, strategy: ChooseProviderStrategyI | None = None, *,
+                 store: StateStore | None = None, limits: ChooserLimits | None = None) -> None:
+        self.strategy = strategy if strategy is not None else LoadBalancedStrategy(store)
+        self.store = store if store is not None else self.strategy.store
+        self.limits = limits or ChooserLimits()
+        self._live: dict[str, str] = {}  # lease id -> provider id, this worker's leases
+        self._lock = threading.Lock()
+
+    # -- acquire -------------------------------------------------------------------------------
+    def acquire(self, model: ModelConfig, exclude: Collection[str] = (),
+                deadline: float | None = None) -> Lease:
+        if deadline is None:
+            deadline = time.monotonic() + self.limits.acquire_timeout
+        while True:
+            candidates = self.candidates(model, exclude)
+            lease = self._try(model, candidates)
+            if lease is not None:
+                return lease
+            if time.monotonic() + POLL_INTERVAL > deadline:
+                raise NoProviderAvailable("every provider of this model is busy",
+                                          retry_after=max(1.0, self.limits.cooldown / 2))
+            time.sleep(POLL_INTERVAL)
+
+    def candidates(self, model: ModelConfig, exclude: Collection[str] = ()) -> list[ProviderConfig]:
+        """Healthy providers not in ``exclude``; raises when none is left at all."""
+        untried = [p for p in model.providers if p.id not in exclude]
+        if not untried:
+            raise NoProviderAvailable("every provider of this model has been tried",
+                                      retry_after=self.limits.cooldown)
+        cooling = self.store.cooling([p.id for p in untried])
+        healthy = [p for p in untried if p.id not in cooling]
+        if not healthy:
+            raise NoProviderAvailable("every provider of this model is cooling down",
+                                      retry_after=self.limits.cooldown)
+        return healthy
+
+    def _try(self, model: ModelConfig, candidates: list[ProviderConfig]) -> Lease | None:
+        left = list(candidates)
+        while left:
+            provider = self.strategy.get_provider(model.name, left)
+            if provider is None:
+                return None
+            cap = provider.max_concurrency or self.strategy.default_max_concurrency
+            lease_id = self.store.acquire_lease(provider.id, cap, self.limits.lease_ttl)
+            if lease_id is not None:
+                with self._lock:
+                    self._live[lease_id] = provider.id
+                return Lease(lease_id, model.name, provider)
+            self.strategy.put_provider(model.name, provider)
+            left = [p for p in left if p.id != provider.id]
+        return None
+
+    # -- release -------------------------------------------------------------------------------
+    def release(self, lease: Lease, failure: RouterError | None = None,
+                latency: float | None = None) -> None:
+        with self._lock:
+            if self._live.pop(lease.id, None) is None:
+                return  # already released
+        self.store.release_lease(lease.provider.id, lease.id)
+        self.strategy.put_provider(lease.model, lease.provider)
+        if isinstance(failure, UpstreamError) and failure.failover:
+            self.mark_failed(lease.provider, failure.retry_after)
+        elif failure is None:
+            if latency is not None:
+                self.strategy.observe_latency(lease.model, lease.provider, latency)
+            self.mark_healthy(lease.provider.id, only_if_failing=True)
+
+    # -- health --------------------------------------------------------------------------------
+    def mark_failed(self, provider: ProviderConfig, retry_after: float | None = None) -> None:
+        """Cool down; each failure in a row doubles the time, up to ``max_cooldown``."""
+        failures = self.store.incr(FAILURES_KEY, provider.id)
+        seconds = retry_after or min(self.limits.cooldown * 2 ** (failures - 1),
+                                     self.limits.max_cooldown)
+        self.store.cool_down(provider.id, seconds)
+
+    def mark_healthy(self, provider_id: str, only_if_failing: bool = False) -> None:
+        if only_if_failing and not self.store.get_hash(FAILURES_KEY).get(provider_id):
+            return
+        self.store.set_hash(FAILURES_KEY, {provider_id: 0.0})
+        self.store.clear_cool_down(provider_id)
+
+    def renew(self) -> None:
+        """Keep this worker's live leases alive (called every TTL/3)."""
+        with self._lock:
+            live = dict(self._live)
+        if live:
+            self.store.renew_leases(live, self.limits.lease_ttl)
+
+    def live_leases(self) -> int:
+        with self._lock:
+            return len(self._live)

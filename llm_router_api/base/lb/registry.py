@@ -1,0 +1,32 @@
+"""Strategy names (``LLM_ROUTER_BALANCE_STRATEGY``) to classes; ``package.module:Class`` too."""
+
+from __future__ import annotations
+
+import importlib
+
+from llm_router_api.base.lb.balanced import LoadBalancedStrategy
+from llm_router_api.base.lb.state import StateStore
+from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
+
+STRATEGIES: dict[str, type[ChooseProviderStrategyI]] = {
+    LoadBalancedStrategy.name: LoadBalancedStrategy,
+}
+
+
+def strategy_class(name: str) -> type[ChooseProviderStrategyI]:
+    if name in STRATEGIES:
+        return STRATEGIES[name]
+    if ":" not in name:
+        raise ValueError(f"unknown strategy '{name}'")
+    module_name, class_name = name.split(":", 1)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot load strategy '{name}': {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, ChooseProviderStrategyI)):
+        raise ValueError(f"'{name}' is not a ChooseProviderStrategyI")
+    return cls
+
+
+def build_strategy(name: str, store: StateStore) -> ChooseProviderStrategyI:
+    return strategy_class(name)(store)

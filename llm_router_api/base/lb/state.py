@@ -1,0 +1,139 @@
+"""State stores for load balancing: leases, counters and health, in memory or shared.
+
+A lease is one acquired provider slot: a unique id with an expiry. "In flight" means the live
+leases of a provider. ``acquire_lease`` is atomic with its capacity check, so ``max_concurrency``
+is a hard cap; ``release_lease`` is idempotent; ``renew_leases`` pushes expiries forward while
+requests run, so a crashed worker's leases expire by themselves.
+
+``MemoryStore`` serves one process (thread-safe). The Redis store shares the same operations
+across workers and instances.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+
+
+def new_lease_id() -> str:
+    return uuid.uuid4().hex
+
+
+class StateStore(ABC):
+    """What strategies, the chooser and the health tracker may keep."""
+
+    @abstractmethod
+    def acquire_lease(self, provider_id: str, cap: int | None, ttl: float) -> str | None:
+        """A new lease on ``provider_id`` unless ``cap`` live leases exist; else ``None``."""
+
+    @abstractmethod
+    def release_lease(self, provider_id: str, lease_id: str) -> None:
+        """Drop the lease (no error if it expired or was already released)."""
+
+    @abstractmethod
+    def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
+        """Push the expiry of each live ``lease_id -> provider_id`` to now + ``ttl``."""
+
+    @abstractmethod
+    def in_flight(self, provider_ids: Sequence[str]) -> dict[str, int]:
+        """Live leases per provider."""
+
+    @abstractmethod
+    def incr(self, key: str, member: str, amount: float = 1.0) -> float:
+        """Add to a counter in the hash ``key``; return the new value."""
+
+    @abstractmethod
+    def get_hash(self, key: str) -> dict[str, float]:
+        """Every counter of the hash ``key``."""
+
+    @abstractmethod
+    def set_hash(self, key: str, values: Mapping[str, float]) -> None:
+        """Set counters of the hash ``key``."""
+
+    @abstractmethod
+    def cool_down(self, provider_id: str, seconds: float) -> None:
+        """Take the provider out until now + ``seconds``."""
+
+    @abstractmethod
+    def cooling(self, provider_ids: Sequence[str]) -> set[str]:
+        """Those of ``provider_ids`` cooling down now."""
+
+    @abstractmethod
+    def clear_cool_down(self, provider_id: str) -> None:
+        """Bring the provider back."""
+
+    def close(self) -> None:  # noqa: B027 - nothing to close in memory
+        """Release connections."""
+
+
+class MemoryStore(StateStore):
+    """One process's state. Thread-safe; not shared between workers."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._leases: dict[str, dict[str, float]] = {}
+        self._hashes: dict[str, dict[str, float]] = {}
+        self._cool_until: dict[str, float] = {}
+
+    def _live(self, provider_id: str, now: float) -> dict[str, float]:
+        leases = self._leases.setdefault(provider_id, {})
+        for lease_id in [k for k, expiry in leases.items() if expiry <= now]:
+            del leases[lease_id]
+        return leases
+
+    def acquire_lease(self, provider_id: str, cap: int | None, ttl: float) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            leases = self._live(provider_id, now)
+            if cap is not None and len(leases) >= cap:
+                return None
+            lease_id = new_lease_id()
+            leases[lease_id] = now + ttl
+            return lease_id
+
+    def release_lease(self, provider_id: str, lease_id: str) -> None:
+        with self._lock:
+            self._leases.get(provider_id, {}).pop(lease_id, None)
+
+    def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
+        expiry = time.monotonic() + ttl
+        with self._lock:
+            for lease_id, provider_id in leases.items():
+                held = self._leases.get(provider_id, {})
+                if lease_id in held:
+                    held[lease_id] = expiry
+
+    def in_flight(self, provider_ids: Sequence[str]) -> dict[str, int]:
+        now = time.monotonic()
+        with self._lock:
+            return {pid: len(self._live(pid, now)) for pid in provider_ids}
+
+    def incr(self, key: str, member: str, amount: float = 1.0) -> float:
+        with self._lock:
+            values = self._hashes.setdefault(key, {})
+            values[member] = values.get(member, 0.0) + amount
+            return values[member]
+
+    def get_hash(self, key: str) -> dict[str, float]:
+        with self._lock:
+            return dict(self._hashes.get(key, {}))
+
+    def set_hash(self, key: str, values: Mapping[str, float]) -> None:
+        with self._lock:
+            self._hashes.setdefault(key, {}).update(values)
+
+    def cool_down(self, provider_id: str, seconds: float) -> None:
+        with self._lock:
+            self._cool_until[provider_id] = time.monotonic() + seconds
+
+    def cooling(self, provider_ids: Sequence[str]) -> set[str]:
+        now = time.monotonic()
+        with self._lock:
+            return {pid for pid in provider_ids if self._cool_until.get(pid, 0.0) > now}
+
+    def clear_cool_down(self, provider_id: str) -> None:
+        with self._lock:
+            self._cool_until.pop(provider_id, None)

@@ -1,0 +1,80 @@
+"""Builds the service's parts from the settings: store, strategy, chooser, adapters, handler.
+
+No Flask here; ``web.app.create_app`` calls ``assemble`` and mounts the endpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
+from llm_router_api.base.lb.registry import build_strategy
+from llm_router_api.base.lb.state import MemoryStore, StateStore
+from llm_router_api.core.background import Maintenance
+from llm_router_api.core.config import load_models_config
+from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
+from llm_router_api.protocols.base import CallerProtocol
+from llm_router_api.protocols.openai import OpenAIProtocol
+from llm_router_api.providers.base import ProviderAdapter
+from llm_router_api.providers.openai import OpenAIAdapter
+from llm_router_api.providers.transport import Transport, Urllib3Transport
+from llm_router_api.schemas.config import ModelsConfig
+from llm_router_api.settings import MAX_COOLDOWN, Settings
+
+log = logging.getLogger("llm_router")
+
+
+@dataclass
+class Parts:
+    models: ModelsConfig
+    handler: ModelHandler
+    chooser: ProviderChooser
+    transport: Transport
+    maintenance: Maintenance
+
+    def close(self) -> None:
+        self.maintenance.stop()
+        self.transport.close()
+        self.chooser.store.close()
+
+
+def build_store(settings: Settings) -> StateStore:
+    if not settings.uses_redis:
+        if settings.server_type == "gunicorn" and settings.server_workers_count > 1:
+            log.warning("LLM_ROUTER_REDIS_HOST is not set: the %d gunicorn workers do not share "
+                        "load-balancing state", settings.server_workers_count)
+        return MemoryStore()
+    from llm_router_api.base.lb.redis_store import RedisStore
+
+    return RedisStore.from_settings(settings)
+
+
+def build_adapters(transport: Transport, timeout: float) -> dict[str, ProviderAdapter]:
+    openai = OpenAIAdapter(transport, timeout)
+    return {"openai": openai, "vllm": openai}
+
+
+def build_protocols() -> dict[str, CallerProtocol]:
+    protocols: list[CallerProtocol] = [OpenAIProtocol()]
+    return {p.protocol.value: p for p in protocols}
+
+
+def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Parts:
+    models = load_models_config(settings.models_config, settings.environ)
+    if chooser is None:
+        store = build_store(settings)
+        limits = ChooserLimits(acquire_timeout=settings.acquire_timeout,
+                               lease_ttl=settings.lease_ttl, cooldown=settings.cooldown,
+                               max_cooldown=max(MAX_COOLDOWN, settings.cooldown))
+        chooser = ProviderChooser(build_strategy(settings.balance_strategy, store),
+                                  store=store, limits=limits)
+    transport = Urllib3Transport(ca_bundle=settings.ca_bundle, http_proxy=settings.http_proxy,
+                                 https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
+    adapters = build_adapters(transport, settings.external_timeout)
+    handler = ModelHandler(models, chooser, adapters, build_protocols(),
+                           HandlerLimits(max_attempts=settings.max_attempts,
+                                         acquire_timeout=settings.acquire_timeout))
+    maintenance = Maintenance(chooser, models, adapters, chooser.limits.lease_ttl,
+                              settings.health_interval)
+    return Parts(models, handler, chooser, transport, maintenance)

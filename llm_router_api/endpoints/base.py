@@ -1,0 +1,119 @@
+"""``EndpointI``: the base of every endpoint, and ``EndpointAutoLoader``, which finds them.
+
+An endpoint is a small class: its paths, methods, caller protocol and request model are class
+attributes; ``handle`` validates (via ``parse``), asks ``ModelHandler`` or the services, and
+returns a ``Reply`` or a JSON-able value. The web layer turns that into a response, and any
+``RouterError`` into the endpoint protocol's error shape. Paths may contain ``{prefix}``
+(``LLM_ROUTER_EP_PREFIX``) and Flask converters such as ``<path:model_id>``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from llm_router_api.core.model_handler import ModelHandler, Reply
+from llm_router_api.errors import ValidationFailed
+from llm_router_api.schemas.calls import Protocol
+from llm_router_api.schemas.config import ModelsConfig
+from llm_router_api.settings import Settings
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass
+class Services:
+    """What endpoints may use; built once per app by ``create_app``."""
+
+    settings: Settings
+    models: ModelsConfig
+    handler: ModelHandler
+    started_at: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """The parts of an HTTP request an endpoint needs, free of Flask."""
+
+    body: Any
+    headers: Mapping[str, str]
+    path_params: Mapping[str, str]
+    request_id: str
+
+
+class EndpointI(ABC):
+    paths: ClassVar[tuple[str, ...]] = ()
+    methods: ClassVar[tuple[str, ...]] = ("POST",)
+    protocol: ClassVar[Protocol] = Protocol.OPENAI
+    request_model: ClassVar[type[BaseModel] | None] = None
+    #: Built-in utilities need the prompt library; they are not served with LLM_ROUTER_MINIMUM.
+    needs_prompts: ClassVar[bool] = False
+    #: Only registered when an admin token is configured.
+    admin_only: ClassVar[bool] = False
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+
+    @abstractmethod
+    def handle(self, incoming: Incoming) -> Reply | Any:
+        """Answer one request."""
+
+    def parse(self, incoming: Incoming, model: type[M] | None = None) -> M:
+        """Validate the JSON body; the 400 names the first failing field."""
+        schema = model or self.request_model
+        assert schema is not None, f"{type(self).__name__} has no request model"
+        try:
+            return schema.model_validate(incoming.body)  # type: ignore[return-value]
+        except ValidationError as exc:
+            raise validation_error(exc) from None
+
+    @classmethod
+    def routes(cls, prefix: str) -> list[str]:
+        routes = [path.replace("{prefix}", prefix) or "/" for path in cls.paths]
+        return list(dict.fromkeys(routes))
+
+
+def validation_error(exc: ValidationError) -> ValidationFailed:
+    first = exc.errors()[0]
+    field_path = ".".join(str(part) for part in first["loc"]) or "body"
+    return ValidationFailed(f"{field_path}: {first['msg']}", param=field_path,
+                            detail=[{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()])
+
+
+class EndpointAutoLoader:
+    """Imports every module of ``llm_router_api.endpoints`` and yields every concrete endpoint."""
+
+    def __init__(self, package: str = "llm_router_api.endpoints") -> None:
+        self.package = package
+
+    def discover(self) -> list[type[EndpointI]]:
+        root = importlib.import_module(self.package)
+        for info in pkgutil.walk_packages(root.__path__, prefix=self.package + "."):
+            importlib.import_module(info.name)
+        return sorted(_concrete(EndpointI), key=lambda cls: (cls.__module__, cls.__name__))
+
+    def endpoints(self, settings: Settings) -> Iterator[type[EndpointI]]:
+        """The endpoints this configuration serves."""
+        for cls in self.discover():
+            if cls.needs_prompts and settings.minimum:
+                continue
+            if cls.admin_only and not settings.admin_token:
+                continue
+            yield cls
+
+
+def _concrete(base: type[Any]) -> set[type[EndpointI]]:
+    found: set[type[EndpointI]] = set()
+    for sub in base.__subclasses__():
+        if not getattr(sub, "__abstractmethods__", None) and sub.paths:
+            found.add(sub)
+        found |= _concrete(sub)
+    return found

@@ -1,0 +1,120 @@
+"""Info endpoints: liveness, version, readiness, and the model lists of OpenAI and Ollama.
+
+None of them calls an upstream, and none shows a host URL or a token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any
+
+from llm_router_api import __version__
+from llm_router_api.core.model_handler import Reply
+from llm_router_api.endpoints.base import EndpointI, Incoming
+from llm_router_api.protocols.base import dumps
+from llm_router_api.schemas.calls import Protocol
+from llm_router_api.schemas.config import ModelConfig
+
+
+class Ping(EndpointI):
+    paths = ("{prefix}/ping",)
+    methods = ("GET",)
+
+    def handle(self, incoming: Incoming) -> dict[str, str]:
+        return {"status": "ok"}
+
+
+class Version(EndpointI):
+    paths = ("{prefix}/version", "/api/version")
+    methods = ("GET",)
+
+    def handle(self, incoming: Incoming) -> dict[str, str]:
+        return {"version": __version__}
+
+
+class OllamaRoot(EndpointI):
+    """Ollama clients probe ``GET /``."""
+
+    paths = ("/",)
+    methods = ("GET", "HEAD")
+    protocol = Protocol.OLLAMA
+
+    def handle(self, incoming: Incoming) -> Reply:
+        return Reply(200, "text/plain; charset=utf-8", b"Ollama is running")
+
+
+class Health(EndpointI):
+    """Readiness as the router sees it: 503 when some model has no healthy provider."""
+
+    paths = ("{prefix}/health",)
+    methods = ("GET",)
+
+    def handle(self, incoming: Incoming) -> Reply:
+        chooser = self.services.handler.chooser
+        models: dict[str, Any] = {}
+        ready = True
+        for model in self.services.models.models.values():
+            ids = [p.id for p in model.providers]
+            cooling = chooser.store.cooling(ids)
+            in_flight = chooser.store.in_flight(ids)
+            providers = [{"id": pid, "healthy": pid not in cooling,
+                          "in_flight": in_flight.get(pid, 0)} for pid in ids]
+            healthy = len(ids) - len(cooling)
+            ready = ready and healthy > 0
+            models[model.name] = {"healthy": healthy > 0, "providers": providers}
+        body = {"status": "ok" if ready else "degraded", "models": models}
+        return Reply(200 if ready else 503, "application/json", dumps(body))
+
+
+def _created(models_mtime: float) -> int:
+    return int(models_mtime)
+
+
+class OpenAIModels(EndpointI):
+    paths = ("/v1/models",)
+    methods = ("GET",)
+
+    def handle(self, incoming: Incoming) -> dict[str, Any]:
+        created = _created(self.services.models.mtime)
+        return {"object": "list",
+                "data": [_openai_model(m, created) for m in self.services.models.models.values()]}
+
+
+class OpenAIModel(EndpointI):
+    paths = ("/v1/models/<path:model_id>",)
+    methods = ("GET",)
+
+    def handle(self, incoming: Incoming) -> dict[str, Any]:
+        model = self.services.handler.resolve(incoming.path_params["model_id"])
+        return _openai_model(model, _created(self.services.models.mtime))
+
+
+def _openai_model(model: ModelConfig, created: int) -> dict[str, Any]:
+    return {"id": model.name, "object": "model", "created": created, "owned_by": "llm-router"}
+
+
+class Tags(EndpointI):
+    """Ollama's ``/api/tags`` schema, so ``ollama list``-style clients work."""
+
+    paths = ("{prefix}/tags", "/api/tags")
+    methods = ("GET",)
+    protocol = Protocol.OLLAMA
+
+    def handle(self, incoming: Incoming) -> dict[str, Any]:
+        modified = datetime.fromtimestamp(self.services.models.mtime, tz=timezone.utc)
+        return {"models": [_ollama_tag(m, modified.isoformat())
+                           for m in self.services.models.models.values()]}
+
+
+def _ollama_tag(model: ModelConfig, modified_at: str) -> dict[str, Any]:
+    family = model.providers[0].api_type
+    return {
+        "name": model.name,
+        "model": model.name,
+        "modified_at": modified_at,
+        "size": 0,
+        "digest": hashlib.sha256(model.name.encode()).hexdigest(),
+        "details": {"parent_model": "", "format": "", "family": family, "families": [family],
+                    "parameter_size": "", "quantization_level": ""},
+    }

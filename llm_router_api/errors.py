@@ -1,0 +1,185 @@
+"""The one error tree. Each class carries the HTTP status it means.
+
+    RouterError (500)
+    ├── ClientError (400)                 the caller's mistake; never retried
+    │   ├── InvalidJSON (400)
+    │   ├── ValidationFailed (400)        names the field in ``param``
+    │   ├── Unauthorized (401)
+    │   ├── Forbidden (403)
+    │   ├── NotFound (404)
+    │   │   └── UnknownModel (404)
+    │   ├── MethodNotAllowed (405)
+    │   ├── PayloadTooLarge (413)
+    │   ├── RateLimited (429)             carries ``retry_after``
+    │   └── UpstreamClientError (4xx)     an upstream 400/413/422, passed through
+    ├── NoProviderAvailable (503)         carries ``retry_after``
+    └── UpstreamError (502)               the provider failed; ``failover`` says if another may try
+        ├── UpstreamConnectError (502)    refused, reset, DNS
+        ├── UpstreamTimeout (504)         connect timeout or silence longer than the limit
+        ├── UpstreamServerError (502)     the provider answered 5xx
+        ├── UpstreamRejected (502)        401/403/404 upstream: the provider is misconfigured
+        ├── UpstreamRateLimited (429)     408/429 upstream
+        └── UpstreamProtocolError (502)   an answer we cannot read
+
+Adapters translate transport exceptions into ``UpstreamError`` subclasses once, with
+``raise ... from``. One Flask error handler renders any ``RouterError`` in the caller's protocol.
+Messages never contain provider tokens or host URLs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class RouterError(Exception):
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "internal_error"
+    default_message: ClassVar[str] = "internal error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        detail: Any = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after
+        self.detail = detail  # shown only when LLM_ROUTER_IN_DEBUG is on
+        super().__init__(self.message)
+
+    @property
+    def http_status(self) -> int:
+        return self.status
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, int(round(self.retry_after))))}
+
+
+class ClientError(RouterError):
+    status = 400
+    error_type = "invalid_request_error"
+    default_message = "invalid request"
+
+
+class InvalidJSON(ClientError):
+    default_message = "request body is not valid JSON"
+
+
+class ValidationFailed(ClientError):
+    default_message = "request failed validation"
+
+
+class Unauthorized(ClientError):
+    status = 401
+    error_type = "authentication_error"
+    default_message = "missing or invalid API key"
+
+
+class Forbidden(ClientError):
+    status = 403
+    error_type = "permission_error"
+    default_message = "this key may not use that resource"
+
+
+class NotFound(ClientError):
+    status = 404
+    error_type = "not_found_error"
+    default_message = "not found"
+
+
+class UnknownModel(NotFound):
+    default_message = "model not found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"model '{model}' is not served here", param="model",
+                         code="model_not_found")
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    default_message = "method not allowed"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    default_message = "request body too large"
+
+
+class RateLimited(ClientError):
+    status = 429
+    error_type = "rate_limit_error"
+    default_message = "rate limited"
+
+
+class UpstreamClientError(ClientError):
+    """An upstream 400/413/422: the caller's request was refused; passed through as is."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self._status = status
+
+    @property
+    def http_status(self) -> int:
+        return self._status
+
+
+class NoProviderAvailable(RouterError):
+    status = 503
+    error_type = "service_unavailable"
+    default_message = "no provider is available for this model"
+
+
+class UpstreamError(RouterError):
+    status = 502
+    error_type = "upstream_error"
+    default_message = "the provider failed"
+    #: Another provider may be tried, and this one cooled down.
+    failover: ClassVar[bool] = True
+
+
+class UpstreamConnectError(UpstreamError):
+    default_message = "could not connect to the provider"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    error_type = "timeout"
+    default_message = "the provider did not answer in time"
+
+
+class UpstreamServerError(UpstreamError):
+    default_message = "the provider answered with a server error"
+
+
+class UpstreamRejected(UpstreamError):
+    default_message = "provider rejected the request"
+
+
+class UpstreamRateLimited(UpstreamError):
+    status = 429
+    error_type = "rate_limit_error"
+    default_message = "the provider is rate limiting"
+
+
+class UpstreamProtocolError(UpstreamError):
+    default_message = "the provider sent an answer that could not be read"
+
+
+def upstream_status_error(status: int, message: str, retry_after: float | None) -> RouterError:
+    """Map an upstream HTTP error status to our tree (SPEC §9, 'Upstream statuses')."""
+    if status in (400, 413, 422):
+        return UpstreamClientError(status, message)
+    if status in (401, 403, 404):
+        return UpstreamRejected(code=f"upstream_{status}")
+    if status in (408, 429):
+        return UpstreamRateLimited(code=f"upstream_{status}", retry_after=retry_after)
+    if 400 <= status < 500:
+        return UpstreamClientError(status, message)
+    return UpstreamServerError(f"the provider answered {status}", code=f"upstream_{status}")

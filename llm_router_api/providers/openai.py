@@ -1,0 +1,86 @@
+"""OpenAI-compatible upstreams: ``api_type`` ``openai`` and ``vllm``.
+
+The canonical format is OpenAI's, so ``complete`` only parses. vLLM's extra sampling fields go
+to ``vllm`` providers only; for ``openai`` providers they are dropped (README, translation table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from llm_router_api.errors import UpstreamConnectError
+from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json
+from llm_router_api.schemas.calls import Call, Op, Protocol
+from llm_router_api.schemas.config import ProviderConfig
+
+ROUTES = {
+    Op.CHAT: "/v1/chat/completions",
+    Op.COMPLETION: "/v1/completions",
+    Op.EMBEDDING: "/v1/embeddings",
+}
+
+# Sampling fields only vLLM understands (vLLM's "extra parameters").
+VLLM_ONLY = frozenset({
+    "top_k", "min_p", "repetition_penalty", "typical_p", "length_penalty", "min_tokens",
+    "ignore_eos", "skip_special_tokens", "spaces_between_special_tokens", "use_beam_search",
+    "best_of", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
+    "guided_decoding_backend", "chat_template_kwargs", "truncate_prompt_tokens",
+})
+DONE_LINE = b"data: [DONE]"
+
+
+def upstream_body(provider: ProviderConfig, upstream_model: str,
+                  request: dict[str, Any]) -> dict[str, Any]:
+    """Provider ``options`` under the caller's fields, ``model`` replaced."""
+    body = {k: v for k, v in provider.options.items() if v is not None}
+    body.update(request)
+    body["model"] = upstream_model
+    if provider.api_type != "vllm":
+        for key in VLLM_ONLY.intersection(body):
+            del body[key]
+    return body
+
+
+class OpenAIAdapter(ProviderAdapter):
+    protocol = Protocol.OPENAI
+    health_path = "/v1/models"
+
+    def forward(self, provider: ProviderConfig, upstream_model: str,
+                call: Call) -> Iterator[bytes]:
+        body = upstream_body(provider, upstream_model, call.body)
+        response = self.open(provider, ROUTES[call.op], body, call)
+        try:
+            if not call.stream:
+                raw = response.read()
+                parse_json(raw)  # a 200 with garbage is the provider's failure, not a success
+                yield raw
+                return
+            yield from _sse_blocks(response)
+        finally:
+            response.close()
+
+    def complete(self, provider: ProviderConfig, upstream_model: str,
+                 call: Call) -> Iterator[dict[str, Any]]:
+        body = upstream_body(provider, upstream_model, call.canonical)
+        response = self.open(provider, ROUTES[call.op], body, call)
+        try:
+            if not call.stream:
+                yield parse_json(response.read())
+                return
+            for block in _sse_blocks(response):
+                for line in block.splitlines():
+                    if line.startswith(b"data:") and line != DONE_LINE:
+                        yield parse_json(line[5:])
+        finally:
+            response.close()
+
+
+def _sse_blocks(response: Any) -> Iterator[bytes]:
+    """Forward SSE lines as they come; an upstream that stops before ``[DONE]`` has failed."""
+    done = False
+    for block in line_blocks(response):
+        done = done or DONE_LINE in block
+        yield block
+    if not done:
+        raise UpstreamConnectError("the provider ended the stream early")

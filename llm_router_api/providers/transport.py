@@ -1,0 +1,155 @@
+"""The HTTP client for upstream calls, behind one small interface.
+
+``Transport.request`` opens a call and returns an ``UpstreamResponse`` whose status and headers
+are known and whose body is read lazily (``chunks()`` / ``lines()`` / ``read()``). Every urllib3
+exception is translated here, once, into the ``UpstreamError`` tree. One pooled
+``urllib3.PoolManager`` per worker keeps connections alive; proxies (``HTTP(S)_PROXY``,
+``NO_PROXY``) and a CA bundle come from the settings. ``timeout`` is the connect timeout and the
+longest silence between bytes, never a total.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
+
+import urllib3
+from urllib3.exceptions import (
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+from urllib3.exceptions import (
+    TimeoutError as Urllib3Timeout,
+)
+
+from llm_router_api.errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+
+POOL_SIZE = 64
+READ_SIZE = 65536
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: Mapping[str, str]
+
+    def chunks(self) -> Iterator[bytes]: ...
+    def lines(self) -> Iterator[bytes]: ...
+    def read(self) -> bytes: ...
+    def json(self) -> Any: ...
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    def request(self, method: str, url: str, *, headers: Mapping[str, str],
+                body: bytes | None, timeout: float) -> UpstreamResponse: ...
+
+    def close(self) -> None: ...
+
+
+def _translate(exc: Exception) -> UpstreamError:
+    # NewConnectionError subclasses urllib3's TimeoutError: check it first.
+    if isinstance(exc, NewConnectionError | ProtocolError):
+        return UpstreamConnectError()
+    if isinstance(exc, ReadTimeoutError | Urllib3Timeout):
+        return UpstreamTimeout()
+    return UpstreamConnectError()
+
+
+class Urllib3Response:
+    """A live upstream answer; the body streams, errors become ``UpstreamError``."""
+
+    def __init__(self, raw: urllib3.HTTPResponse) -> None:
+        self._raw = raw
+        self.status = raw.status
+        self.headers: Mapping[str, str] = raw.headers
+
+    def chunks(self) -> Iterator[bytes]:
+        try:
+            if self._raw.chunked and self._raw.supports_chunked_reads():
+                yield from self._raw.read_chunked(decode_content=True)
+            else:
+                while chunk := self._raw.read1(READ_SIZE):
+                    yield chunk
+        except HTTPError as exc:
+            raise _translate(exc) from exc
+        except OSError as exc:
+            raise UpstreamConnectError() from exc
+
+    def lines(self) -> Iterator[bytes]:
+        """Complete lines without their line ending, as soon as each one arrives."""
+        pending = b""
+        for chunk in self.chunks():
+            pending += chunk
+            if b"\n" not in chunk:
+                continue
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r")
+        if pending:
+            yield pending.rstrip(b"\r")
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def json(self) -> Any:
+        body = self.read()
+        try:
+            return json.loads(body)
+        except ValueError:
+            raise UpstreamProtocolError() from None
+
+    def close(self) -> None:
+        self._raw.release_conn()
+        self._raw.close()
+
+
+class Urllib3Transport:
+    """Pooled keep-alive HTTP client; thread- and gevent-safe."""
+
+    def __init__(self, *, ca_bundle: str = "", http_proxy: str = "", https_proxy: str = "",
+                 no_proxy: str = "", pool_size: int = POOL_SIZE) -> None:
+        options: dict[str, Any] = {"maxsize": pool_size, "block": False, "retries": False}
+        if ca_bundle:
+            options["ca_certs"] = ca_bundle
+        self._direct = urllib3.PoolManager(**options)
+        self._proxies = {
+            scheme: urllib3.ProxyManager(url, **options)
+            for scheme, url in (("http", http_proxy), ("https", https_proxy)) if url
+        }
+        self._no_proxy = no_proxy
+
+    def _pool(self, url: str) -> urllib3.PoolManager:
+        parts = urlsplit(url)
+        proxy = self._proxies.get(parts.scheme)
+        if proxy is None or proxy_bypass_environment(parts.hostname or "",
+                                                     {"no": self._no_proxy}):
+            return self._direct
+        return proxy
+
+    def request(self, method: str, url: str, *, headers: Mapping[str, str],
+                body: bytes | None, timeout: float) -> UpstreamResponse:
+        try:
+            raw = self._pool(url).request(
+                method, url, body=body, headers=dict(headers), preload_content=False,
+                redirect=False, timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            )
+        except HTTPError as exc:
+            raise _translate(exc) from exc
+        except OSError as exc:
+            raise UpstreamConnectError() from exc
+        return Urllib3Response(raw)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._direct.clear()
+        for pool in self._proxies.values():
+            pool.clear()

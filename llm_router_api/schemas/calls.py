@@ -1,0 +1,43 @@
+"""What an endpoint asks ``ModelHandler`` for: one model call in the caller's protocol.
+
+The canonical request and response format inside the router is OpenAI's (chat completion
+requests, ``chat.completion`` / ``chat.completion.chunk`` objects, ``text_completion``,
+embedding lists). Caller protocols translate into it; provider adapters translate out of it.
+When caller and provider speak the same protocol, bytes are forwarded instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Protocol(str, Enum):
+    OPENAI = "openai"
+    OLLAMA = "ollama"
+    ANTHROPIC = "anthropic"
+
+
+class Op(str, Enum):
+    CHAT = "chat"
+    COMPLETION = "completion"
+    EMBEDDING = "embedding"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One model call.
+
+    ``body`` is the caller's JSON object as sent (for passthrough); ``canonical`` is the same
+    request in the canonical (OpenAI) format, built by the caller's protocol.
+    """
+
+    protocol: Protocol
+    op: Op
+    model: str
+    body: dict[str, Any]
+    canonical: dict[str, Any]
+    stream: bool
+    request_id: str = ""
+    extra_headers: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,89 @@
+"""The parsed shape of models-config.json: frozen pydantic models, unknown keys forbidden."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+)
+
+ApiType = Literal["openai", "vllm", "ollama", "anthropic"]
+
+
+class ProviderConfig(BaseModel):
+    """One upstream server that serves a model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    api_host: str = Field(min_length=1)
+    api_type: ApiType
+    api_token: SecretStr | None = None
+    model_path: str | None = None
+    weight: PositiveFloat = 1.0
+    max_concurrency: PositiveInt | None = None
+    keep_alive: str | int | None = None
+    input_size: PositiveInt | None = None
+    tool_calling: bool = False
+    is_embedding: bool = False
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("api_host")
+    @classmethod
+    def _server_root(cls, value: str) -> str:
+        host = value.rstrip("/")
+        if not host.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        if host.endswith("/v1"):
+            raise ValueError("must be the server root, without /v1")
+        return host
+
+    @property
+    def token(self) -> str:
+        return self.api_token.get_secret_value() if self.api_token else ""
+
+
+class ModelConfig(BaseModel):
+    """A public model name and the providers that serve it (``model_path`` resolved)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    providers: tuple[ProviderConfig, ...] = Field(min_length=1)
+
+    def upstream_name(self, provider: ProviderConfig) -> str:
+        return provider.model_path or self.name
+
+
+class ModelEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    providers: list[ProviderConfig] = Field(min_length=1)
+
+
+class ModelsConfig(BaseModel):
+    """The active models, by public name, in file order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    models: dict[str, ModelConfig]
+    mtime: float = 0.0
+
+    def resolve(self, name: str) -> ModelConfig | None:
+        """``foo`` and ``foo:latest`` name the same model (Ollama's convention)."""
+        found = self.models.get(name)
+        if found is None and name.endswith(":latest"):
+            found = self.models.get(name[: -len(":latest")])
+        if found is None and ":" not in name:
+            found = self.models.get(name + ":latest")
+        return found
+
+    def providers(self) -> list[tuple[ModelConfig, ProviderConfig]]:
+        return [(m, p) for m in self.models.values() for p in m.providers]

@@ -1,0 +1,256 @@
+"""Settings: every ``LLM_ROUTER_*`` variable, read once into one frozen object.
+
+``load_settings(environ)`` is the only place that reads the environment (the launcher's
+``PROMETHEUS_MULTIPROC_DIR`` handling is the one documented exception). A bad value raises
+``SettingsError`` whose message names the variable, and startup stops with that one line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+PREFIX = "LLM_ROUTER_"
+
+DEFAULT_PROMPTS_DIR = "resources/prompts"
+DEFAULT_MODELS_CONFIG = "resources/configs/models-config.json"
+DEFAULT_EP_LANGUAGE = "pl"
+DEFAULT_TIMEOUT = 0.0
+DEFAULT_EXTERNAL_TIMEOUT = 300.0
+DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_EP_PREFIX = "/api"
+DEFAULT_BALANCE_STRATEGY = "balanced"
+DEFAULT_REDIS_PORT = 6379
+DEFAULT_SERVER_TYPE = "flask"
+DEFAULT_SERVER_PORT = 8080
+DEFAULT_SERVER_HOST = "0.0.0.0"
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 8
+DEFAULT_ACQUIRE_TIMEOUT = 30.0
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_COOLDOWN = 10.0
+MAX_COOLDOWN = 60.0
+DEFAULT_HEALTH_INTERVAL = 5.0
+DEFAULT_LEASE_TTL = 30.0
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+DEFAULT_BUILTIN_CONCURRENCY = 4
+DEFAULT_REDIS_PREFIX = "llm_router:"
+DEFAULT_SHUTDOWN_GRACE = 30.0
+
+SERVER_TYPES = ("flask", "gunicorn", "waitress")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+class SettingsError(ValueError):
+    """A variable holds a value that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment. Build with ``load_settings``."""
+
+    prompts_dir: str = DEFAULT_PROMPTS_DIR
+    models_config: str = DEFAULT_MODELS_CONFIG
+    default_ep_language: str = DEFAULT_EP_LANGUAGE
+    timeout: float = DEFAULT_TIMEOUT
+    external_timeout: float = DEFAULT_EXTERNAL_TIMEOUT
+    log_filename: str = ""
+    log_level: str = DEFAULT_LOG_LEVEL
+    log_json: bool = False
+    ep_prefix: str = DEFAULT_EP_PREFIX
+    minimum: bool = False
+    in_debug: bool = False
+    balance_strategy: str = DEFAULT_BALANCE_STRATEGY
+    redis_host: str = ""
+    redis_port: int = DEFAULT_REDIS_PORT
+    redis_db: int = 0
+    redis_password: str = field(default="", repr=False)
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
+    server_type: str = DEFAULT_SERVER_TYPE
+    server_port: int = DEFAULT_SERVER_PORT
+    server_host: str = DEFAULT_SERVER_HOST
+    server_workers_count: int = DEFAULT_WORKERS
+    server_threads_count: int = DEFAULT_THREADS
+    server_worker_class: str = ""
+    use_prometheus: bool = False
+    acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    cooldown: float = DEFAULT_COOLDOWN
+    health_interval: float = DEFAULT_HEALTH_INTERVAL
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    max_request_body_size: int = DEFAULT_MAX_BODY
+    builtin_concurrency: int = DEFAULT_BUILTIN_CONCURRENCY
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    admin_token: str = field(default="", repr=False)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    ca_bundle: str = ""
+    http_proxy: str = ""
+    https_proxy: str = ""
+    no_proxy: str = ""
+    # The environment as it was at load time, for `env:NAME` secrets in models-config.json.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def uses_redis(self) -> bool:
+        return bool(self.redis_host)
+
+    @property
+    def prefix(self) -> str:
+        """The endpoint prefix without a trailing slash ('' for the root)."""
+        return self.ep_prefix.rstrip("/")
+
+
+T = TypeVar("T")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected one of 1/true/yes/on or 0/false/no/off")
+
+
+def _number(kind: Callable[[str], T], what: str) -> Callable[[str, str], T]:
+    def parse(name: str, raw: str) -> T:
+        try:
+            value = kind(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r}: expected {what}") from None
+        if value < 0:  # type: ignore[operator]
+            raise SettingsError(f"{name}={raw!r}: must not be negative")
+        return value
+
+    return parse
+
+
+def _positive(parse: Callable[[str, str], T]) -> Callable[[str, str], T]:
+    def check(name: str, raw: str) -> T:
+        value = parse(name, raw)
+        if not value:
+            raise SettingsError(f"{name}={raw!r}: must be greater than zero")
+        return value
+
+    return check
+
+
+def _choice(options: tuple[str, ...], upper: bool = False) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().upper() if upper else raw.strip().lower()
+        if value not in options:
+            raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _port(name: str, raw: str) -> int:
+    value = _number(int, "a port number")(name, raw)
+    if not 0 < value < 65536:
+        raise SettingsError(f"{name}={raw!r}: expected a port number between 1 and 65535")
+    return value
+
+
+def _prefix(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value and not value.startswith("/"):
+        raise SettingsError(f"{name}={raw!r}: must start with '/'")
+    return value.rstrip("/") or ""
+
+
+def _strategy(name: str, raw: str) -> str:
+    value = raw.strip()
+    known = ("balanced", "weighted", "dynamic_weighted", "first_available")
+    if value in known or (":" in value and all(value.split(":", 1))):
+        return value
+    raise SettingsError(
+        f"{name}={raw!r}: expected one of {', '.join(known)} or 'package.module:Class'"
+    )
+
+
+def _keys(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+_int = _number(int, "a whole number")
+_float = _number(float, "a number of seconds")
+
+# field name -> parser; the variable is PREFIX + field name upper-cased.
+_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "prompts_dir": _text,
+    "models_config": _text,
+    "default_ep_language": _text,
+    "timeout": _float,
+    "external_timeout": _positive(_float),
+    "log_filename": _text,
+    "log_level": _choice(LOG_LEVELS, upper=True),
+    "log_json": parse_bool,
+    "ep_prefix": _prefix,
+    "minimum": parse_bool,
+    "in_debug": parse_bool,
+    "balance_strategy": _strategy,
+    "redis_host": _text,
+    "redis_port": _port,
+    "redis_db": _int,
+    "redis_password": _text,
+    "redis_prefix": _text,
+    "server_type": _choice(SERVER_TYPES),
+    "server_port": _port,
+    "server_host": _text,
+    "server_workers_count": _positive(_int),
+    "server_threads_count": _positive(_int),
+    "server_worker_class": _text,
+    "use_prometheus": parse_bool,
+    "acquire_timeout": _float,
+    "max_attempts": _positive(_int),
+    "cooldown": _float,
+    "health_interval": _positive(_float),
+    "lease_ttl": _positive(_float),
+    "max_request_body_size": _positive(_int),
+    "builtin_concurrency": _positive(_int),
+    "shutdown_grace": _float,
+    "admin_token": _text,
+    "api_keys": _keys,
+    "ca_bundle": _text,
+}
+
+# Standard proxy variables (either case), honoured by the upstream transport.
+_PROXY_VARS = {"http_proxy": "HTTP_PROXY", "https_proxy": "HTTPS_PROXY", "no_proxy": "NO_PROXY"}
+
+
+def env_name(field_name: str) -> str:
+    return PREFIX + field_name.upper()
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read every variable from ``environ`` (default: ``os.environ``); ``overrides`` win."""
+    env = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {}
+    for name, parse in _PARSERS.items():
+        raw = env.get(env_name(name))
+        if raw is not None:
+            values[name] = parse(env_name(name), raw)
+    for name, var in _PROXY_VARS.items():
+        raw = env.get(var, env.get(var.lower(), ""))
+        values[name] = raw.strip()
+    if values.get("log_level") is None and _is_true(env.get(env_name("in_debug"))):
+        values["log_level"] = "DEBUG"
+    values.update(overrides)
+    known = {f.name for f in fields(Settings)}
+    unknown = set(values) - known
+    if unknown:
+        raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+    return Settings(environ=env, **values)
+
+
+def _is_true(raw: str | None) -> bool:
+    return raw is not None and raw.strip().lower() in TRUE_WORDS

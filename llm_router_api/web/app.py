@@ -1,0 +1,169 @@
+"""``create_app(settings, chooser=None)``: the Flask app, built fresh each call.
+
+Wires the parts from ``core.assemble``, mounts every endpoint ``EndpointAutoLoader`` finds, and
+installs the one error handler, the body-size guard and the request id. Nothing here runs at
+import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from llm_router_api.base.lb.chooser import ProviderChooser
+from llm_router_api.core.assemble import assemble
+from llm_router_api.core.model_handler import Reply
+from llm_router_api.endpoints.base import EndpointAutoLoader, EndpointI, Incoming, Services
+from llm_router_api.errors import (
+    InvalidJSON,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RouterError,
+    ValidationFailed,
+)
+from llm_router_api.protocols.shapes import error_body
+from llm_router_api.schemas.calls import Protocol
+from llm_router_api.settings import Settings, load_settings
+from llm_router_api.web.logs import access_log, configure_logging
+
+log = logging.getLogger("llm_router")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+MAX_REQUEST_ID = 128
+OLLAMA_PATHS = ("/api/chat", "/api/generate", "/api/embed", "/api/tags", "/api/show",
+                "/api/ps", "/api/pull", "/api/version")
+
+
+def create_app(settings: Settings | None = None, chooser: ProviderChooser | None = None) -> Flask:
+    settings = settings or load_settings()
+    configure_logging(settings)
+    parts = assemble(settings, chooser)
+    services = Services(settings=settings, models=parts.models, handler=parts.handler,
+                        started_at=time.time(), extras={"parts": parts})
+    app = Flask("llm_router_api", static_folder=None)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_request_body_size, PROPAGATE_EXCEPTIONS=False)
+    app.extensions["llm_router"] = services
+    mounted = _mount(app, services)
+    _install_hooks(app, settings)
+    parts.maintenance.start()
+    log.info("llm-router ready: %d models, %d routes, strategy %s%s", len(parts.models.models),
+             mounted, type(parts.chooser.strategy).__name__,
+             " (proxy-only mode: built-in utilities are off)" if settings.minimum else "")
+    return app
+
+
+def _mount(app: Flask, services: Services) -> int:
+    count = 0
+    for cls in EndpointAutoLoader().endpoints(services.settings):
+        endpoint = cls(services)
+        view = _view(endpoint)
+        for index, route in enumerate(cls.routes(services.settings.prefix)):
+            app.add_url_rule(route, endpoint=f"{cls.__module__}.{cls.__name__}.{index}",
+                             view_func=view, methods=list(cls.methods))
+            count += 1
+    return count
+
+
+def _view(endpoint: EndpointI) -> Any:
+    def view(**path_params: str) -> Response:
+        g.protocol = endpoint.protocol
+        body = _json_body() if request.method in ("POST", "PUT", "PATCH") else None
+        incoming = Incoming(body=body, headers=dict(request.headers), path_params=path_params,
+                            request_id=g.request_id)
+        return to_response(endpoint.handle(incoming))
+
+    view.__name__ = type(endpoint).__name__
+    return view
+
+
+def _json_body() -> Any:
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        raise InvalidJSON("request body is empty; expected a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed("request body must be a JSON object", param="body")
+    return body
+
+
+def to_response(result: Reply | Any) -> Response:
+    if isinstance(result, Reply):
+        response = Response(result.body, status=result.status, content_type=result.content_type,
+                            headers=result.headers, direct_passthrough=True)
+        g.provider_id = result.provider_id
+        g.model = result.model
+        return response
+    return Response(orjson.dumps(result), status=200, content_type="application/json")
+
+
+def protocol_for(path: str) -> Protocol:
+    """Whose error shape a path gets when no endpoint matched it."""
+    if path.startswith("/v1/messages"):
+        return Protocol.ANTHROPIC
+    if path.startswith(OLLAMA_PATHS):
+        return Protocol.OLLAMA
+    return Protocol.OPENAI
+
+
+def _install_hooks(app: Flask, settings: Settings) -> None:
+    @app.before_request
+    def start() -> None:
+        g.started = time.monotonic()
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = given[:MAX_REQUEST_ID] if given.isprintable() and given else uuid.uuid4().hex
+        g.protocol = protocol_for(request.path)
+        length = request.content_length
+        if length is not None and length > settings.max_request_body_size:
+            raise PayloadTooLarge(f"request body is {length} bytes; the limit is "
+                                  f"{settings.max_request_body_size}")
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        if response.status_code == 413:
+            response.headers["Connection"] = "close"
+        access_log(request, response, g)
+        return response
+
+    @app.errorhandler(RouterError)
+    def router_error(error: RouterError) -> Response:
+        return error_response(error, settings.in_debug)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        return error_response(_from_werkzeug(error), settings.in_debug)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
+        return error_response(RouterError(), settings.in_debug)
+
+
+def _from_werkzeug(error: HTTPException) -> RouterError:
+    status = error.code or 500
+    if status == 404:
+        return NotFound(f"no route {request.method} {request.path}")
+    if status == 405:
+        return MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+    if status == 413:
+        return PayloadTooLarge()
+    if status == 400:
+        return InvalidJSON("malformed request")
+    return RouterError(error.description or None)
+
+
+def error_response(error: RouterError, detail: bool = False) -> Response:
+    protocol = g.get("protocol", Protocol.OPENAI)
+    body = error_body(protocol, error, detail)
+    return Response(orjson.dumps(body), status=error.http_status,
+                    content_type="application/json", headers=error.headers())

@@ -1,0 +1,81 @@
+"""The three ways to serve the app: flask (development), gunicorn and waitress."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from llm_router_api.settings import Settings
+
+log = logging.getLogger("llm_router")
+
+
+def serve(settings: Settings) -> int:
+    runner = {"flask": _flask, "gunicorn": _gunicorn, "waitress": _waitress}[settings.server_type]
+    _warn_if_open(settings)
+    runner(settings)
+    return 0
+
+
+def _warn_if_open(settings: Settings) -> None:
+    if settings.server_host not in ("127.0.0.1", "localhost", "::1") and not settings.api_keys:
+        logging.getLogger("llm_router").warning(
+            "listening on %s with no LLM_ROUTER_API_KEYS: anyone who reaches the port can "
+            "use the configured providers", settings.server_host)
+
+
+def _flask(settings: Settings) -> None:
+    from llm_router_api.web.app import create_app
+
+    app = create_app(settings)
+    # Never Werkzeug's debugger or reloader, whatever LLM_ROUTER_IN_DEBUG says.
+    app.run(host=settings.server_host, port=settings.server_port, debug=False,
+            use_reloader=False, threaded=True)
+
+
+def _waitress(settings: Settings) -> None:
+    import waitress
+
+    from llm_router_api.web.app import create_app
+
+    waitress.serve(create_app(settings), host=settings.server_host, port=settings.server_port,
+                   threads=settings.server_threads_count, ident="llm-router",
+                   channel_timeout=max(120, int(settings.external_timeout) + 10))
+
+
+def _gunicorn(settings: Settings) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Application(BaseApplication):
+        def load_config(self) -> None:
+            for key, value in gunicorn_options(settings).items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from llm_router_api.web.app import create_app
+
+            return create_app(settings)  # in the worker, after fork
+
+    Application().run()
+
+
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "bind": f"{settings.server_host}:{settings.server_port}",
+        "workers": settings.server_workers_count,
+        "threads": settings.server_threads_count,
+        "timeout": int(settings.timeout),
+        "graceful_timeout": int(settings.shutdown_grace),
+        "preload_app": False,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "llm-router",
+    }
+    if settings.server_worker_class:
+        options["worker_class"] = settings.server_worker_class
+        if settings.server_worker_class == "gevent":
+            options["worker_connections"] = 2000
+    elif settings.server_threads_count > 1:
+        options["worker_class"] = "gthread"
+    return options
