@@ -1,0 +1,1 @@
+"""Test support: real processes (gateway, redis-server) and config files."""
