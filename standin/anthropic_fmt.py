@@ -1,0 +1,142 @@
+"""Anthropic Messages API wire format: ``POST /v1/messages``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .behaviour import Behaviour
+from .common import (
+    TOOL_ARGS,
+    ApiError,
+    JSONDict,
+    Plan,
+    Reply,
+    content_text,
+    dumps,
+    first_tool_name,
+    is_user_turn,
+    json_reply,
+    last_user_text,
+    limit_of,
+    make_plan,
+    messages_of,
+    model_of,
+    new_id,
+)
+
+SSE = "text/event-stream"
+GARBAGE_FRAME = b'event: message_start\ndata: {"type": message_start <<not json>>\n\n'
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def error_body(status: int, message: str) -> bytes:
+    kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return dumps({"type": "error", "error": {"type": kind, "message": message}})
+
+
+def _event(name: str, data: Any) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+def _stop_reason(plan: Plan) -> str:
+    if plan.tool_name is not None:
+        return "tool_use"
+    return "max_tokens" if plan.truncated else "end_turn"
+
+
+def _plan(body: JSONDict, behaviour: Behaviour) -> Plan:
+    limit = limit_of(body.get("max_tokens"))
+    if limit is None:
+        raise ApiError(400, "max_tokens: Field required")
+    messages = messages_of(body)
+    if not messages:
+        raise ApiError(400, "messages: Field required")
+    tool = first_tool_name(body.get("tools")) if is_user_turn(messages) else None
+    texts = [content_text(body.get("system"))]
+    texts += [content_text(m.get("content")) for m in messages]
+    return make_plan(behaviour, texts, last_user_text(messages), limit, tool)
+
+
+def messages(body: JSONDict, behaviour: Behaviour) -> Reply:
+    """``POST /v1/messages``, streaming when ``stream`` is true."""
+    plan = _plan(body, behaviour)
+    model, mid = model_of(body), new_id("msg_")
+    if body.get("stream") is True:
+        return Reply(content_type=SSE, frames=_frames(plan, model, mid))
+    block: JSONDict = {"type": "text", "text": plan.text}
+    if plan.tool_name is not None:
+        block = {
+            "type": "tool_use",
+            "id": new_id("toolu_"),
+            "name": plan.tool_name,
+            "input": TOOL_ARGS,
+        }
+    return json_reply(
+        {
+            "id": mid,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [block],
+            "stop_reason": _stop_reason(plan),
+            "stop_sequence": None,
+            "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens},
+        }
+    )
+
+
+def _frames(plan: Plan, model: str, mid: str) -> list[bytes]:
+    start: JSONDict = {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": plan.prompt_tokens, "output_tokens": 1},
+    }
+    if plan.tool_name is None:
+        block: JSONDict = {"type": "text", "text": ""}
+        prefix = (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"text_delta","text":'
+        )
+    else:
+        block = {"type": "tool_use", "id": new_id("toolu_"), "name": plan.tool_name, "input": {}}
+        prefix = (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+            b'"delta":{"type":"input_json_delta","partial_json":'
+        )
+    frames = [
+        _event("message_start", {"type": "message_start", "message": start}),
+        _event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": block},
+        ),
+        b'event: ping\ndata: {"type": "ping"}\n\n',
+    ]
+    frames += [prefix + dumps(tok) + b"}}\n\n" for tok in plan.tokens]
+    frames += [
+        b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+        _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": _stop_reason(plan), "stop_sequence": None},
+                "usage": {"output_tokens": plan.completion_tokens},
+            },
+        ),
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+    ]
+    return frames
