@@ -44,12 +44,14 @@ class RouterError(Exception):
         code: str | None = None,
         retry_after: float | None = None,
         detail: Any = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.param = param
         self.code = code
         self.retry_after = retry_after
         self.detail = detail  # shown only when LLM_ROUTER_IN_DEBUG is on
+        self.extra_headers = extra_headers or {}
         super().__init__(self.message)
 
     @property
@@ -57,9 +59,10 @@ class RouterError(Exception):
         return self.status
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, int(round(self.retry_after))))}
+        headers = dict(self.extra_headers)
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, int(-(-self.retry_after // 1))))
+        return headers
 
 
 class ClientError(RouterError):

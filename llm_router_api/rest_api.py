@@ -25,18 +25,33 @@ def _patch_gevent_first() -> None:
 
 def main() -> int:
     _patch_gevent_first()
+    from llm_router_api.auth.keys import KeyRing, KeysFileError
     from llm_router_api.core.config import ConfigError, load_models_config
     from llm_router_api.settings import SettingsError, load_settings
 
     try:
         settings = load_settings()
-        load_models_config(settings.models_config, settings.environ)
-    except (SettingsError, ConfigError) as exc:
+        models = load_models_config(settings.models_config, settings.environ)
+        keys = KeyRing.from_settings(settings)
+    except (SettingsError, ConfigError, KeysFileError) as exc:
         print(f"llm-router: cannot start: {exc}", file=sys.stderr)
         return 2
+    if exposed(settings.server_host, keys.enabled, any(p.token for _, p in models.providers())):
+        print(f"llm-router: WARNING: listening on {settings.server_host} with no API keys "
+              "while providers have tokens: anyone who reaches the port can spend them "
+              "(set LLM_ROUTER_API_KEYS)", file=sys.stderr)
     from llm_router_api.web.servers import serve
 
     return serve(settings)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def exposed(host: str, keys_enabled: bool, providers_have_tokens: bool) -> bool:
+    """Startup warns when the gateway binds beyond loopback, open, in front of paid providers."""
+    return host not in LOOPBACK and not host.startswith("127.") and not keys_enabled \
+        and providers_have_tokens
 
 
 if __name__ == "__main__":

@@ -87,6 +87,8 @@ class Settings:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     admin_token: str = field(default="", repr=False)
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_keys_file: str = ""
+    protect_info_endpoints: bool = False
     ca_bundle: str = ""
     http_proxy: str = ""
     https_proxy: str = ""
@@ -220,6 +222,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "shutdown_grace": _float,
     "admin_token": _text,
     "api_keys": _keys,
+    "api_keys_file": _text,
+    "protect_info_endpoints": parse_bool,
     "ca_bundle": _text,
 }
 

@@ -53,6 +53,9 @@ class EndpointI(ABC):
     methods: ClassVar[tuple[str, ...]] = ("POST",)
     protocol: ClassVar[Protocol] = Protocol.OPENAI
     request_model: ClassVar[type[BaseModel] | None] = None
+    #: Who may call it: "key" (an API key when keys are configured), "info" (open unless
+    #: LLM_ROUTER_PROTECT_INFO_ENDPOINTS), "open", or "admin" (the endpoint checks the admin token).
+    access: ClassVar[str] = "key"
     #: Built-in utilities need the prompt library; they are not served with LLM_ROUTER_MINIMUM.
     needs_prompts: ClassVar[bool] = False
     #: Only registered when an admin token is configured.

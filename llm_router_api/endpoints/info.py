@@ -18,6 +18,7 @@ from llm_router_api.schemas.config import ModelConfig
 
 
 class Ping(EndpointI):
+    access = "open"
     paths = ("{prefix}/ping",)
     methods = ("GET",)
 
@@ -26,6 +27,7 @@ class Ping(EndpointI):
 
 
 class Version(EndpointI):
+    access = "open"
     paths = ("{prefix}/version", "/api/version")
     methods = ("GET",)
 
@@ -36,6 +38,7 @@ class Version(EndpointI):
 class OllamaRoot(EndpointI):
     """Ollama clients probe ``GET /``."""
 
+    access = "open"
     paths = ("/",)
     methods = ("GET", "HEAD")
     protocol = Protocol.OLLAMA
@@ -47,6 +50,7 @@ class OllamaRoot(EndpointI):
 class Health(EndpointI):
     """Readiness as the router sees it: 503 when some model has no healthy provider."""
 
+    access = "info"
     paths = ("{prefix}/health",)
     methods = ("GET",)
 
@@ -72,6 +76,7 @@ def _created(models_mtime: float) -> int:
 
 
 class OpenAIModels(EndpointI):
+    access = "info"
     paths = ("/v1/models",)
     methods = ("GET",)
 
@@ -82,6 +87,7 @@ class OpenAIModels(EndpointI):
 
 
 class OpenAIModel(EndpointI):
+    access = "info"
     paths = ("/v1/models/<path:model_id>",)
     methods = ("GET",)
 
@@ -97,6 +103,7 @@ def _openai_model(model: ModelConfig, created: int) -> dict[str, Any]:
 class Tags(EndpointI):
     """Ollama's ``/api/tags`` schema, so ``ollama list``-style clients work."""
 
+    access = "info"
     paths = ("{prefix}/tags", "/api/tags")
     methods = ("GET",)
     protocol = Protocol.OLLAMA

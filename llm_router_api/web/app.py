@@ -16,6 +16,7 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from llm_router_api.auth.guard import Guard
 from llm_router_api.base.lb.chooser import ProviderChooser
 from llm_router_api.core.assemble import assemble
 from llm_router_api.core.model_handler import Reply
@@ -45,12 +46,13 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     settings = settings or load_settings()
     configure_logging(settings)
     parts = assemble(settings, chooser)
+    guard = Guard.from_settings(settings)
     services = Services(settings=settings, models=parts.models, handler=parts.handler,
-                        started_at=time.time(), extras={"parts": parts})
+                        started_at=time.time(), extras={"parts": parts, "guard": guard})
     app = Flask("llm_router_api", static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_body_size, PROPAGATE_EXCEPTIONS=False)
     app.extensions["llm_router"] = services
-    mounted = _mount(app, services)
+    mounted = _mount(app, services, guard)
     _install_hooks(app, settings)
     parts.maintenance.start()
     log.info("llm-router ready: %d models, %d routes, strategy %s%s", len(parts.models.models),
@@ -59,11 +61,11 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     return app
 
 
-def _mount(app: Flask, services: Services) -> int:
+def _mount(app: Flask, services: Services, guard: Guard) -> int:
     count = 0
     for cls in EndpointAutoLoader().endpoints(services.settings):
         endpoint = cls(services)
-        view = _view(endpoint)
+        view = _view(endpoint, guard)
         for index, route in enumerate(cls.routes(services.settings.prefix)):
             app.add_url_rule(route, endpoint=f"{cls.__module__}.{cls.__name__}.{index}",
                              view_func=view, methods=list(cls.methods))
@@ -71,16 +73,35 @@ def _mount(app: Flask, services: Services) -> int:
     return count
 
 
-def _view(endpoint: EndpointI) -> Any:
+def _view(endpoint: EndpointI, guard: Guard) -> Any:
     def view(**path_params: str) -> Response:
         g.protocol = endpoint.protocol
+        headers = dict(request.headers)
+        key = guard.authenticate(endpoint.access, headers)
         body = _json_body() if request.method in ("POST", "PUT", "PATCH") else None
-        incoming = Incoming(body=body, headers=dict(request.headers), path_params=path_params,
+        admission = guard.admit(key, _model_of(body))
+        g.key_id = admission.key_id if admission else ""
+        incoming = Incoming(body=body, headers=headers, path_params=path_params,
                             request_id=g.request_id)
-        return to_response(endpoint.handle(incoming))
+        try:
+            response = to_response(endpoint.handle(incoming))
+        except BaseException:
+            guard.release(admission)
+            raise
+        if admission is not None:
+            response.headers.update(admission.headers)
+            response.call_on_close(lambda: guard.release(admission))
+        return response
 
     view.__name__ = type(endpoint).__name__
     return view
+
+
+def _model_of(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    model = body.get("model", body.get("model_name"))
+    return model if isinstance(model, str) else None
 
 
 def _json_body() -> Any:

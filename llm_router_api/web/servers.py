@@ -12,16 +12,8 @@ log = logging.getLogger("llm_router")
 
 def serve(settings: Settings) -> int:
     runner = {"flask": _flask, "gunicorn": _gunicorn, "waitress": _waitress}[settings.server_type]
-    _warn_if_open(settings)
     runner(settings)
     return 0
-
-
-def _warn_if_open(settings: Settings) -> None:
-    if settings.server_host not in ("127.0.0.1", "localhost", "::1") and not settings.api_keys:
-        logging.getLogger("llm_router").warning(
-            "listening on %s with no LLM_ROUTER_API_KEYS: anyone who reaches the port can "
-            "use the configured providers", settings.server_host)
 
 
 def _flask(settings: Settings) -> None:

@@ -1,0 +1,1 @@
+"""Caller authentication (API keys) and per-key limits. No Flask here."""

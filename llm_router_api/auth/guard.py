@@ -1,0 +1,103 @@
+"""``Guard``: the one place that decides whether a request may go on, and what it owes.
+
+Endpoints declare their ``access``: ``open`` (liveness, version, ``GET /``), ``info`` (health,
+model lists, metrics: open unless ``LLM_ROUTER_PROTECT_INFO_ENDPOINTS``), ``admin`` (guarded by
+the admin token inside the endpoint) or ``key`` (every model call). With no key configured,
+everything is open. ``authenticate`` then ``admit`` give the ``Admission`` to ``release``
+exactly once when the response is finished; one daemon thread renews live concurrency leases
+every TTL/3.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+
+from llm_router_api.auth.keys import ApiKey, KeyRing
+from llm_router_api.auth.limits import Admission, Limiter, MemoryLimiter, RedisLimiter, limited
+from llm_router_api.errors import Forbidden
+from llm_router_api.settings import Settings
+
+log = logging.getLogger("llm_router.auth")
+
+OPEN, INFO, ADMIN, KEY = "open", "info", "admin", "key"
+
+
+class Guard:
+    def __init__(self, keys: KeyRing, limiter: Limiter, protect_info: bool = False) -> None:
+        self.keys = keys
+        self.limiter = limiter
+        self.protect_info = protect_info
+        self._live: dict[int, Admission] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guard:
+        keys = KeyRing.from_settings(settings)
+        limiter: Limiter = MemoryLimiter(settings.lease_ttl)
+        if keys.enabled and settings.uses_redis:
+            import redis
+
+            client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
+                                 db=settings.redis_db, password=settings.redis_password or None,
+                                 socket_timeout=2, socket_connect_timeout=2)
+            limiter = RedisLimiter(client, settings.redis_prefix, settings.lease_ttl)
+        return cls(keys, limiter, settings.protect_info_endpoints)
+
+    @property
+    def enabled(self) -> bool:
+        return self.keys.enabled
+
+    def authenticate(self, access: str, headers: Mapping[str, str]) -> ApiKey | None:
+        """The caller's key when this access level needs one (401 when missing or wrong)."""
+        if not self.enabled or access in (OPEN, ADMIN) or (access == INFO
+                                                           and not self.protect_info):
+            return None
+        return self.keys.authenticate(headers)
+
+    def admit(self, key: ApiKey | None, model: str | None = None) -> Admission | None:
+        """Check the model is allowed (403) and count the request (429 over a limit)."""
+        if key is None:
+            return None
+        if model is not None and not key.allows(model):
+            raise Forbidden("this key may not use that model", param="model")
+        if not limited(key):
+            return Admission(key.id)
+        admission = self.limiter.admit(key)
+        if admission.lease_id is not None:
+            with self._lock:
+                self._live[id(admission)] = admission
+            self._start_renewer()
+        return admission
+
+    def release(self, admission: Admission | None) -> None:
+        if admission is None:
+            return
+        with self._lock:
+            self._live.pop(id(admission), None)
+        self.limiter.release(admission)
+
+    def record_tokens(self, admission: Admission | None, tokens: int) -> None:
+        if admission is not None:
+            self.limiter.record_tokens(admission.key_id, tokens)
+
+    def _start_renewer(self) -> None:
+        with self._lock:
+            if self._renewer is not None:
+                return
+            self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
+                                             name="llm-router-key-leases")
+        self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.limiter.lease_ttl / 3):
+            with self._lock:
+                live = list(self._live.values())
+            if live:
+                self.limiter.renew(live)
+
+    def close(self) -> None:
+        self._stop.set()
