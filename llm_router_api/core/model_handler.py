@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
+from llm_router_api.core.streams import ClosingStream
 from llm_router_api.errors import (
     NoProviderAvailable,
     RouterError,
@@ -135,7 +136,8 @@ class ModelHandler:
                          model=call.model)
         ttft = time.monotonic() - lease.started
         return Reply(200, protocol.stream_content_type,
-                     self._stream(protocol, lease, first, frames, ttft),
+                     ClosingStream(self._stream(protocol, lease, first, frames, ttft),
+                                   on_close=lambda: _abandon(frames, self.chooser, lease)),
                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                      provider_id=lease.provider.id, model=call.model)
 
@@ -159,3 +161,13 @@ class ModelHandler:
                 close()
             self.chooser.release(lease, failure=failure,
                                  latency=None if failure else ttft)
+
+
+def _abandon(frames: Iterator[bytes], chooser: ProviderChooser, lease: Lease) -> None:
+    """Clean-up for a stream closed before it ran: close the upstream, release the lease."""
+    try:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+    finally:
+        chooser.release(lease)
