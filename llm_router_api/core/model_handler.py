@@ -8,18 +8,19 @@
 A non-stream answer is the same chain collected into one body, released before it is returned.
 A stream that fails after its first frame ends with one error frame in the caller's format.
 Every acquire has exactly one release: on success, on failure, and when the client goes away
-(the WSGI server closes the generator, which runs its ``finally``).
+(the WSGI server closes the body, which runs the generator's ``finally``; ``StreamBody.close``
+also releases a stream that was closed before its first byte was sent, when a generator's
+``finally`` would not run).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
-from llm_router_api.core.streams import ClosingStream
 from llm_router_api.errors import (
     NoProviderAvailable,
     RouterError,
@@ -131,18 +132,18 @@ class ModelHandler:
             except BaseException:
                 self.chooser.release(lease)
                 raise
-            self.chooser.release(lease, latency=time.monotonic() - lease.started)
+            self.chooser.release(lease, latency=time.monotonic() - lease.started, stream=False)
             return Reply(200, "application/json", body, provider_id=lease.provider.id,
                          model=call.model)
         ttft = time.monotonic() - lease.started
-        return Reply(200, protocol.stream_content_type,
-                     ClosingStream(self._stream(protocol, lease, first, frames, ttft),
-                                   on_close=lambda: _abandon(frames, self.chooser, lease)),
+        stream = StreamBody(self._stream(protocol, lease, first, frames, ttft),
+                            lambda: self._abandon(lease, frames))
+        return Reply(200, protocol.stream_content_type, stream,
                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                      provider_id=lease.provider.id, model=call.model)
 
     def _stream(self, protocol: CallerProtocol, lease: Lease, first: bytes,
-                frames: Iterator[bytes], ttft: float) -> Iterator[bytes]:
+                frames: Iterator[bytes], ttft: float) -> Generator[bytes, None, None]:
         failure: RouterError | None = None
         try:
             yield first
@@ -156,18 +157,42 @@ class ModelHandler:
             log.exception("stream from provider %s broke", lease.provider.id, exc_info=exc)
             yield protocol.error_frame(failure)
         finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
-            self.chooser.release(lease, failure=failure,
-                                 latency=None if failure else ttft)
+            try:
+                _close(frames)
+            finally:
+                self.chooser.release(lease, failure=failure,
+                                     latency=None if failure else ttft, stream=True)
+
+    def _abandon(self, lease: Lease, frames: Iterator[bytes]) -> None:
+        """The body was closed; a no-op unless it closed before the stream started."""
+        try:
+            _close(frames)
+        finally:
+            self.chooser.release(lease)
 
 
-def _abandon(frames: Iterator[bytes], chooser: ProviderChooser, lease: Lease) -> None:
-    """Clean-up for a stream closed before it ran: close the upstream, release the lease."""
-    try:
-        close = getattr(frames, "close", None)
-        if close is not None:
-            close()
-    finally:
-        chooser.release(lease)
+def _close(frames: Iterator[bytes]) -> None:
+    close = getattr(frames, "close", None)
+    if close is not None:
+        close()
+
+
+class StreamBody(Iterator[bytes]):
+    """A stream's body: iterates ``frames``; ``close`` closes them and then runs ``on_close``.
+
+    Closing a generator that never started skips its ``finally``; ``on_close`` (idempotent with
+    the generator's own release) makes sure the lease is released even then.
+    """
+
+    def __init__(self, frames: Generator[bytes, None, None], on_close: Callable[[], None]) -> None:
+        self._frames = frames
+        self._on_close = on_close
+
+    def __next__(self) -> bytes:
+        return next(self._frames)
+
+    def close(self) -> None:
+        try:
+            self._frames.close()
+        finally:
+            self._on_close()

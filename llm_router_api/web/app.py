@@ -7,9 +7,11 @@ import time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -90,11 +92,26 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
             raise
         if admission is not None:
             response.headers.update(admission.headers)
-            response.call_on_close(lambda: guard.release(admission))
+            release = functools.partial(guard.release, admission)
+            if response.is_streamed:  # free the slot as the last byte goes, not at close
+                response.response = _then(response.response, release)
+            response.call_on_close(release)  # and in every case (release is idempotent)
         return response
 
     view.__name__ = type(endpoint).__name__
     return view
+
+
+def _then(body: Iterable[Any], done: Callable[[], None]) -> Iterator[Any]:
+    try:
+        yield from body
+    finally:
+        close = getattr(body, "close", None)
+        try:
+            if close is not None:
+                close()
+        finally:
+            done()
 
 
 def _model_of(body: Any) -> str | None:

@@ -6,11 +6,12 @@ Lifecycle of one attempt::
     ... call lease.provider ...
     chooser.release(lease, failure=None | error, latency=seconds)  # idempotent
 
-``acquire`` offers the strategy only healthy, not-yet-tried providers, takes a lease with the
-provider's ``max_concurrency`` as a hard cap, and when every candidate is busy waits until the
-deadline, then raises ``NoProviderAvailable`` (503 with ``Retry-After``). ``release`` drops the
-lease, tells the strategy, and cools the provider down when the failure says so. While leases
-live, ``renew()`` (called by one background thread per worker every TTL/3) keeps them alive.
+``acquire`` offers the strategy only healthy, not-yet-tried providers; the strategy picks one and
+takes a lease with the provider's ``max_concurrency`` as a hard cap (``strategy.acquire``). When
+every candidate is busy it waits until the deadline, then raises ``NoProviderAvailable`` (503
+with ``Retry-After``). ``release`` drops the lease, tells the strategy, and cools the provider
+down when the failure says so. While leases live, ``renew()`` (called by one background thread
+per worker every TTL/3) keeps them alive.
 """
 
 from __future__ import annotations
@@ -84,24 +85,17 @@ class ProviderChooser:
         return healthy
 
     def _try(self, model: ModelConfig, candidates: list[ProviderConfig]) -> Lease | None:
-        left = list(candidates)
-        while left:
-            provider = self.strategy.get_provider(model.name, left)
-            if provider is None:
-                return None
-            cap = provider.max_concurrency or self.strategy.default_max_concurrency
-            lease_id = self.store.acquire_lease(provider.id, cap, self.limits.lease_ttl)
-            if lease_id is not None:
-                with self._lock:
-                    self._live[lease_id] = provider.id
-                return Lease(lease_id, model.name, provider)
-            self.strategy.put_provider(model.name, provider)
-            left = [p for p in left if p.id != provider.id]
-        return None
+        acquired = self.strategy.acquire(model.name, candidates, self.limits.lease_ttl)
+        if acquired is None:
+            return None
+        provider, lease_id = acquired
+        with self._lock:
+            self._live[lease_id] = provider.id
+        return Lease(lease_id, model.name, provider)
 
     # -- release -------------------------------------------------------------------------------
     def release(self, lease: Lease, failure: RouterError | None = None,
-                latency: float | None = None) -> None:
+                latency: float | None = None, stream: bool = False) -> None:
         with self._lock:
             if self._live.pop(lease.id, None) is None:
                 return  # already released
@@ -111,7 +105,7 @@ class ProviderChooser:
             self.mark_failed(lease.provider, failure.retry_after)
         elif failure is None:
             if latency is not None:
-                self.strategy.observe_latency(lease.model, lease.provider, latency)
+                self.strategy.observe_latency(lease.model, lease.provider, latency, stream)
             self.mark_healthy(lease.provider.id, only_if_failing=True)
 
     # -- health --------------------------------------------------------------------------------

@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib
 
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
+from llm_router_api.base.lb.first_available import FirstAvailableStrategy
 from llm_router_api.base.lb.state import StateStore
 from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
+from llm_router_api.base.lb.weighted import DynamicWeightedStrategy, WeightedStrategy
 
 STRATEGIES: dict[str, type[ChooseProviderStrategyI]] = {
-    LoadBalancedStrategy.name: LoadBalancedStrategy,
+    cls.name: cls for cls in (LoadBalancedStrategy, WeightedStrategy, DynamicWeightedStrategy,
+                              FirstAvailableStrategy)
 }
 
 

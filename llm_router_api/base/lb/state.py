@@ -5,8 +5,12 @@ leases of a provider. ``acquire_lease`` is atomic with its capacity check, so ``
 is a hard cap; ``release_lease`` is idempotent; ``renew_leases`` pushes expiries forward while
 requests run, so a crashed worker's leases expire by themselves.
 
-``MemoryStore`` serves one process (thread-safe). The Redis store shares the same operations
-across workers and instances.
+``choose_lease`` is the one-step routing decision of the built-in strategies: among the given
+candidates it skips those cooling down or at their cap, applies a pick rule (``picking``) to the
+rest and leases the pick, all atomically (one Redis round trip).
+
+``MemoryStore`` serves one process (thread-safe). ``RedisStore`` (``redis_store``) shares the same
+operations across workers and instances.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+
+from llm_router_api.base.lb.picking import Candidate, pick
 
 
 def new_lease_id() -> str:
@@ -28,6 +34,16 @@ class StateStore(ABC):
     @abstractmethod
     def acquire_lease(self, provider_id: str, cap: int | None, ttl: float) -> str | None:
         """A new lease on ``provider_id`` unless ``cap`` live leases exist; else ``None``."""
+
+    @abstractmethod
+    def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
+                     ttl: float | None) -> tuple[str, str | None] | None:
+        """Pick among ``candidates`` by ``rule`` and lease the pick, atomically.
+
+        Candidates cooling down or holding ``cap`` live leases are skipped; the rule's state
+        lives in the hash ``state_key``. Returns ``(provider_id, lease_id)``, or ``None`` when
+        no candidate is available. With ``ttl=None`` nothing is leased (lease id ``None``).
+        """
 
     @abstractmethod
     def release_lease(self, provider_id: str, lease_id: str) -> None:
@@ -52,6 +68,14 @@ class StateStore(ABC):
     @abstractmethod
     def set_hash(self, key: str, values: Mapping[str, float]) -> None:
         """Set counters of the hash ``key``."""
+
+    @abstractmethod
+    def delete_hash(self, key: str, members: Sequence[str] | None = None) -> None:
+        """Drop ``members`` of the hash ``key`` (all of it when ``None``)."""
+
+    @abstractmethod
+    def ewma(self, key: str, member: str, value: float, alpha: float) -> float:
+        """Fold ``value`` into the moving average ``key[member]`` (first value: itself)."""
 
     @abstractmethod
     def cool_down(self, provider_id: str, seconds: float) -> None:
@@ -94,6 +118,30 @@ class MemoryStore(StateStore):
             leases[lease_id] = now + ttl
             return lease_id
 
+    def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
+                     ttl: float | None) -> tuple[str, str | None] | None:
+        now = time.monotonic()
+        with self._lock:
+            in_flight: dict[str, int] = {}
+            available: list[Candidate] = []
+            for candidate in candidates:
+                if self._cool_until.get(candidate.id, 0.0) > now:
+                    continue
+                in_flight[candidate.id] = len(self._live(candidate.id, now))
+                if candidate.cap is None or in_flight[candidate.id] < candidate.cap:
+                    available.append(candidate)
+            if not available:
+                return None
+            state = self._hashes.setdefault(state_key, {})
+            index, updates = pick(rule, available, in_flight, state)
+            state.update(updates)
+            chosen = available[index].id
+            if ttl is None:
+                return chosen, None
+            lease_id = new_lease_id()
+            self._leases.setdefault(chosen, {})[lease_id] = now + ttl
+            return chosen, lease_id
+
     def release_lease(self, provider_id: str, lease_id: str) -> None:
         with self._lock:
             self._leases.get(provider_id, {}).pop(lease_id, None)
@@ -124,6 +172,22 @@ class MemoryStore(StateStore):
     def set_hash(self, key: str, values: Mapping[str, float]) -> None:
         with self._lock:
             self._hashes.setdefault(key, {}).update(values)
+
+    def delete_hash(self, key: str, members: Sequence[str] | None = None) -> None:
+        with self._lock:
+            if members is None:
+                self._hashes.pop(key, None)
+                return
+            values = self._hashes.get(key, {})
+            for member in members:
+                values.pop(member, None)
+
+    def ewma(self, key: str, member: str, value: float, alpha: float) -> float:
+        with self._lock:
+            values = self._hashes.setdefault(key, {})
+            old = values.get(member)
+            values[member] = value if old is None else alpha * value + (1 - alpha) * old
+            return values[member]
 
     def cool_down(self, provider_id: str, seconds: float) -> None:
         with self._lock:

@@ -1,28 +1,38 @@
 """``ChooseProviderStrategyI``: how one provider is picked among a model's candidates.
 
-A strategy sees only candidates the chooser allows (healthy, not yet tried in this request, with
-a free slot as far as the state shows) and returns one of them, or ``None`` when it will not pick
-any. ``put_provider`` is called exactly once for every provider ``get_provider`` returned: when
-its slot could not be taken, or when the request that used it ends, however it ends.
-``observe_latency`` reports the time to first token of a finished call, for strategies that
-adapt. State lives in the ``StateStore`` handed in, so the same strategy works in one process
-(memory) or across workers (Redis).
+A strategy sees only candidates the chooser allows (healthy, not yet tried in this request) and
+returns one of them, or ``None`` when it will not pick any. ``put_provider`` is called exactly once
+for every provider ``get_provider`` returned: when its slot could not be taken, or when the
+request that used it ends, however it ends. ``observe_latency`` reports a finished call's time to
+first token (stream) or total time (non-stream), for strategies that adapt. State lives in the
+``StateStore`` handed in, so the same strategy works in one process (memory) or across workers
+and instances (Redis).
+
+``acquire`` is what ``ProviderChooser`` calls: pick *and* lease, with each provider's cap. The
+default does ``get_provider`` then ``store.acquire_lease`` (and ``put_provider`` when the slot is
+taken, then tries the others), so a custom strategy only writes ``get_provider``. The built-in
+strategies override ``acquire`` with one atomic ``store.choose_lease`` (one Redis round trip).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.schemas.config import ProviderConfig
+
+Acquired = tuple[ProviderConfig, str]
 
 
 class ChooseProviderStrategyI(ABC):
     name: ClassVar[str] = "custom"
     #: Slots per provider when its config sets no ``max_concurrency`` (``None``: unlimited).
     default_max_concurrency: ClassVar[int | None] = None
+    #: Whether ``runtime_weights`` / ``set_runtime_weights`` work (``PUT P/admin/weights``).
+    supports_runtime_weights: ClassVar[bool] = False
 
     def __init__(self, store: StateStore | None = None) -> None:
         self.store: StateStore = store if store is not None else MemoryStore()
@@ -36,5 +46,74 @@ class ChooseProviderStrategyI(ABC):
         """The request that used ``provider`` has ended. Default: nothing to undo."""
 
     def observe_latency(self, model: str, provider: ProviderConfig,  # noqa: B027
-                        seconds: float) -> None:
+                        seconds: float, stream: bool = False) -> None:
         """A finished call's time to first token (stream) or total time (non-stream)."""
+
+    def cap(self, provider: ProviderConfig) -> int | None:
+        """The hard limit of live leases on ``provider``."""
+        return provider.max_concurrency or self.default_max_concurrency
+
+    def acquire(self, model: str, providers: Sequence[ProviderConfig],
+                ttl: float) -> Acquired | None:
+        """Pick a provider and lease one of its slots; ``None`` when every one is full."""
+        left = list(providers)
+        while left:
+            provider = self.get_provider(model, left)
+            if provider is None:
+                return None
+            lease_id = self.store.acquire_lease(provider.id, self.cap(provider), ttl)
+            if lease_id is not None:
+                return provider, lease_id
+            self.put_provider(model, provider)
+            left = [p for p in left if p.id != provider.id]
+        return None
+
+    # -- runtime weights (strategies with ``supports_runtime_weights``) -------------------------
+    def runtime_weights(self, model: str,
+                        providers: Sequence[ProviderConfig]) -> dict[str, dict[str, float | None]]:
+        """Per provider: configured, runtime and effective weight (and measured latency)."""
+        raise NotImplementedError(f"strategy '{self.name}' has no runtime weights")
+
+    def set_runtime_weights(self, model: str, weights: Mapping[str, float]) -> None:
+        raise NotImplementedError(f"strategy '{self.name}' has no runtime weights")
+
+    def reset_runtime_weights(self, model: str) -> None:
+        raise NotImplementedError(f"strategy '{self.name}' has no runtime weights")
+
+
+class RuleStrategy(ChooseProviderStrategyI):
+    """A built-in strategy: one ``picking`` rule applied by the store, atomically with the lease."""
+
+    rule: ClassVar[str]
+
+    def state_key(self, model: str) -> str:
+        return f"{self.name}:{model}"
+
+    def weights(self, model: str, providers: Sequence[ProviderConfig]) -> list[float]:
+        return [p.weight for p in providers]
+
+    def candidates(self, model: str, providers: Sequence[ProviderConfig]) -> list[Candidate]:
+        return [Candidate(p.id, self.cap(p), w)
+                for p, w in zip(providers, self.weights(model, providers), strict=True)]
+
+    def _choose(self, model: str, providers: Sequence[ProviderConfig],
+                ttl: float | None) -> tuple[ProviderConfig, str | None] | None:
+        chosen = self.store.choose_lease(self.rule, self.state_key(model),
+                                         self.candidates(model, providers), ttl)
+        if chosen is None:
+            return None
+        by_id = {p.id: p for p in providers}
+        return by_id[chosen[0]], chosen[1]
+
+    def get_provider(self, model: str,
+                     providers: Sequence[ProviderConfig]) -> ProviderConfig | None:
+        """The pick (state advanced) without a lease; ``ProviderChooser`` uses ``acquire``."""
+        chosen = self._choose(model, providers, None)
+        return None if chosen is None else chosen[0]
+
+    def acquire(self, model: str, providers: Sequence[ProviderConfig],
+                ttl: float) -> Acquired | None:
+        chosen = self._choose(model, providers, ttl)
+        if chosen is None or chosen[1] is None:
+            return None
+        return chosen[0], chosen[1]

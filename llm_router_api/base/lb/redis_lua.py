@@ -1,0 +1,129 @@
+"""The Lua scripts behind ``RedisStore``; each runs atomically inside Redis.
+
+Times come from Redis (``TIME``, milliseconds), so instances on hosts with skewed clocks agree on
+lease expiry. Leases of a provider are a sorted set (member: lease id, score: expiry). Numbers are
+written with ``%.17g`` so a double survives the round trip exactly (Redis would cut them to 14
+digits). ``CHOOSE`` mirrors ``picking.pick``; keep the two equivalent.
+"""
+
+from __future__ import annotations
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+_KEEP_KEY = """
+local function keep(key, ttl)
+  if redis.call('PTTL', key) < ttl + 1000 then redis.call('PEXPIRE', key, ttl + 1000) end
+end
+"""
+
+# KEYS[1] lease zset. ARGV: cap (-1: none), ttl ms, lease id. -> 1 or nil
+ACQUIRE = _NOW + _KEEP_KEY + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local cap = tonumber(ARGV[1])
+if cap >= 0 and redis.call('ZCARD', KEYS[1]) >= cap then return false end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
+keep(KEYS[1], ttl)
+return 1
+"""
+
+# KEYS: lease zsets. ARGV[1] ttl ms, ARGV[1 + i] the lease in KEYS[i]. Only live leases move.
+RENEW = _NOW + _KEEP_KEY + """
+local ttl = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  if redis.call('ZADD', key, 'XX', 'CH', now + ttl, ARGV[i + 1]) == 1 then keep(key, ttl) end
+end
+return 1
+"""
+
+# KEYS: lease zsets. -> live lease count of each
+IN_FLIGHT = _NOW + """
+local counts = {}
+for i, key in ipairs(KEYS) do counts[i] = redis.call('ZCOUNT', key, '(' .. now, '+inf') end
+return counts
+"""
+
+# KEYS[1] hash. ARGV: member, value, alpha. -> the new average
+EWMA = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local value = tonumber(ARGV[2])
+if old then value = tonumber(ARGV[3]) * value + (1 - tonumber(ARGV[3])) * tonumber(old) end
+local text = string.format('%.17g', value)
+redis.call('HSET', KEYS[1], ARGV[1], text)
+return text
+"""
+
+# KEYS[1] the rule's state hash, KEYS[1 + i] lease zset and KEYS[1 + k + i] cool-down key of
+# candidate i. ARGV: rule, ttl ms (-1: no lease), lease id, k, then id, cap (-1), weight per
+# candidate. -> {provider id, lease id or ''} or nil when no candidate is available.
+CHOOSE = _NOW + _KEEP_KEY + """
+local rule, ttl, lease_id, k = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local state = KEYS[1]
+local function num(v) if v then return tonumber(v) end return 0 end
+local function fmt(x) return string.format('%.17g', x) end
+local avail = {}
+for i = 1, k do
+  local base = 4 + (i - 1) * 3
+  if redis.call('EXISTS', KEYS[1 + k + i]) == 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1 + i], '-inf', now)
+    local n = redis.call('ZCARD', KEYS[1 + i])
+    local cap = tonumber(ARGV[base + 2])
+    if cap < 0 or n < cap then
+      avail[#avail + 1] = {id = ARGV[base + 1], w = tonumber(ARGV[base + 3]), n = n,
+                           key = KEYS[1 + i]}
+    end
+  end
+end
+if #avail == 0 then return false end
+local best = 1
+if rule == 'balanced' then
+  local bn, bs = nil, nil
+  for i, c in ipairs(avail) do
+    local s = num(redis.call('HGET', state, c.id))
+    if bn == nil or c.n < bn or (c.n == bn and s < bs) then best, bn, bs = i, c.n, s end
+  end
+  local seq = num(redis.call('HGET', state, '__seq__')) + 1
+  redis.call('HSET', state, '__seq__', fmt(seq), avail[best].id, fmt(seq))
+elseif rule == 'weighted' then
+  local picks = num(redis.call('HGET', state, '__n__'))
+  local total = 0
+  for _, c in ipairs(avail) do total = total + c.w end
+  local delta = 0
+  if #avail > 1 then delta = 1 / (2 * #avail - 2) end
+  local step = picks + 1
+  local counts, shares, ok = {}, {}, {}
+  local any = false
+  for i, c in ipairs(avail) do
+    local r = c.w / total
+    shares[i] = r
+    counts[i] = math.min(math.max(num(redis.call('HGET', state, c.id)), picks * r - 1),
+                         picks * r + 1)
+    ok[i] = counts[i] + 1 - step * r <= 1 - delta + 1e-9
+    any = any or ok[i]
+  end
+  local bd = nil
+  for i = 1, #avail do
+    if ok[i] or not any then
+      local d = (counts[i] + 1 - delta) / shares[i]
+      if bd == nil or d < bd then best, bd = i, d end
+    end
+  end
+  counts[best] = counts[best] + 1
+  local args = {'__n__', fmt(step)}
+  for i, c in ipairs(avail) do
+    args[#args + 1] = c.id
+    args[#args + 1] = fmt(counts[i])
+  end
+  redis.call('HSET', state, unpack(args))
+elseif rule ~= 'first' then
+  return redis.error_reply('unknown pick rule ' .. rule)
+end
+local chosen = avail[best]
+if ttl < 0 then return {chosen.id, ''} end
+redis.call('ZADD', chosen.key, now + ttl, lease_id)
+keep(chosen.key, ttl)
+return {chosen.id, lease_id}
+"""
