@@ -26,12 +26,14 @@ def _patch_gevent_first() -> None:
 def main() -> int:
     _patch_gevent_first()
     from llm_router_api.core.config import ConfigError, load_models_config
+    from llm_router_api.core.prompts import PromptError, load_prompt_library
     from llm_router_api.settings import SettingsError, load_settings
 
     try:
         settings = load_settings()
         load_models_config(settings.models_config, settings.environ)
-    except (SettingsError, ConfigError) as exc:
+        load_prompt_library(settings)
+    except (SettingsError, ConfigError, PromptError) as exc:
         print(f"llm-router: cannot start: {exc}", file=sys.stderr)
         return 2
     from llm_router_api.web.servers import serve

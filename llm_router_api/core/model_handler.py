@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -83,7 +83,8 @@ class ModelHandler:
         lease, first, frames = self._open(call, self.frames)
         return self._reply(call, lease, first, frames)
 
-    def run_events(self, call: Call, deadline: float | None = None) -> Iterator[dict[str, Any]]:
+    def run_events(self, call: Call,
+                   deadline: float | None = None) -> Generator[dict[str, Any], None, None]:
         """Canonical events (``chat.completion.chunk`` dicts when ``call.stream``) for callers
         inside the router, such as the built-in utilities.
 
