@@ -57,7 +57,8 @@ class PromptError(ValueError):
 class UnknownLanguage(ValidationFailed):
     def __init__(self, language: str, available: Iterable[str]) -> None:
         names = ", ".join(sorted(available)) or "none"
-        super().__init__(f"language '{language}' has no prompts here; available languages: "
+        shown = language if len(language) <= 32 else language[:32] + "..."
+        super().__init__(f"language {shown!r} has no prompts here; available languages: "
                          f"{names}", param="language", code="unknown_language")
 
 

@@ -38,7 +38,7 @@ class GenerationOptions(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     model_name: Text
-    language: Annotated[str, StringConstraints(min_length=1, max_length=16)] | None = None
+    language: Text | None = None
     stream: bool = True
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
