@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from standin import StandIn
-from tests.support.procs import ROOT, Gateway, write_config
+from tests.support.procs import ROOT, Gateway, wait_for, write_config
 
 PROMPTS = ROOT / "resources" / "prompts"
 SYSTEM = PROMPTS / "builtin" / "system"
@@ -368,3 +368,21 @@ def test_a_missing_prompt_stops_startup_with_one_line(tmp_path: Path, upstream: 
     assert "en/translate.prompt is missing" in message
     result = start_with_prompts(tmp_path / "nowhere", config)
     assert result.returncode == 2 and "LLM_ROUTER_PROMPTS_DIR" in result.stderr
+
+
+# -- every acquire is released ------------------------------------------------------------------
+def in_flight(gateway: Gateway) -> int:
+    health = requests.get(gateway.url + "/api/health", timeout=5).json()
+    return sum(p["in_flight"] for m in health["models"].values() for p in m["providers"])
+
+
+def test_client_leaving_mid_stream_releases_every_provider(gateway: Gateway,
+                                                           echo: StandIn) -> None:
+    echo.set_behaviour(echo=True, token_delay=0.1)
+    body = {"model_name": "m", "texts": [f"w{i} " * 20 for i in range(4)]}
+    with requests.post(gateway.url + "/api/builtin/simplify_text", json=body, stream=True,
+                       timeout=20) as reply:
+        first = next(reply.iter_lines())
+        assert json.loads(first)["delta"]
+        assert in_flight(gateway) == CONCURRENCY
+    wait_for(lambda: in_flight(gateway) == 0, 10, "every lease to be released")
