@@ -9,7 +9,10 @@
     client.chat(model="m", messages=[{"role": "user", "content": "hi"}])
 
 Every built-in has a method returning a ``BuiltinResponse`` (``stream`` false) and a
-``*_stream`` method returning an iterator of the parsed NDJSON lines. Arguments are checked
+``*_stream`` method returning an iterator of the parsed NDJSON lines. Each takes keyword fields,
+or a request model (``llm_router_lib.data_models.builtin``, fully typed) and optionally keyword
+fields that override it: ``client.translate(TranslateRequest(model_name="m", texts=[...]))``.
+Arguments are checked
 with the same request models the service validates with, before anything is sent. Failures
 raise ``llm_router_lib.exceptions`` errors carrying the HTTP status and the server's message.
 """
@@ -69,62 +72,80 @@ class LLMRouterClient:
             self.headers["Authorization"] = f"Bearer {api_key}"
 
     # -- built-ins ---------------------------------------------------------------------------
-    def conversation_with_model(self, **fields: Any) -> BuiltinResponse:
+    def conversation_with_model(self, request: ConversationRequest | None = None, /,
+                                **fields: Any) -> BuiltinResponse:
         """``model_name``, ``user_last_statement``, ``historical_messages``; options."""
-        return self._builtin(ConversationRequest, fields)
+        return self._builtin(ConversationRequest, request, fields)
 
-    def conversation_with_model_stream(self, **fields: Any) -> Iterator[dict[str, Any]]:
-        return self._builtin_stream(ConversationRequest, fields)
+    def conversation_with_model_stream(self, request: ConversationRequest | None = None, /,
+                                       **fields: Any) -> Iterator[dict[str, Any]]:
+        return self._builtin_stream(ConversationRequest, request, fields)
 
-    def extended_conversation_with_model(self, **fields: Any) -> BuiltinResponse:
+    def extended_conversation_with_model(
+            self, request: ExtendedConversationRequest | None = None, /,
+            **fields: Any) -> BuiltinResponse:
         """As ``conversation_with_model`` plus ``system_prompt``."""
-        return self._builtin(ExtendedConversationRequest, fields)
+        return self._builtin(ExtendedConversationRequest, request, fields)
 
-    def extended_conversation_with_model_stream(self, **fields: Any) -> Iterator[dict[str, Any]]:
-        return self._builtin_stream(ExtendedConversationRequest, fields)
+    def extended_conversation_with_model_stream(
+            self, request: ExtendedConversationRequest | None = None, /,
+            **fields: Any) -> Iterator[dict[str, Any]]:
+        return self._builtin_stream(ExtendedConversationRequest, request, fields)
 
-    def generate_questions(self, **fields: Any) -> BuiltinResponse:
+    def generate_questions(self, request: GenerateQuestionsRequest | None = None, /,
+                           **fields: Any) -> BuiltinResponse:
         """``model_name``, ``texts``, ``number_of_questions``; options."""
-        return self._builtin(GenerateQuestionsRequest, fields)
+        return self._builtin(GenerateQuestionsRequest, request, fields)
 
-    def generate_questions_stream(self, **fields: Any) -> Iterator[dict[str, Any]]:
-        return self._builtin_stream(GenerateQuestionsRequest, fields)
+    def generate_questions_stream(self, request: GenerateQuestionsRequest | None = None, /,
+                                  **fields: Any) -> Iterator[dict[str, Any]]:
+        return self._builtin_stream(GenerateQuestionsRequest, request, fields)
 
-    def translate(self, **fields: Any) -> BuiltinResponse:
+    def translate(self, request: TranslateRequest | None = None, /,
+                  **fields: Any) -> BuiltinResponse:
         """``model_name``, ``texts``, ``target_language`` (default Polish); options."""
-        return self._builtin(TranslateRequest, fields)
+        return self._builtin(TranslateRequest, request, fields)
 
-    def translate_stream(self, **fields: Any) -> Iterator[dict[str, Any]]:
-        return self._builtin_stream(TranslateRequest, fields)
+    def translate_stream(self, request: TranslateRequest | None = None, /,
+                         **fields: Any) -> Iterator[dict[str, Any]]:
+        return self._builtin_stream(TranslateRequest, request, fields)
 
-    def simplify_text(self, **fields: Any) -> BuiltinResponse:
+    def simplify_text(self, request: SimplifyTextRequest | None = None, /,
+                      **fields: Any) -> BuiltinResponse:
         """``model_name``, ``texts``; options."""
-        return self._builtin(SimplifyTextRequest, fields)
+        return self._builtin(SimplifyTextRequest, request, fields)
 
-    def simplify_text_stream(self, **fields: Any) -> Iterator[dict[str, Any]]:
-        return self._builtin_stream(SimplifyTextRequest, fields)
+    def simplify_text_stream(self, request: SimplifyTextRequest | None = None, /,
+                             **fields: Any) -> Iterator[dict[str, Any]]:
+        return self._builtin_stream(SimplifyTextRequest, request, fields)
 
-    def generate_article_from_text(self, **fields: Any) -> BuiltinResponse:
+    def generate_article_from_text(self, request: GenerateArticleRequest | None = None, /,
+                                   **fields: Any) -> BuiltinResponse:
         """``model_name``, ``text``; options."""
-        return self._builtin(GenerateArticleRequest, fields)
+        return self._builtin(GenerateArticleRequest, request, fields)
 
-    def generate_article_from_text_stream(self, **fields: Any) -> Iterator[dict[str, Any]]:
-        return self._builtin_stream(GenerateArticleRequest, fields)
+    def generate_article_from_text_stream(self, request: GenerateArticleRequest | None = None, /,
+                                          **fields: Any) -> Iterator[dict[str, Any]]:
+        return self._builtin_stream(GenerateArticleRequest, request, fields)
 
-    def create_full_article_from_texts(self, **fields: Any) -> BuiltinResponse:
+    def create_full_article_from_texts(self, request: FullArticleRequest | None = None, /,
+                                       **fields: Any) -> BuiltinResponse:
         """``model_name``, ``user_query``, ``texts``, ``article_type``; options."""
-        return self._builtin(FullArticleRequest, fields)
+        return self._builtin(FullArticleRequest, request, fields)
 
-    def create_full_article_from_texts_stream(self, **fields: Any) -> Iterator[dict[str, Any]]:
-        return self._builtin_stream(FullArticleRequest, fields)
+    def create_full_article_from_texts_stream(self, request: FullArticleRequest | None = None, /,
+                                              **fields: Any) -> Iterator[dict[str, Any]]:
+        return self._builtin_stream(FullArticleRequest, request, fields)
 
-    def generative_answer(self, **fields: Any) -> BuiltinResponse:
+    def generative_answer(self, request: GenerativeAnswerRequest | None = None, /,
+                          **fields: Any) -> BuiltinResponse:
         """``model_name``, ``question_str``, ``texts`` (list or ``{doc: [texts]}``),
         ``doc_name_in_answer``, ``question_prompt``, ``system_prompt``; options."""
-        return self._builtin(GenerativeAnswerRequest, fields)
+        return self._builtin(GenerativeAnswerRequest, request, fields)
 
-    def generative_answer_stream(self, **fields: Any) -> Iterator[dict[str, Any]]:
-        return self._builtin_stream(GenerativeAnswerRequest, fields)
+    def generative_answer_stream(self, request: GenerativeAnswerRequest | None = None, /,
+                                 **fields: Any) -> Iterator[dict[str, Any]]:
+        return self._builtin_stream(GenerativeAnswerRequest, request, fields)
 
     # -- OpenAI chat -------------------------------------------------------------------------
     def chat(self, model: str, messages: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
@@ -152,15 +173,16 @@ class LLMRouterClient:
                 yield event
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _builtin(self, model: type[GenerationOptions], fields: dict[str, Any]) -> BuiltinResponse:
-        body = _body(model, {**fields, "stream": False})
+    def _builtin(self, model: type[GenerationOptions], request: GenerationOptions | None,
+                 fields: dict[str, Any]) -> BuiltinResponse:
+        body = _body(model, request, {**fields, "stream": False})
         response = self._post(self._path(model), body, stream=False)
         with response:
             return BuiltinResponse.model_validate(response.json())
 
-    def _builtin_stream(self, model: type[GenerationOptions],
+    def _builtin_stream(self, model: type[GenerationOptions], request: GenerationOptions | None,
                         fields: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        body = _body(model, {**fields, "stream": True})
+        body = _body(model, request, {**fields, "stream": True})
         response = self._post(self._path(model), body, stream=True)
         with response:
             for raw in _lines(response):
@@ -189,7 +211,11 @@ class LLMRouterClient:
         return response
 
 
-def _body(model: type[GenerationOptions], fields: dict[str, Any]) -> dict[str, Any]:
+def _body(model: type[GenerationOptions], request: GenerationOptions | None,
+          fields: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body: a request model instance and/or keyword fields (fields win)."""
+    if request is not None:
+        fields = {**request.model_dump(exclude_unset=True), **fields}
     try:
         request = model.model_validate(fields)
     except ValidationError as exc:

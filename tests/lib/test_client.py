@@ -156,3 +156,14 @@ def test_library_does_not_import_the_service() -> None:
     code = ("import sys, llm_router_lib.client, llm_router_lib.exceptions; "
             "sys.exit(any(m.startswith('llm_router_api') or m == 'flask' for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=30).returncode == 0
+
+
+def test_a_request_model_can_be_passed(client: LLMRouterClient, upstream: StandIn) -> None:
+    from llm_router_lib.data_models.builtin import TranslateRequest
+
+    request = TranslateRequest(model_name="m", texts=["a b"], target_language="de",
+                               language="en")
+    assert client.translate(request).response == [{"original": "a b", "translated": "a b"}]
+    assert "German" in system_text(upstream)
+    lines = list(client.translate_stream(request, target_language="fr"))
+    assert lines[-1]["done"] is True and "French" in system_text(upstream)
