@@ -27,13 +27,15 @@ def main() -> int:
     _patch_gevent_first()
     from llm_router_api.auth.keys import KeyRing, KeysFileError
     from llm_router_api.core.config import ConfigError, load_models_config
+    from llm_router_api.core.prompts import PromptError, load_prompt_library
     from llm_router_api.settings import SettingsError, load_settings
 
     try:
         settings = load_settings()
         models = load_models_config(settings.models_config, settings.environ)
         keys = KeyRing.from_settings(settings)
-    except (SettingsError, ConfigError, KeysFileError) as exc:
+        load_prompt_library(settings)
+    except (SettingsError, ConfigError, KeysFileError, PromptError) as exc:
         print(f"llm-router: cannot start: {exc}", file=sys.stderr)
         return 2
     if exposed(settings.server_host, keys.enabled, any(p.token for _, p in models.providers())):

@@ -27,6 +27,8 @@ class Behaviour:
     die_after: int = 2
     tool_call: bool = True
     embedding_dim: int = 4
+    #: When set, a request whose body contains this text is answered as ``mode="status"``.
+    fail_marker: str = ""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -63,6 +65,9 @@ def _check(name: str, value: object) -> None:
             raise ValueError(f"{name} must be a non-negative integer")
         if name == "status_code" and not 100 <= value <= 599:
             raise ValueError("status_code must be between 100 and 599")
+    elif name == "fail_marker":
+        if not isinstance(value, str):
+            raise ValueError("fail_marker must be a string")
     elif name == "retry_after":
         if value is not None and not _non_negative_number(value):
             raise ValueError("retry_after must be a non-negative number or null")

@@ -212,6 +212,8 @@ class StandIn:
             return await self._send(writer, self._control(request), request.keep_alive, behaviour)
         parsed = parse_json(request.body)
         self._record(request, recorded_json(parsed))
+        if behaviour.fail_marker and behaviour.fail_marker.encode() in request.body:
+            behaviour = behaviour.updated(mode="status")
         if behaviour.mode == "hang":
             await asyncio.Event().wait()  # until stop_async() cancels us
         if behaviour.first_delay:

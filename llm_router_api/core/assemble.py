@@ -14,6 +14,7 @@ from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.core.background import Maintenance
 from llm_router_api.core.config import load_models_config
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
+from llm_router_api.core.prompts import PromptLibrary, load_prompt_library
 from llm_router_api.protocols.base import CallerProtocol
 from llm_router_api.protocols.openai import OpenAIProtocol
 from llm_router_api.providers.base import ProviderAdapter
@@ -32,6 +33,8 @@ class Parts:
     chooser: ProviderChooser
     transport: Transport
     maintenance: Maintenance
+    #: ``None`` in proxy-only mode (``LLM_ROUTER_MINIMUM``): the built-ins are not served.
+    prompts: PromptLibrary | None = None
 
     def close(self) -> None:
         self.maintenance.stop()
@@ -62,6 +65,10 @@ def build_protocols() -> dict[str, CallerProtocol]:
 
 def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Parts:
     models = load_models_config(settings.models_config, settings.environ)
+    prompts = load_prompt_library(settings)
+    if prompts is None:
+        log.info("LLM_ROUTER_MINIMUM is on: the prompt library is not loaded and the built-in "
+                 "utilities (P/builtin/...) are not registered")
     if chooser is None:
         store = build_store(settings)
         limits = ChooserLimits(acquire_timeout=settings.acquire_timeout,
@@ -77,4 +84,4 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                                          acquire_timeout=settings.acquire_timeout))
     maintenance = Maintenance(chooser, models, adapters, chooser.limits.lease_ttl,
                               settings.health_interval)
-    return Parts(models, handler, chooser, transport, maintenance)
+    return Parts(models, handler, chooser, transport, maintenance, prompts)

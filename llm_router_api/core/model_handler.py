@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
 from llm_router_api.errors import (
@@ -34,6 +35,10 @@ from llm_router_api.schemas.calls import Call
 from llm_router_api.schemas.config import ModelConfig, ModelsConfig, ProviderConfig
 
 log = logging.getLogger("llm_router.handler")
+
+T = TypeVar("T")
+#: Opens one provider for a call: caller bytes (``frames``) or canonical events (``events``).
+Opener = Callable[[Call, ModelConfig, ProviderConfig], Iterator[T]]
 
 
 @dataclass
@@ -76,8 +81,49 @@ class ModelHandler:
 
     # -- the request lifecycle -------------------------------------------------------------------
     def run(self, call: Call) -> Reply:
+        """The caller's bytes: a whole body, or a stream that releases its lease when it ends."""
+        lease, first, frames = self._open(call, self.frames)
+        return self._reply(call, lease, first, frames)
+
+    def run_events(self, call: Call,
+                   deadline: float | None = None) -> Generator[dict[str, Any], None, None]:
+        """Canonical events (``chat.completion.chunk`` dicts when ``call.stream``) for callers
+        inside the router, such as the built-in utilities.
+
+        A generator: nothing is acquired until the first ``next()``; the lease is released in
+        its ``finally`` (exhausted, failed, or closed early). ``deadline`` (monotonic) bounds
+        the wait for a provider, so sub-calls of one request share its time.
+        """
+        lease, first, events = self._open(call, self.events, deadline)
+        latency = time.monotonic() - lease.started  # time to first token for a stream
+        failure: RouterError | None = None
+        try:
+            yield first
+            yield from events
+        except RouterError as exc:
+            failure = exc
+            raise
+        except BaseException:
+            failure = RouterError()  # closed early or broke: no latency sample, no cool-down
+            raise
+        finally:
+            try:
+                _close(events)
+            finally:
+                if not call.stream:
+                    latency = time.monotonic() - lease.started
+                self.chooser.release(lease, failure=failure,
+                                     latency=None if failure else latency, stream=call.stream)
+
+    def _open(self, call: Call, opener: Opener[T],
+              deadline: float | None = None) -> tuple[Lease, T, Iterator[T]]:
+        """Acquire, open and read the first item, failing over (bounded) before it arrives.
+
+        On return the caller owns the lease and must release it exactly once.
+        """
         model = self.resolve(call.model)
-        deadline = time.monotonic() + self._limits.acquire_timeout
+        if deadline is None:
+            deadline = time.monotonic() + self._limits.acquire_timeout
         tried: set[str] = set()
         failure: UpstreamError | None = None
         for _ in range(self._limits.max_attempts):
@@ -89,8 +135,8 @@ class ModelHandler:
                 raise
             tried.add(lease.provider.id)
             try:
-                frames = self.frames(call, model, lease.provider)
-                first = next(frames)
+                items = opener(call, model, lease.provider)
+                first = next(items)
             except UpstreamError as exc:
                 self.chooser.release(lease, failure=exc)
                 log.warning("attempt on provider %s failed: %s", lease.provider.id, exc.message)
@@ -105,16 +151,25 @@ class ModelHandler:
             except BaseException:
                 self.chooser.release(lease)
                 raise
-            return self._reply(call, lease, first, frames)
+            return lease, first, items
         assert failure is not None  # the loop only ends here after a failed attempt
         raise failure
+
+    def adapter(self, provider: ProviderConfig) -> ProviderAdapter:
+        adapter = self._adapters.get(provider.api_type)
+        if adapter is None:
+            raise UpstreamError(f"api_type '{provider.api_type}' is not supported yet")
+        return adapter
+
+    def events(self, call: Call, model: ModelConfig,
+               provider: ProviderConfig) -> Iterator[dict[str, Any]]:
+        """Canonical events from one provider (always translated, never forwarded)."""
+        return self.adapter(provider).complete(provider, model.upstream_name(provider), call)
 
     def frames(self, call: Call, model: ModelConfig,
                provider: ProviderConfig) -> Iterator[bytes]:
         """The caller's bytes from one provider: forwarded as-is, or translated."""
-        adapter = self._adapters.get(provider.api_type)
-        if adapter is None:
-            raise UpstreamError(f"api_type '{provider.api_type}' is not supported yet")
+        adapter = self.adapter(provider)
         upstream_model = model.upstream_name(provider)
         if adapter.protocol == call.protocol:
             return adapter.forward(provider, upstream_model, call)
@@ -171,8 +226,8 @@ class ModelHandler:
             self.chooser.release(lease)
 
 
-def _close(frames: Iterator[bytes]) -> None:
-    close = getattr(frames, "close", None)
+def _close(items: Iterator[Any]) -> None:
+    close = getattr(items, "close", None)
     if close is not None:
         close()
 

@@ -1,0 +1,260 @@
+"""How a built-in utility runs: one model call per job, concurrently, answered as JSON or NDJSON.
+
+    jobs (one per input text, or one) ─► fan_out: a thread pool of at most
+        LLM_ROUTER_BUILTIN_CONCURRENCY workers, each ``ModelHandler.run_events`` (acquire within
+        the request's deadline ─► stream canonical chunks ─► release in its ``finally``)
+    ─► events in arrival order: Delta(i, text) ... Finished(i, text) | Failed(i, error)
+    ─► respond(): non-stream collects them; stream writes NDJSON lines as they come
+
+Request-level outcome (documented in docs/builtins.md):
+- some jobs fail, some succeed: 200; the failed items' results are ``null`` and the body gets
+  ``"errors": [{"index": i, "error": {...}}]``; a stream has an ``{"index": i, "error"}`` line.
+- every job fails: the request fails. Before any output (always the case without streaming)
+  that is an HTTP error with the first failed job's status, in the OpenAI error shape; once a
+  stream has begun, its last line is ``{"done": true, "error": {...}}``.
+A stream's response starts only when some job produced its first token, or fails as a whole.
+Closing the stream (client gone) stops the workers, and each releases its provider.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from llm_router_api.core.model_handler import ModelHandler, Reply
+from llm_router_api.errors import RouterError, UpstreamError, UpstreamProtocolError
+from llm_router_api.protocols.shapes import openai_error
+from llm_router_api.schemas.calls import Call, Op, Protocol
+
+log = logging.getLogger("llm_router.builtins")
+
+NDJSON = "application/x-ndjson"
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass(frozen=True)
+class Delta:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    index: int
+    error: RouterError
+
+
+Event = Delta | Finished | Failed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one built-in request asks for: one message list per job, and how to shape results.
+
+    ``result(i, text)`` is job i's result (``text`` is ``None`` when it failed);
+    ``combine(results)`` is the ``response`` value from the results in input order.
+    """
+
+    model: str
+    jobs: Sequence[list[dict[str, str]]]
+    options: dict[str, Any]
+    result: Callable[[int, str | None], Any]
+    combine: Callable[[list[Any]], Any]
+
+
+def chat_request(model: str, messages: list[dict[str, str]],
+                 options: dict[str, Any]) -> dict[str, Any]:
+    """The canonical (OpenAI) streaming chat request for one job."""
+    return {"model": model, "messages": messages, "stream": True, **options}
+
+
+def delta_text(event: dict[str, Any]) -> str:
+    """The text a canonical event carries: a chunk's delta, or a whole response's message."""
+    if "error" in event:
+        error = event["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise UpstreamError(str(message or "the provider reported an error"))
+    choices = event.get("choices")
+    if not isinstance(choices, list) or not choices:
+        return ""  # e.g. a usage-only chunk
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    part = choice.get("delta") or choice.get("message") or {}
+    content = part.get("content") if isinstance(part, dict) else None
+    return content if isinstance(content, str) else ""
+
+
+class FanOut:
+    """Runs every job of a plan in a bounded pool; iterate for events, ``close`` to stop."""
+
+    def __init__(self, handler: ModelHandler, plan: Plan, concurrency: int,
+                 deadline: float, request_id: str) -> None:
+        self._handler = handler
+        self._plan = plan
+        self._deadline = deadline
+        self._request_id = request_id
+        self._events: queue.Queue[Event] = queue.Queue()
+        self._stop = threading.Event()
+        workers = max(1, min(concurrency, len(plan.jobs)))
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="builtin")
+        for index in range(len(plan.jobs)):
+            self._pool.submit(self._work, index)
+        self._left = len(plan.jobs)
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        if self._left == 0:
+            self.close()
+            raise StopIteration
+        event = self._events.get()
+        if not isinstance(event, Delta):
+            self._left -= 1
+        return event
+
+    def close(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _work(self, index: int) -> None:
+        if self._stop.is_set():
+            return
+        call = self._call(index)
+        events = self._handler.run_events(call, deadline=self._deadline)
+        parts: list[str] = []
+        try:
+            for event in events:
+                if self._stop.is_set():
+                    return
+                text = delta_text(event)
+                if text:
+                    parts.append(text)
+                    self._events.put(Delta(index, text))
+            if not parts:
+                raise UpstreamProtocolError("the provider sent an empty answer")
+            self._events.put(Finished(index, "".join(parts)))
+        except RouterError as exc:
+            self._events.put(Failed(index, exc))
+        except Exception as exc:  # a bug must still end this job with an error, not a hang
+            log.exception("built-in job %d broke", index, exc_info=exc)
+            self._events.put(Failed(index, RouterError()))
+        finally:
+            events.close()  # releases the provider if the job stopped early
+
+    def _call(self, index: int) -> Call:
+        request = chat_request(self._plan.model, self._plan.jobs[index], self._plan.options)
+        return Call(Protocol.OPENAI, Op.CHAT, self._plan.model, request, request, True,
+                    request_id=self._request_id)
+
+
+def error_object(error: RouterError) -> dict[str, Any]:
+    """A per-job error: the OpenAI error object plus the HTTP status it would have had."""
+    return {**openai_error(error)["error"], "status": error.http_status}
+
+
+class Outcome:
+    """Collects per-job results; builds the final body (the non-stream body)."""
+
+    def __init__(self, plan: Plan, started: float) -> None:
+        self.plan = plan
+        self.started = started
+        self.texts: dict[int, str] = {}
+        self.errors: dict[int, RouterError] = {}
+
+    def add(self, event: Event) -> None:
+        if isinstance(event, Finished):
+            self.texts[event.index] = event.text
+        elif isinstance(event, Failed):
+            self.errors[event.index] = event.error
+
+    @property
+    def all_failed(self) -> bool:
+        return len(self.errors) == len(self.plan.jobs)
+
+    def first_error(self) -> RouterError:
+        return self.errors[min(self.errors)]
+
+    def result(self, index: int) -> Any:
+        return self.plan.result(index, self.texts.get(index))
+
+    def body(self) -> dict[str, Any]:
+        results = [self.result(i) for i in range(len(self.plan.jobs))]
+        body: dict[str, Any] = {"response": self.plan.combine(results),
+                                "generation_time": round(time.monotonic() - self.started, 3)}
+        if self.errors:
+            body["errors"] = [{"index": i, "error": error_object(e)}
+                              for i, e in sorted(self.errors.items())]
+        return body
+
+
+def respond(handler: ModelHandler, plan: Plan, stream: bool, concurrency: int,
+            deadline: float, request_id: str) -> Reply:
+    """Run the plan and answer: a JSON body, or an NDJSON stream (see the module docstring)."""
+    started = time.monotonic()
+    outcome = Outcome(plan, started)
+    events = FanOut(handler, plan, concurrency, deadline, request_id)
+    if not stream:
+        for event in events:
+            outcome.add(event)
+        if outcome.all_failed:
+            raise outcome.first_error()
+        return Reply(200, "application/json", orjson.dumps(outcome.body()), model=plan.model)
+    head = _head(events, outcome)
+    return Reply(200, NDJSON, _lines(events, outcome, head), headers=dict(STREAM_HEADERS),
+                 model=plan.model)
+
+
+def _head(events: FanOut, outcome: Outcome) -> list[Event]:
+    """Events up to the first output; raises the request's error if every job failed first."""
+    head: list[Event] = []
+    try:
+        for event in events:
+            head.append(event)
+            outcome.add(event)
+            if not isinstance(event, Failed):
+                return head
+    except BaseException:
+        events.close()
+        raise
+    raise outcome.first_error()
+
+
+def _lines(events: FanOut, outcome: Outcome, head: list[Event]) -> Iterator[bytes]:
+    try:
+        for event in head:
+            yield _line(event, outcome)
+        for event in events:
+            outcome.add(event)
+            yield _line(event, outcome)
+        if outcome.all_failed:
+            yield _dump({"done": True, "error": error_object(outcome.first_error())})
+        else:
+            yield _dump({"done": True, **outcome.body()})
+    finally:
+        events.close()
+
+
+def _line(event: Event, outcome: Outcome) -> bytes:
+    if isinstance(event, Delta):
+        return _dump({"index": event.index, "delta": event.text})
+    if isinstance(event, Finished):
+        return _dump({"index": event.index, "done": True, "result": outcome.result(event.index)})
+    return _dump({"index": event.index, "error": error_object(event.error)})
+
+
+def _dump(value: dict[str, Any]) -> bytes:
+    return orjson.dumps(value) + b"\n"
