@@ -63,6 +63,9 @@ class OpenAIAdapter(ProviderAdapter):
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:
         body = upstream_body(provider, upstream_model, call.canonical)
+        if call.stream:  # the caller's format reports token counts at the end of a stream
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         response = self.open(provider, ROUTES[call.op], body, call)
         try:
             if not call.stream:
