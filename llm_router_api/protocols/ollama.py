@@ -55,8 +55,9 @@ class OllamaProtocol(CallerProtocol):
         else:
             system, prompt = body.get("system"), body.get("prompt") or ""
             request["prompt"] = f"{system}\n\n{prompt}" if system else prompt
-            if body.get("suffix"):
-                request["suffix"] = body["suffix"]
+            for key in ("suffix", "images"):  # images: base64 strings, as Ollama sends them
+                if body.get(key):
+                    request[key] = body[key]
         request.update(canonical_options(body.get("options")))
         response_format = canonical_format(body.get("format"))
         if response_format is not None:

@@ -20,6 +20,7 @@ from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.canonical import (
     ChunkMaker,
     chat_response,
+    data_url,
     dumps_arguments,
     image_urls,
     loads_arguments,
@@ -79,8 +80,7 @@ class AnthropicAdapter(ProviderAdapter):
                               code="unsupported_operation")
         request = call.canonical
         if call.op == Op.COMPLETION:
-            request = {**request, "messages": [{"role": "user",
-                                                "content": prompt_text(request.get("prompt"))}]}
+            request = {**request, "messages": [completion_message(request)]}
         body = with_defaults(provider, anthropic_request(request, upstream_model, call.stream))
         response = self.open(provider, PATH, body, call)
         try:
@@ -92,6 +92,16 @@ class AnthropicAdapter(ProviderAdapter):
             yield from _chunks(_events(response), ChunkMaker(upstream_model, object_type))
         finally:
             response.close()
+
+
+def completion_message(request: dict[str, Any]) -> dict[str, Any]:
+    """A completion request's prompt (and Ollama ``images``) as one user message."""
+    text = prompt_text(request.get("prompt"))
+    images = [data_url(b64) for b64 in request.get("images") or [] if isinstance(b64, str)]
+    if not images:
+        return {"role": "user", "content": text}
+    return {"role": "user", "content": [{"type": "text", "text": text}] + [
+        {"type": "image_url", "image_url": {"url": url}} for url in images]}
 
 
 def with_defaults(provider: ProviderConfig, body: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from llm_router_api.errors import ClientError, UpstreamConnectError, UpstreamError
+from llm_router_api.errors import (
+    ClientError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+)
 from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json
 from llm_router_api.providers.transport import UpstreamResponse
 from llm_router_api.schemas.calls import Call, Op, Protocol
@@ -115,8 +120,9 @@ def ollama_request(op: Op, request: dict[str, Any], model: str, stream: bool) ->
             body["tools"] = request["tools"]
     else:
         body["prompt"] = prompt_text(request.get("prompt"))
-        if request.get("suffix"):
-            body["suffix"] = request["suffix"]
+        for key in ("suffix", "images"):
+            if request.get(key):
+                body[key] = request[key]
     options = _options(request)
     if options:
         body["options"] = options
@@ -184,7 +190,7 @@ def _base64_image(url: str) -> str:
 # -- Ollama -> canonical ----------------------------------------------------------------------
 def _check(obj: Any) -> dict[str, Any]:
     if not isinstance(obj, dict):
-        raise UpstreamConnectError("the provider sent an answer that could not be read")
+        raise UpstreamProtocolError()
     if "error" in obj:
         raise UpstreamError(str(obj["error"]))
     return obj
@@ -264,7 +270,7 @@ def _ndjson_blocks(response: UpstreamResponse) -> Iterator[bytes]:
             yield block
         if error is not None:
             raise UpstreamError(error)
-    if not last or parse_json(last).get("done") is not True:
+    if not last or _check(parse_json(last)).get("done") is not True:
         raise UpstreamConnectError("the provider ended the stream early")
 
 

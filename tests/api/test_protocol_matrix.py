@@ -57,11 +57,11 @@ class OpenAIDriver:
 
     def text(self, model: str, stream: bool) -> str:
         if not stream:
-            reply = self.client.chat.completions.create(model=model, messages=USER)  # type: ignore[arg-type]
+            reply = self.client.chat.completions.create(model=model, messages=USER)
             assert reply.usage is not None and reply.usage.completion_tokens == 5
             return reply.choices[0].message.content or ""
         chunks = list(self.client.chat.completions.create(
-            model=model, messages=USER, stream=True,  # type: ignore[arg-type]
+            model=model, messages=USER, stream=True,
             stream_options={"include_usage": True}))
         assert len({c.id for c in chunks}) == 1
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
@@ -69,21 +69,21 @@ class OpenAIDriver:
 
     def tool(self, model: str, stream: bool) -> tuple[str, Any]:
         if not stream:
-            reply = self.client.chat.completions.create(model=model, messages=USER,  # type: ignore[arg-type]
-                                                        tools=[OPENAI_TOOL])  # type: ignore[list-item]
+            reply = self.client.chat.completions.create(model=model, messages=USER,
+                                                        tools=[OPENAI_TOOL])
             assert reply.choices[0].finish_reason == "tool_calls"
-            call = reply.choices[0].message.tool_calls[0]  # type: ignore[index]
-            return call.function.name, json.loads(call.function.arguments)  # type: ignore[union-attr]
+            call = reply.choices[0].message.tool_calls[0]
+            return call.function.name, json.loads(call.function.arguments)
         name, arguments = "", ""
         for chunk in self.client.chat.completions.create(
-                model=model, messages=USER, tools=[OPENAI_TOOL], stream=True):  # type: ignore[arg-type, list-item]
+                model=model, messages=USER, tools=[OPENAI_TOOL], stream=True):
             for delta in chunk.choices[0].delta.tool_calls or [] if chunk.choices else []:
                 name += delta.function.name or "" if delta.function else ""
                 arguments += delta.function.arguments or "" if delta.function else ""
         return name, json.loads(arguments)
 
     def sampling(self, model: str) -> None:
-        self.client.chat.completions.create(model=model, messages=USER, temperature=0.3,  # type: ignore[arg-type]
+        self.client.chat.completions.create(model=model, messages=USER, temperature=0.3,
                                             top_p=0.9, max_tokens=50, stop=["END"], seed=7,
                                             extra_body={"top_k": 7})
 
@@ -92,8 +92,8 @@ class OpenAIDriver:
             {"id": "call_1", "type": "function",
              "function": {"name": "get_weather", "arguments": json.dumps(ARGS)}}]},
             {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
-        reply = self.client.chat.completions.create(model=model, messages=messages,  # type: ignore[arg-type]
-                                                    tools=[OPENAI_TOOL])  # type: ignore[list-item]
+        reply = self.client.chat.completions.create(model=model, messages=messages,
+                                                    tools=[OPENAI_TOOL])
         return reply.choices[0].message.content or ""
 
 
@@ -140,15 +140,15 @@ class AnthropicDriver:
 
     def text(self, model: str, stream: bool) -> str:
         if not stream:
-            reply = self.client.messages.create(model=model, max_tokens=100, messages=USER)  # type: ignore[arg-type]
+            reply = self.client.messages.create(model=model, max_tokens=100, messages=USER)
             assert reply.stop_reason == "end_turn" and reply.usage.output_tokens == 5
             return "".join(b.text for b in reply.content if b.type == "text")
         events = list(self.client.messages.create(model=model, max_tokens=100,
-                                                  messages=USER, stream=True))  # type: ignore[arg-type]
+                                                  messages=USER, stream=True))
         kinds = [e.type for e in events]
         assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
         assert kinds.count("content_block_start") == kinds.count("content_block_stop") == 1
-        return "".join(e.delta.text for e in events  # type: ignore[union-attr]
+        return "".join(e.delta.text for e in events
                        if e.type == "content_block_delta" and e.delta.type == "text_delta")
 
     def tool(self, model: str, stream: bool) -> tuple[str, Any]:
@@ -166,7 +166,7 @@ class AnthropicDriver:
 
     def sampling(self, model: str) -> None:
         # This SDK no longer names the sampling fields; the Messages API still takes them.
-        self.client.messages.create(model=model, messages=USER, max_tokens=50,  # type: ignore[arg-type]
+        self.client.messages.create(model=model, messages=USER, max_tokens=50,
                                     stop_sequences=["END"],
                                     extra_body={"temperature": 0.3, "top_p": 0.9, "top_k": 7})
 
@@ -175,8 +175,8 @@ class AnthropicDriver:
             {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": ARGS}]},
             {"role": "user", "content": [
                 {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}]
-        reply = self.client.messages.create(model=model, max_tokens=100, messages=messages,  # type: ignore[arg-type]
-                                            tools=[ANTHROPIC_TOOL])  # type: ignore[list-item]
+        reply = self.client.messages.create(model=model, max_tokens=100, messages=messages,
+                                            tools=[ANTHROPIC_TOOL])
         return "".join(b.text for b in reply.content if b.type == "text")
 
 
@@ -186,7 +186,7 @@ Driver = OpenAIDriver | OllamaDriver | AnthropicDriver
 
 @pytest.fixture(params=CALLERS)
 def caller(request: pytest.FixtureRequest, gateway: Gateway, fresh_upstream: StandIn) -> Driver:
-    return DRIVERS[request.param](gateway.url)  # type: ignore[no-any-return]
+    return DRIVERS[request.param](gateway.url)
 
 
 # -- the matrix -------------------------------------------------------------------------------
@@ -316,13 +316,13 @@ def test_each_client_raises_on_a_dying_stream(gateway: Gateway, fresh_upstream: 
     fresh_upstream.set_behaviour(mode="die_mid_stream", die_after=4)
     with pytest.raises(openai.APIError):
         list(OpenAIDriver(gateway.url).client.chat.completions.create(
-            model="m-ollama", messages=USER, stream=True))  # type: ignore[arg-type]
+            model="m-ollama", messages=USER, stream=True))
     with pytest.raises(ollama.ResponseError):
         list(OllamaDriver(gateway.url).client.chat(model="m-anthropic", messages=USER,
                                                    stream=True))
     with pytest.raises(anthropic.APIStatusError):
         list(AnthropicDriver(gateway.url).client.messages.create(
-            model="m-openai", max_tokens=10, messages=USER, stream=True))  # type: ignore[arg-type]
+            model="m-openai", max_tokens=10, messages=USER, stream=True))
 
 
 # -- the other operations ---------------------------------------------------------------------
@@ -373,7 +373,7 @@ def test_stream_ids_differ_between_responses_and_usage_is_optional(
     client = OpenAIDriver(gateway.url).client
     ids = set()
     for _ in range(2):
-        chunks = list(client.chat.completions.create(model="m-ollama", messages=USER,  # type: ignore[arg-type]
+        chunks = list(client.chat.completions.create(model="m-ollama", messages=USER,
                                                      stream=True))
         assert all(c.choices for c in chunks)  # no usage chunk unless asked for
         ids |= {c.id for c in chunks}
@@ -393,11 +393,22 @@ def test_ollama_json_format_images_and_anthropic_default_max_tokens(
         "type": "image", "source": {"type": "base64", "media_type": "image/png", "data": image}}
     OpenAIDriver(gateway.url).client.chat.completions.create(
         model="m-ollama", response_format={"type": "json_object"},
-        messages=[{"role": "user", "content": [  # type: ignore[list-item]
+        messages=[{"role": "user", "content": [
             {"type": "text", "text": "look"},
             {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}}]}])
     body = fresh_upstream.requests[-1]["json"]
     assert body["format"] == "json" and body["messages"][0]["images"] == [image]
+
+
+def test_generate_with_images(gateway: Gateway, fresh_upstream: StandIn) -> None:
+    client = OllamaDriver(gateway.url).client
+    image = "/9j/4AAQSkZJRg=="
+    client.generate(model="m-anthropic", prompt="describe", images=[image], stream=False)
+    block = fresh_upstream.requests[-1]["json"]["messages"][0]["content"][1]
+    assert block["source"] == {"type": "base64", "media_type": "image/jpeg", "data": image}
+    with pytest.raises(ollama.ResponseError) as refused:
+        client.generate(model="m-vllm", prompt="describe", images=[image], stream=False)
+    assert refused.value.status_code == 400 and "images" in refused.value.error
 
 
 def test_ollama_info_routes_stay_at_api(gateway: Gateway) -> None:
@@ -459,7 +470,7 @@ def test_clients_raise_status_errors(gateway: Gateway) -> None:
     assert refused.value.status_code == 404
     with pytest.raises(anthropic.NotFoundError):
         AnthropicDriver(gateway.url).client.messages.create(
-            model="nope", max_tokens=5, messages=USER)  # type: ignore[arg-type]
+            model="nope", max_tokens=5, messages=USER)
     with pytest.raises(anthropic.BadRequestError):
         AnthropicDriver(gateway.url).client.messages.create(
             model="m-openai", max_tokens=5, messages=[])
