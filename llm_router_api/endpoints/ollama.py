@@ -86,10 +86,10 @@ def _modified(mtime: float) -> str:
 
 
 def _capabilities(model: ModelConfig) -> list[str]:
+    """Embedding models embed; the rest complete, and tools reach every provider type."""
     if any(p.is_embedding for p in model.providers):
         return ["embedding"]
-    tools = any(p.tool_calling or p.api_type != "openai" for p in model.providers)
-    return ["completion", "tools"] if tools else ["completion"]
+    return ["completion", "tools"]
 
 
 class OllamaShow(EndpointI):
