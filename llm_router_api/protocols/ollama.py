@@ -9,7 +9,6 @@ become JSON strings. A failure after the stream began is one last line ``{"error
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -21,6 +20,7 @@ from llm_router_api.schemas.calls import Op, Protocol
 from llm_router_api.schemas.canonical import (
     ToolCallCollector,
     data_url,
+    dumps_arguments,
     loads_arguments,
     rfc3339_now,
 )
@@ -134,11 +134,9 @@ def _content(message: dict[str, Any]) -> Any:
 
 def _tool_call(call: dict[str, Any], call_id: str) -> dict[str, Any]:
     function = call.get("function") or {}
-    arguments = function.get("arguments")
     return {"id": call_id, "type": "function",
             "function": {"name": function.get("name", ""),
-                         "arguments": arguments if isinstance(arguments, str)
-                         else json.dumps(arguments or {})}}
+                         "arguments": dumps_arguments(function.get("arguments"))}}
 
 
 def _answered(pending: list[tuple[str, str]], name: Any, position: int) -> str:

@@ -10,7 +10,6 @@ fill what the caller left unset. Ollama NDJSON comes back as canonical chunks, w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +25,7 @@ from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.canonical import (
     ChunkMaker,
     chat_response,
+    dumps_arguments,
     image_urls,
     loads_arguments,
     new_id,
@@ -229,12 +229,10 @@ def _response(op: Op, obj: dict[str, Any], model: str) -> dict[str, Any]:
 
 def _openai_tool_call(call: dict[str, Any], index: int | None = None) -> dict[str, Any]:
     function = call.get("function") or {}
-    arguments = function.get("arguments")
     out: dict[str, Any] = {
         "id": call.get("id") or new_id("call_"), "type": "function",
         "function": {"name": function.get("name", ""),
-                     "arguments": arguments if isinstance(arguments, str)
-                     else json.dumps(arguments or {})}}
+                     "arguments": dumps_arguments(function.get("arguments"))}}
     if index is not None:
         out["index"] = index
     return out
