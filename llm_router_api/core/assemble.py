@@ -15,9 +15,13 @@ from llm_router_api.core.background import Maintenance
 from llm_router_api.core.config import load_models_config
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
 from llm_router_api.core.prompts import PromptLibrary, load_prompt_library
+from llm_router_api.protocols.anthropic import AnthropicProtocol
 from llm_router_api.protocols.base import CallerProtocol
+from llm_router_api.protocols.ollama import OllamaProtocol
 from llm_router_api.protocols.openai import OpenAIProtocol
+from llm_router_api.providers.anthropic import AnthropicAdapter
 from llm_router_api.providers.base import ProviderAdapter
+from llm_router_api.providers.ollama import OllamaAdapter
 from llm_router_api.providers.openai import OpenAIAdapter
 from llm_router_api.providers.transport import Transport, Urllib3Transport
 from llm_router_api.schemas.config import ModelsConfig
@@ -55,11 +59,12 @@ def build_store(settings: Settings) -> StateStore:
 
 def build_adapters(transport: Transport, timeout: float) -> dict[str, ProviderAdapter]:
     openai = OpenAIAdapter(transport, timeout)
-    return {"openai": openai, "vllm": openai}
+    return {"openai": openai, "vllm": openai, "ollama": OllamaAdapter(transport, timeout),
+            "anthropic": AnthropicAdapter(transport, timeout)}
 
 
 def build_protocols() -> dict[str, CallerProtocol]:
-    protocols: list[CallerProtocol] = [OpenAIProtocol()]
+    protocols: list[CallerProtocol] = [OpenAIProtocol(), OllamaProtocol(), AnthropicProtocol()]
     return {p.protocol.value: p for p in protocols}
 
 

@@ -174,7 +174,8 @@ class ModelHandler:
         if adapter.protocol == call.protocol:
             return adapter.forward(provider, upstream_model, call)
         events = adapter.complete(provider, upstream_model, call)
-        return self.protocol(call).render(call.op, events, call.stream, call.model)
+        return self.protocol(call).render(call.op, events, call.stream, call.model,
+                                          body=call.body)
 
     def _reply(self, call: Call, lease: Lease, first: bytes, frames: Iterator[bytes]) -> Reply:
         protocol = self.protocol(call)

@@ -8,7 +8,7 @@ before a response starts, or as one last stream frame after it started. No Flask
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -34,8 +34,13 @@ class CallerProtocol(ABC):
 
     @abstractmethod
     def render(self, op: Op, events: Iterator[dict[str, Any]], stream: bool,
-               model: str) -> Iterator[bytes]:
-        """Canonical events as the caller's bytes: frames when streaming, else one body."""
+               model: str, body: Mapping[str, Any] | None = None) -> Iterator[bytes]:
+        """Canonical events as the caller's bytes: frames when streaming, else one body.
+
+        ``model`` is the caller's model name; ``body`` the caller's request as sent. Nothing
+        is yielded before the first event arrives, so the upstream is open (and has answered)
+        when the first frame exists.
+        """
 
     @abstractmethod
     def error_body(self, error: RouterError, detail: bool = False) -> dict[str, Any]:

@@ -1,8 +1,16 @@
-"""Callers that speak OpenAI (``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``)."""
+"""Callers that speak OpenAI (``/v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``).
+
+The canonical format is OpenAI's, so a translated answer only needs finishing touches: one id
+for every chunk of a response, the caller's model name, the usage chunk only when the caller
+asked for ``stream_options.include_usage``, and base64 embeddings when the caller asked for
+``encoding_format: base64`` (the official client's default).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+import struct
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from llm_router_api.errors import RouterError
@@ -22,13 +30,24 @@ class OpenAIProtocol(CallerProtocol):
         return body
 
     def render(self, op: Op, events: Iterator[dict[str, Any]], stream: bool,
-               model: str) -> Iterator[bytes]:
+               model: str, body: Mapping[str, Any] | None = None) -> Iterator[bytes]:
+        body = body or {}
         if not stream:
             for event in events:
+                event = {**event, "model": model}
+                if op == Op.EMBEDDING and body.get("encoding_format") == "base64":
+                    event["data"] = [{**d, "embedding": _base64(d["embedding"])}
+                                     for d in event.get("data") or []]
                 yield dumps(event)
             return
+        options = body.get("stream_options")
+        include_usage = isinstance(options, Mapping) and options.get("include_usage") is True
+        response_id = ""
         for event in events:
-            yield b"data: " + dumps(event) + b"\n\n"
+            if not event.get("choices") and not include_usage:
+                continue
+            response_id = response_id or str(event.get("id") or "")
+            yield b"data: " + dumps({**event, "id": response_id, "model": model}) + b"\n\n"
         yield DONE_FRAME
 
     def error_body(self, error: RouterError, detail: bool = False) -> dict[str, Any]:
@@ -36,3 +55,9 @@ class OpenAIProtocol(CallerProtocol):
 
     def error_frame(self, error: RouterError) -> bytes:
         return b"data: " + dumps(openai_error(error)) + b"\n\n" + DONE_FRAME
+
+
+def _base64(vector: Any) -> Any:
+    if not isinstance(vector, list):
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

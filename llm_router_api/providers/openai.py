@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from llm_router_api.errors import UpstreamConnectError
+from llm_router_api.errors import ClientError, UpstreamConnectError
 from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.config import ProviderConfig
@@ -63,6 +63,13 @@ class OpenAIAdapter(ProviderAdapter):
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:
         body = upstream_body(provider, upstream_model, call.canonical)
+        if call.op == Op.COMPLETION and body.pop("images", None):
+            raise ClientError("images on a completion (/api/generate) need an Ollama or "
+                              "Anthropic provider; use chat for OpenAI-compatible ones",
+                              param="images", code="unsupported_images")
+        if call.stream:  # the caller's format reports token counts at the end of a stream
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         response = self.open(provider, ROUTES[call.op], body, call)
         try:
             if not call.stream:

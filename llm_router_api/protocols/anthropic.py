@@ -1,0 +1,243 @@
+"""Callers that speak Anthropic's Messages API (``POST /v1/messages``).
+
+``stream`` defaults to false. A stream is Anthropic's SSE sequence: ``message_start``, ``ping``,
+per content block ``content_block_start`` / ``content_block_delta``\\* / ``content_block_stop``,
+then ``message_delta`` (stop reason, usage) and ``message_stop``. ``system`` becomes a system
+message, ``tool_use`` / ``tool_result`` blocks become tool calls / tool messages, ``image``
+blocks become image parts, ``stop_sequences`` → ``stop``. A failure after the stream began is one
+``event: error`` with ``{"type": "error", "error": {...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from llm_router_api.errors import RouterError
+from llm_router_api.protocols.base import CallerProtocol, dumps
+from llm_router_api.protocols.shapes import anthropic_error
+from llm_router_api.schemas.calls import Op, Protocol
+from llm_router_api.schemas.canonical import data_url, loads_arguments, new_id
+
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "function_call": "tool_use", "content_filter": "refusal"}
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+
+
+class AnthropicProtocol(CallerProtocol):
+    protocol = Protocol.ANTHROPIC
+    stream_content_type = "text/event-stream"
+    stream_default = False
+
+    def canonical(self, op: Op, body: dict[str, Any]) -> dict[str, Any]:
+        messages = canonical_messages(body.get("messages") or [])
+        system = _text(body.get("system"))
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
+        request: dict[str, Any] = {"model": body.get("model"), "messages": messages,
+                                   "stream": body.get("stream") is True}
+        for key in ("max_tokens", "temperature", "top_p", "top_k"):
+            if body.get(key) is not None:
+                request[key] = body[key]
+        if body.get("stop_sequences"):
+            request["stop"] = body["stop_sequences"]
+        if body.get("tools"):
+            request["tools"] = [_tool(t) for t in body["tools"]]
+            request.update(_tool_choice(body.get("tool_choice")))
+        user = (body.get("metadata") or {}).get("user_id")
+        if isinstance(user, str):
+            request["user"] = user
+        return request
+
+    def render(self, op: Op, events: Iterator[dict[str, Any]], stream: bool,
+               model: str, body: Mapping[str, Any] | None = None) -> Iterator[bytes]:
+        if not stream:
+            for event in events:
+                yield dumps(_message(event, model))
+            return
+        yield from _SSE(model).frames(events)
+
+    def error_body(self, error: RouterError, detail: bool = False) -> dict[str, Any]:
+        return anthropic_error(error, detail)
+
+    def error_frame(self, error: RouterError) -> bytes:
+        return _event("error", anthropic_error(error))
+
+
+# -- Anthropic -> canonical -------------------------------------------------------------------
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(b.get("text", "") for b in content
+                         if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.get("name", ""),
+                                "parameters": tool.get("input_schema") or {"type": "object"}}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: Any) -> dict[str, Any]:
+    if not isinstance(choice, dict):
+        return {}
+    kind = choice.get("type")
+    out: dict[str, Any] = {}
+    if kind == "tool":
+        out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name", "")}}
+    elif kind in ("auto", "any", "none"):
+        out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
+    if choice.get("disable_parallel_tool_use") is True:
+        out["parallel_tool_calls"] = False
+    return out
+
+
+def canonical_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role, content = message.get("role"), message.get("content")
+        if isinstance(content, str):
+            out.append({"role": role, "content": content})
+            continue
+        blocks = [b for b in content or [] if isinstance(b, dict)]
+        out += [{"role": "tool", "tool_call_id": b.get("tool_use_id", ""),
+                 "content": _text(b.get("content"))}
+                for b in blocks if b.get("type") == "tool_result"]
+        item = _turn(role, blocks)
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def _turn(role: Any, blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    parts: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "text":
+            parts.append({"type": "text", "text": block.get("text", "")})
+        elif kind == "image":
+            parts.append({"type": "image_url", "image_url": {"url": _image_url(block)}})
+        elif kind == "tool_use":
+            calls.append({"id": block.get("id") or new_id("call_"), "type": "function",
+                          "function": {"name": block.get("name", ""),
+                                       "arguments": json.dumps(block.get("input") or {})}})
+    if not parts and not calls:
+        return None
+    item: dict[str, Any] = {"role": role}
+    has_image = any(p["type"] == "image_url" for p in parts)
+    item["content"] = parts if has_image else "".join(p["text"] for p in parts)
+    if calls:
+        item["tool_calls"] = calls
+        item["content"] = item["content"] or None
+    return item
+
+
+def _image_url(block: dict[str, Any]) -> str:
+    source = block.get("source") or {}
+    if source.get("type") == "url":
+        return str(source.get("url", ""))
+    return data_url(str(source.get("data", "")), source.get("media_type"))
+
+
+# -- canonical -> Anthropic -------------------------------------------------------------------
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
+
+
+def _usage(usage: Any) -> dict[str, int]:
+    usage = usage if isinstance(usage, dict) else {}
+    return {"input_tokens": usage.get("prompt_tokens", 0),
+            "output_tokens": usage.get("completion_tokens", 0)}
+
+
+def _message(event: dict[str, Any], model: str) -> dict[str, Any]:
+    choice = (event.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    content: list[dict[str, Any]] = []
+    if message.get("content"):
+        content.append({"type": "text", "text": message["content"]})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        content.append({"type": "tool_use", "id": call.get("id") or new_id("toolu_"),
+                        "name": function.get("name", ""),
+                        "input": loads_arguments(function.get("arguments"))})
+    return {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": model,
+            "content": content,
+            "stop_reason": STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn"),
+            "stop_sequence": None, "usage": _usage(event.get("usage"))}
+
+
+class _SSE:
+    """Canonical chunks → Anthropic's event sequence for one message."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.index = -1
+        self.open: str | None = None  # "text" or the OpenAI index of the open tool call
+        self.finish: Any = None
+        self.usage: Any = None
+
+    def frames(self, events: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+        started = False
+        for event in events:
+            if not started:
+                started = True
+                yield self._start()
+            self.usage = event.get("usage") or self.usage
+            for choice in event.get("choices") or []:
+                self.finish = choice.get("finish_reason") or self.finish
+                yield from self._delta(choice.get("delta") or {})
+        if not started:
+            return
+        yield self._close()
+        yield _event("message_delta", {
+            "type": "message_delta",
+            "delta": {"stop_reason": STOP_REASONS.get(str(self.finish), "end_turn"),
+                      "stop_sequence": None},
+            "usage": _usage(self.usage)})
+        yield _event("message_stop", {"type": "message_stop"})
+
+    def _start(self) -> bytes:
+        message: dict[str, Any] = {
+            "id": new_id("msg_"), "type": "message", "role": "assistant", "model": self.model,
+            "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0}}
+        return _event("message_start", {"type": "message_start", "message": message}) + PING
+
+    def _delta(self, delta: dict[str, Any]) -> Iterator[bytes]:
+        if delta.get("content"):
+            if self.open != "text":
+                yield self._close() + self._open("text", {"type": "text", "text": ""})
+            yield self._block_delta({"type": "text_delta", "text": delta["content"]})
+        for call in delta.get("tool_calls") or []:
+            key = f"tool{call.get('index', 0)}"
+            function = call.get("function") or {}
+            if self.open != key:
+                block = {"type": "tool_use", "id": call.get("id") or new_id("toolu_"),
+                         "name": function.get("name", ""), "input": {}}
+                yield self._close() + self._open(key, block)
+            if function.get("arguments"):
+                yield self._block_delta({"type": "input_json_delta",
+                                         "partial_json": function["arguments"]})
+
+    def _open(self, key: str, block: dict[str, Any]) -> bytes:
+        self.index += 1
+        self.open = key
+        return _event("content_block_start", {"type": "content_block_start",
+                                              "index": self.index, "content_block": block})
+
+    def _block_delta(self, delta: dict[str, Any]) -> bytes:
+        return _event("content_block_delta", {"type": "content_block_delta",
+                                              "index": self.index, "delta": delta})
+
+    def _close(self) -> bytes:
+        if self.open is None:
+            return b""
+        self.open = None
+        return _event("content_block_stop", {"type": "content_block_stop", "index": self.index})

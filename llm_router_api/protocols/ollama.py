@@ -1,0 +1,217 @@
+"""Callers that speak Ollama (``/api/chat``, ``/api/generate``, ``/api/embed``).
+
+``stream`` defaults to true. Streams are NDJSON (``application/x-ndjson``); the last line has
+``"done": true``, ``done_reason`` and the token counts. Ollama's ``options`` become canonical
+sampling fields (``num_predict`` → ``max_tokens``, ``repeat_penalty`` → ``repetition_penalty``),
+``format`` becomes ``response_format``, images become image parts, tool-call argument objects
+become JSON strings. A failure after the stream began is one last line ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from llm_router_api.errors import RouterError
+from llm_router_api.protocols.base import CallerProtocol, dumps
+from llm_router_api.protocols.shapes import ollama_error
+from llm_router_api.schemas.calls import Op, Protocol
+from llm_router_api.schemas.canonical import (
+    ToolCallCollector,
+    data_url,
+    dumps_arguments,
+    loads_arguments,
+    rfc3339_now,
+)
+
+# Ollama ``options`` and their canonical (OpenAI / vLLM) names.
+CANONICAL_OPTIONS = {
+    "num_predict": "max_tokens", "temperature": "temperature", "top_p": "top_p",
+    "top_k": "top_k", "seed": "seed", "stop": "stop", "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty", "repeat_penalty": "repetition_penalty",
+    "min_p": "min_p", "typical_p": "typical_p",
+}
+DONE_REASONS = {"length": "length"}
+
+
+class OllamaProtocol(CallerProtocol):
+    protocol = Protocol.OLLAMA
+    stream_content_type = "application/x-ndjson"
+    stream_default = True
+
+    def canonical(self, op: Op, body: dict[str, Any]) -> dict[str, Any]:
+        request: dict[str, Any] = {"model": body.get("model")}
+        if op == Op.EMBEDDING:
+            request["input"] = body.get("input")
+            if body.get("dimensions") is not None:
+                request["dimensions"] = body["dimensions"]
+            return request
+        request["stream"] = body.get("stream", True) is not False
+        if op == Op.CHAT:
+            request["messages"] = canonical_messages(body.get("messages") or [])
+            if body.get("tools"):
+                request["tools"] = body["tools"]
+        else:
+            system, prompt = body.get("system"), body.get("prompt") or ""
+            request["prompt"] = f"{system}\n\n{prompt}" if system else prompt
+            for key in ("suffix", "images"):  # images: base64 strings, as Ollama sends them
+                if body.get(key):
+                    request[key] = body[key]
+        request.update(canonical_options(body.get("options")))
+        response_format = canonical_format(body.get("format"))
+        if response_format is not None:
+            request["response_format"] = response_format
+        return request
+
+    def render(self, op: Op, events: Iterator[dict[str, Any]], stream: bool,
+               model: str, body: Mapping[str, Any] | None = None) -> Iterator[bytes]:
+        started = time.monotonic_ns()
+        if op == Op.EMBEDDING:
+            for event in events:
+                yield dumps(_embed_body(event, model, started))
+            return
+        key = "message" if op == Op.CHAT else "response"
+        if not stream:
+            for event in events:
+                yield dumps(_whole_body(op, event, model, started))
+            return
+        yield from _lines(key, events, model, started)
+
+    def error_body(self, error: RouterError, detail: bool = False) -> dict[str, Any]:
+        return ollama_error(error, detail)
+
+    def error_frame(self, error: RouterError) -> bytes:
+        return dumps(ollama_error(error)) + b"\n"
+
+
+# -- Ollama -> canonical ----------------------------------------------------------------------
+def canonical_options(options: Any) -> dict[str, Any]:
+    if not isinstance(options, dict):
+        return {}
+    out = {CANONICAL_OPTIONS[k]: v for k, v in options.items()
+           if k in CANONICAL_OPTIONS and v is not None}
+    if isinstance(out.get("max_tokens"), int) and out["max_tokens"] < 0:
+        del out["max_tokens"]  # -1 / -2: no limit
+    return out
+
+
+def canonical_format(fmt: Any) -> dict[str, Any] | None:
+    if fmt == "json":
+        return {"type": "json_object"}
+    if isinstance(fmt, dict):
+        return {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt}}
+    return None
+
+
+def canonical_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ollama messages as OpenAI's; tool results get the id of the call they answer."""
+    out: list[dict[str, Any]] = []
+    pending: list[tuple[str, str]] = []  # (id, name) of calls not answered yet
+    for position, message in enumerate(messages):
+        role = message.get("role")
+        item: dict[str, Any] = {"role": role, "content": _content(message)}
+        calls = message.get("tool_calls") or []
+        if calls:
+            item["tool_calls"] = [_tool_call(c, f"call_{position}_{i}")
+                                  for i, c in enumerate(calls)]
+            pending = [(c["id"], c["function"]["name"]) for c in item["tool_calls"]]
+        if role == "tool":
+            item["tool_call_id"] = _answered(pending, message.get("tool_name"), position)
+        out.append(item)
+    return out
+
+
+def _content(message: dict[str, Any]) -> Any:
+    text = message.get("content") or ""
+    images = message.get("images") or []
+    if not images:
+        return text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+    return parts + [{"type": "image_url", "image_url": {"url": data_url(b64)}}
+                    for b64 in images if isinstance(b64, str)]
+
+
+def _tool_call(call: dict[str, Any], call_id: str) -> dict[str, Any]:
+    function = call.get("function") or {}
+    return {"id": call_id, "type": "function",
+            "function": {"name": function.get("name", ""),
+                         "arguments": dumps_arguments(function.get("arguments"))}}
+
+
+def _answered(pending: list[tuple[str, str]], name: Any, position: int) -> str:
+    for index, (call_id, call_name) in enumerate(pending):
+        if not name or name == call_name:
+            del pending[index]
+            return call_id
+    return f"call_{position}"
+
+
+# -- canonical -> Ollama ----------------------------------------------------------------------
+def _stats(usage: Any, started: int) -> dict[str, Any]:
+    usage = usage if isinstance(usage, dict) else {}
+    elapsed = time.monotonic_ns() - started
+    return {"total_duration": elapsed, "load_duration": 0,
+            "prompt_eval_count": usage.get("prompt_tokens", 0), "prompt_eval_duration": 0,
+            "eval_count": usage.get("completion_tokens", 0), "eval_duration": elapsed}
+
+
+def _done_reason(finish: Any) -> str:
+    return DONE_REASONS.get(str(finish), "stop")
+
+
+def _ollama_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"function": {"name": (c.get("function") or {}).get("name", ""),
+                          "arguments": loads_arguments((c.get("function") or {})
+                                                       .get("arguments"))}}
+            for c in calls]
+
+
+def _whole_body(op: Op, event: dict[str, Any], model: str, started: int) -> dict[str, Any]:
+    choice = (event.get("choices") or [{}])[0]
+    body: dict[str, Any] = {"model": model, "created_at": rfc3339_now()}
+    if op == Op.CHAT:
+        message = choice.get("message") or {}
+        out: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
+        if message.get("tool_calls"):
+            out["tool_calls"] = _ollama_calls(message["tool_calls"])
+        body["message"] = out
+    else:
+        body["response"] = choice.get("text") or ""
+    return {**body, "done": True, "done_reason": _done_reason(choice.get("finish_reason")),
+            **_stats(event.get("usage"), started)}
+
+
+def _lines(key: str, events: Iterator[dict[str, Any]], model: str,
+           started: int) -> Iterator[bytes]:
+    tools = ToolCallCollector()
+    finish: Any = None
+    usage: Any = None
+    for event in events:
+        usage = event.get("usage") or usage
+        for choice in event.get("choices") or []:
+            finish = choice.get("finish_reason") or finish
+            delta = choice.get("delta") or {}
+            text = delta.get("content") if key == "message" else choice.get("text")
+            tools.add(delta.get("tool_calls"))
+            if text:
+                piece = {"role": "assistant", "content": text} if key == "message" else text
+                yield _line(model, key, piece, {"done": False})
+    if tools:
+        message = {"role": "assistant", "content": "", "tool_calls": _ollama_calls(tools.calls())}
+        yield _line(model, key, message, {"done": False})
+    empty: Any = {"role": "assistant", "content": ""} if key == "message" else ""
+    yield _line(model, key, empty, {"done": True, "done_reason": _done_reason(finish),
+                                    **_stats(usage, started)})
+
+
+def _line(model: str, key: str, value: Any, tail: dict[str, Any]) -> bytes:
+    return dumps({"model": model, "created_at": rfc3339_now(), key: value, **tail}) + b"\n"
+
+
+def _embed_body(event: dict[str, Any], model: str, started: int) -> dict[str, Any]:
+    data = sorted(event.get("data") or [], key=lambda d: d.get("index", 0))
+    usage = event.get("usage") or {}
+    return {"model": model, "embeddings": [d.get("embedding") for d in data],
+            "total_duration": time.monotonic_ns() - started, "load_duration": 0,
+            "prompt_eval_count": usage.get("prompt_tokens", 0)}

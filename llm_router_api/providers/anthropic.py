@@ -1,0 +1,309 @@
+"""Anthropic upstreams (``api_type`` ``anthropic``): ``POST /v1/messages``.
+
+Authenticates with ``x-api-key`` and ``anthropic-version`` (never a Bearer token). Canonical →
+Anthropic: system messages → ``system``, tool calls → ``tool_use`` blocks, tool results →
+``tool_result`` blocks in a user turn, images → ``image`` blocks, ``stop`` → ``stop_sequences``,
+``max_tokens`` from the caller, else the provider's ``options.max_tokens``, else 4096. Anthropic's
+SSE events come back as canonical chunks. Completions are served as one user message;
+embeddings cannot be, and get a 400 in the caller's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from llm_router_api.errors import ClientError, UpstreamConnectError, UpstreamError
+from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json
+from llm_router_api.providers.transport import UpstreamResponse
+from llm_router_api.schemas.calls import Call, Op, Protocol
+from llm_router_api.schemas.canonical import (
+    ChunkMaker,
+    chat_response,
+    data_url,
+    dumps_arguments,
+    image_urls,
+    loads_arguments,
+    new_id,
+    prompt_text,
+    split_data_url,
+    text_of,
+    text_response,
+)
+from llm_router_api.schemas.config import ProviderConfig
+
+PATH = "/v1/messages"
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+# Fields Anthropic's Messages API takes; provider ``options`` outside these are not sent.
+FIELDS = frozenset({"max_tokens", "temperature", "top_p", "top_k", "stop_sequences",
+                    "metadata", "system", "tools", "tool_choice", "thinking", "service_tier"})
+STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter"}
+
+
+class AnthropicAdapter(ProviderAdapter):
+    protocol = Protocol.ANTHROPIC
+    health_path = "/v1/models"
+
+    def headers(self, provider: ProviderConfig, call: Call | None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "*/*",
+                   "anthropic-version": API_VERSION}
+        if provider.token:
+            headers["x-api-key"] = provider.token
+        if call is not None:
+            if call.request_id:
+                headers["X-Request-ID"] = call.request_id
+            headers.update(call.extra_headers)
+        return headers
+
+    def forward(self, provider: ProviderConfig, upstream_model: str,
+                call: Call) -> Iterator[bytes]:
+        body = with_defaults(provider, {**call.body, "model": upstream_model,
+                                        "stream": call.stream})
+        response = self.open(provider, PATH, body, call)
+        try:
+            if not call.stream:
+                raw = response.read()
+                parse_json(raw)
+                yield raw
+                return
+            yield from _sse_blocks(response)
+        finally:
+            response.close()
+
+    def complete(self, provider: ProviderConfig, upstream_model: str,
+                 call: Call) -> Iterator[dict[str, Any]]:
+        if call.op == Op.EMBEDDING:
+            raise ClientError(f"model '{call.model}' is served by an Anthropic provider, "
+                              "which cannot create embeddings", param="model",
+                              code="unsupported_operation")
+        request = call.canonical
+        if call.op == Op.COMPLETION:
+            request = {**request, "messages": [completion_message(request)]}
+        body = with_defaults(provider, anthropic_request(request, upstream_model, call.stream))
+        response = self.open(provider, PATH, body, call)
+        try:
+            if not call.stream:
+                message = parse_json(response.read())
+                yield _response(call.op, message, upstream_model)
+                return
+            object_type = "chat.completion.chunk" if call.op == Op.CHAT else "text_completion"
+            yield from _chunks(_events(response), ChunkMaker(upstream_model, object_type))
+        finally:
+            response.close()
+
+
+def completion_message(request: dict[str, Any]) -> dict[str, Any]:
+    """A completion request's prompt (and Ollama ``images``) as one user message."""
+    text = prompt_text(request.get("prompt"))
+    images = [data_url(b64) for b64 in request.get("images") or [] if isinstance(b64, str)]
+    if not images:
+        return {"role": "user", "content": text}
+    return {"role": "user", "content": [{"type": "text", "text": text}] + [
+        {"type": "image_url", "image_url": {"url": url}} for url in images]}
+
+
+def with_defaults(provider: ProviderConfig, body: dict[str, Any]) -> dict[str, Any]:
+    """Provider ``options`` (Anthropic's fields only) under the caller's; ``max_tokens`` set."""
+    options = {("stop_sequences" if k == "stop" else k): v
+               for k, v in provider.options.items() if v is not None}
+    merged = {k: v for k, v in options.items() if k in FIELDS}
+    merged.update(body)
+    if merged.get("max_tokens") is None:
+        merged["max_tokens"] = options.get("max_tokens") or DEFAULT_MAX_TOKENS
+    return merged
+
+
+# -- canonical -> Anthropic -------------------------------------------------------------------
+def anthropic_request(request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+    system, messages = anthropic_messages(request.get("messages") or [])
+    body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+    if system:
+        body["system"] = system
+    max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    for key in ("temperature", "top_p", "top_k"):
+        if request.get(key) is not None:
+            body[key] = request[key]
+    stop = request.get("stop")
+    if stop:
+        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if request.get("tools"):
+        body["tools"] = [anthropic_tool(t) for t in request["tools"]]
+        choice = anthropic_tool_choice(request.get("tool_choice"),
+                                       request.get("parallel_tool_calls"))
+        if choice is not None:
+            body["tool_choice"] = choice
+    if isinstance(request.get("user"), str):
+        body["metadata"] = {"user_id": request["user"]}
+    return body
+
+
+def anthropic_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    function = tool.get("function") or tool
+    out = {"name": function.get("name", ""),
+           "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
+    if function.get("description"):
+        out["description"] = function["description"]
+    return out
+
+
+def anthropic_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    if choice is None and parallel is not False:
+        return None
+    out: dict[str, Any]
+    if isinstance(choice, dict):
+        out = {"type": "tool", "name": (choice.get("function") or {}).get("name", "")}
+    else:
+        out = {"type": {"required": "any", "none": "none"}.get(str(choice), "auto")}
+    if parallel is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def anthropic_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """``(system, messages)``; consecutive turns of one role are merged, as Anthropic wants."""
+    system: list[str] = []
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.append(text_of(message.get("content")))
+            continue
+        blocks = _blocks(message)
+        turn = "assistant" if role == "assistant" else "user"
+        if out and out[-1]["role"] == turn:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": turn, "content": blocks})
+    return "\n\n".join(s for s in system if s), out
+
+
+def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    if message.get("role") == "tool":
+        return [{"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""),
+                 "content": text_of(content)}]
+    blocks: list[dict[str, Any]] = []
+    text = text_of(content)
+    if text:
+        blocks.append({"type": "text", "text": text})
+    blocks += [_image_block(url) for url in image_urls(content)]
+    for call in message.get("tool_calls") or []:
+        function = call.get("function") or {}
+        blocks.append({"type": "tool_use", "id": call.get("id") or new_id("toolu_"),
+                       "name": function.get("name", ""),
+                       "input": loads_arguments(function.get("arguments"))})
+    return blocks or [{"type": "text", "text": ""}]
+
+
+def _image_block(url: str) -> dict[str, Any]:
+    parts = split_data_url(url)
+    if parts is None:
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    return {"type": "image", "source": {"type": "base64", "media_type": parts[0],
+                                        "data": parts[1]}}
+
+
+# -- Anthropic -> canonical -------------------------------------------------------------------
+def _response(op: Op, message: Any, model: str) -> dict[str, Any]:
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        raise UpstreamConnectError("the provider sent an answer that could not be read")
+    text = "".join(b.get("text", "") for b in message["content"] if b.get("type") == "text")
+    calls = [{"id": b.get("id") or new_id("call_"), "type": "function",
+              "function": {"name": b.get("name", ""),
+                           "arguments": dumps_arguments(b.get("input"))}}
+             for b in message["content"] if b.get("type") == "tool_use"]
+    finish = STOP_REASONS.get(message.get("stop_reason") or "", "stop")
+    used = message.get("usage") or {}
+    prompt, completion = used.get("input_tokens"), used.get("output_tokens")
+    if op == Op.COMPLETION:
+        return text_response(model, text, finish, prompt, completion)
+    out: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        out = {"role": "assistant", "content": text or None, "tool_calls": calls}
+    return chat_response(model, out, finish, prompt, completion)
+
+
+def _events(response: UpstreamResponse) -> Iterator[dict[str, Any]]:
+    for line in response.lines():
+        if line.startswith(b"data:"):
+            event = parse_json(line[5:])
+            if isinstance(event, dict) and event.get("type") == "error":
+                raise UpstreamError(str((event.get("error") or {}).get("message")
+                                        or "the provider failed"))
+            if isinstance(event, dict):
+                yield event
+
+
+def _chunks(events: Iterator[dict[str, Any]], maker: ChunkMaker) -> Iterator[dict[str, Any]]:
+    tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool-call index
+    prompt: Any = 0
+    completion: Any = 0
+    finish = "stop"
+    for event in events:
+        kind = event.get("type")
+        if kind == "message_start":
+            used = (event.get("message") or {}).get("usage") or {}
+            prompt = used.get("input_tokens", 0)
+        elif kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                tools[event.get("index", 0)] = len(tools)
+                yield maker.delta({"tool_calls": [{
+                    "index": len(tools) - 1, "id": block.get("id") or new_id("call_"),
+                    "type": "function",
+                    "function": {"name": block.get("name", ""), "arguments": ""}}]})
+        elif kind == "content_block_delta":
+            chunk = _delta_chunk(event, tools, maker)
+            if chunk is not None:
+                yield chunk
+        elif kind == "message_delta":
+            finish = STOP_REASONS.get((event.get("delta") or {}).get("stop_reason") or "",
+                                      "stop")
+            used = event.get("usage") or {}
+            completion = used.get("output_tokens", completion)
+            prompt = used.get("input_tokens") or prompt
+        elif kind == "message_stop":
+            yield maker.piece("", finish)
+            yield maker.usage(prompt, completion)
+            return
+    raise UpstreamConnectError("the provider ended the stream early")
+
+
+def _delta_chunk(event: dict[str, Any], tools: dict[int, int],
+                 maker: ChunkMaker) -> dict[str, Any] | None:
+    delta = event.get("delta") or {}
+    if delta.get("type") == "text_delta" and delta.get("text"):
+        return maker.piece(delta["text"])
+    if delta.get("type") == "input_json_delta" and event.get("index", 0) in tools:
+        index = tools[event.get("index", 0)]
+        return maker.delta({"tool_calls": [{"index": index, "function": {
+            "arguments": delta.get("partial_json", "")}}]})
+    return None
+
+
+def _sse_blocks(response: UpstreamResponse) -> Iterator[bytes]:
+    """Forward SSE as it comes; an ``error`` event or no ``message_stop`` fails the stream."""
+    done = False
+    for block in line_blocks(response):
+        if b"event: error" in block:
+            kept, _, rest = block.partition(b"event: error")
+            if kept.strip():
+                yield kept
+            raise UpstreamError(_error_message(rest))
+        done = done or b"message_stop" in block
+        yield block
+    if not done:
+        raise UpstreamConnectError("the provider ended the stream early")
+
+
+def _error_message(rest: bytes) -> str:
+    for line in rest.splitlines():
+        if line.startswith(b"data:"):
+            event = parse_json(line[5:])
+            if isinstance(event, dict):
+                return str((event.get("error") or {}).get("message") or "the provider failed")
+    return "the provider failed"

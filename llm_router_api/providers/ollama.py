@@ -1,0 +1,283 @@
+"""Ollama upstreams (``api_type`` ``ollama``): ``/api/chat``, ``/api/generate``, ``/api/embed``.
+
+Canonical → Ollama: sampling fields go into ``options`` under Ollama's names (``max_tokens`` →
+``num_predict``, ``repetition_penalty`` → ``repeat_penalty``, ...), ``response_format`` →
+``format``, image parts → ``images`` (base64), tool-call arguments JSON strings → objects,
+tool results → ``role: tool`` with ``tool_name``. The provider's ``keep_alive`` and ``options``
+fill what the caller left unset. Ollama NDJSON comes back as canonical chunks, with usage from
+``prompt_eval_count`` / ``eval_count``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from llm_router_api.errors import (
+    ClientError,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+)
+from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json
+from llm_router_api.providers.transport import UpstreamResponse
+from llm_router_api.schemas.calls import Call, Op, Protocol
+from llm_router_api.schemas.canonical import (
+    ChunkMaker,
+    chat_response,
+    dumps_arguments,
+    image_urls,
+    loads_arguments,
+    new_id,
+    prompt_text,
+    split_data_url,
+    text_of,
+    text_response,
+)
+from llm_router_api.schemas.config import ProviderConfig
+
+ROUTES = {Op.CHAT: "/api/chat", Op.COMPLETION: "/api/generate", Op.EMBEDDING: "/api/embed"}
+# Canonical (OpenAI / vLLM) sampling fields and their names in Ollama's ``options``.
+OPTION_NAMES = {
+    "max_tokens": "num_predict", "max_completion_tokens": "num_predict",
+    "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed",
+    "stop": "stop", "presence_penalty": "presence_penalty",
+    "frequency_penalty": "frequency_penalty", "repetition_penalty": "repeat_penalty",
+    "min_p": "min_p", "typical_p": "typical_p",
+}
+# Provider ``options`` keys that are top-level Ollama request fields, not ``options``.
+TOP_LEVEL = frozenset({"format", "keep_alive", "think", "raw", "template", "truncate",
+                       "dimensions"})
+FINISH = {"length": "length"}
+
+
+class OllamaAdapter(ProviderAdapter):
+    protocol = Protocol.OLLAMA
+    health_path = "/api/tags"
+
+    def forward(self, provider: ProviderConfig, upstream_model: str,
+                call: Call) -> Iterator[bytes]:
+        body = {**call.body, "model": upstream_model}
+        if call.op != Op.EMBEDDING:
+            body["stream"] = call.stream
+        response = self.open(provider, ROUTES[call.op], with_defaults(provider, body), call)
+        try:
+            if not call.stream:
+                raw = response.read()
+                _check(parse_json(raw))
+                yield raw
+                return
+            yield from _ndjson_blocks(response)
+        finally:
+            response.close()
+
+    def complete(self, provider: ProviderConfig, upstream_model: str,
+                 call: Call) -> Iterator[dict[str, Any]]:
+        body = with_defaults(provider, ollama_request(call.op, call.canonical, upstream_model,
+                                                      call.stream))
+        response = self.open(provider, ROUTES[call.op], body, call)
+        try:
+            if not call.stream:
+                yield _response(call.op, _check(parse_json(response.read())), upstream_model)
+                return
+            yield from _chunks(call.op, _objects(response), upstream_model)
+        finally:
+            response.close()
+
+
+def with_defaults(provider: ProviderConfig, body: dict[str, Any]) -> dict[str, Any]:
+    """The provider's ``keep_alive`` and ``options`` under the caller's own fields."""
+    top: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    for key, value in provider.options.items():
+        if value is None:
+            continue
+        if key in TOP_LEVEL:
+            top[key] = value
+        else:
+            options[OPTION_NAMES.get(key, key)] = value
+    if provider.keep_alive is not None:
+        top["keep_alive"] = provider.keep_alive
+    merged = {**top, **body}
+    options.update(body.get("options") or {})
+    if options:
+        merged["options"] = options
+    return merged
+
+
+# -- canonical -> Ollama ----------------------------------------------------------------------
+def ollama_request(op: Op, request: dict[str, Any], model: str, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model}
+    if op == Op.EMBEDDING:
+        body["input"] = request.get("input")
+        if request.get("dimensions") is not None:
+            body["dimensions"] = request["dimensions"]
+        return body
+    body["stream"] = stream
+    if op == Op.CHAT:
+        body["messages"] = ollama_messages(request.get("messages") or [])
+        if request.get("tools"):
+            body["tools"] = request["tools"]
+    else:
+        body["prompt"] = prompt_text(request.get("prompt"))
+        for key in ("suffix", "images"):
+            if request.get(key):
+                body[key] = request[key]
+    options = _options(request)
+    if options:
+        body["options"] = options
+    fmt = ollama_format(request.get("response_format"))
+    if fmt is not None:
+        body["format"] = fmt
+    return body
+
+
+def _options(request: dict[str, Any]) -> dict[str, Any]:
+    options = {OPTION_NAMES[k]: v for k, v in request.items()
+               if k in OPTION_NAMES and v is not None}
+    if isinstance(options.get("stop"), str):
+        options["stop"] = [options["stop"]]
+    return options
+
+
+def ollama_format(response_format: Any) -> Any:
+    """OpenAI ``response_format`` as Ollama ``format``: ``"json"`` or a JSON schema."""
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        return schema if isinstance(schema, dict) else "json"
+    return None
+
+
+def ollama_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names: dict[str, str] = {}  # tool_call_id -> function name, for tool results
+    out = []
+    for message in messages:
+        role = message.get("role")
+        item: dict[str, Any] = {"role": "system" if role == "developer" else role,
+                                "content": text_of(message.get("content"))}
+        images = [_base64_image(url) for url in image_urls(message.get("content"))]
+        if images:
+            item["images"] = images
+        calls = message.get("tool_calls") or []
+        if calls:
+            item["tool_calls"] = [_ollama_tool_call(c) for c in calls]
+            names.update({c.get("id", ""): c["function"]["name"] for c in calls})
+        if role == "tool" and message.get("tool_call_id") in names:
+            item["tool_name"] = names[message["tool_call_id"]]
+        out.append(item)
+    return out
+
+
+def _ollama_tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function") or {}
+    return {"function": {"name": function.get("name", ""),
+                         "arguments": loads_arguments(function.get("arguments"))}}
+
+
+def _base64_image(url: str) -> str:
+    parts = split_data_url(url)
+    if parts is None:
+        raise ClientError("Ollama providers take images as base64 data: URLs only",
+                          param="messages", code="unsupported_image")
+    return parts[1]
+
+
+# -- Ollama -> canonical ----------------------------------------------------------------------
+def _check(obj: Any) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise UpstreamProtocolError()
+    if "error" in obj:
+        raise UpstreamError(str(obj["error"]))
+    return obj
+
+
+def _objects(response: UpstreamResponse) -> Iterator[dict[str, Any]]:
+    for line in response.lines():
+        if line.strip():
+            yield _check(parse_json(line))
+
+
+def _finish(obj: dict[str, Any], tools: bool) -> str:
+    if tools:
+        return "tool_calls"
+    return FINISH.get(obj.get("done_reason") or "", "stop")
+
+
+def _response(op: Op, obj: dict[str, Any], model: str) -> dict[str, Any]:
+    prompt, completion = obj.get("prompt_eval_count"), obj.get("eval_count")
+    if op == Op.EMBEDDING:
+        data = [{"object": "embedding", "index": i, "embedding": v}
+                for i, v in enumerate(obj.get("embeddings") or [])]
+        return {"object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": prompt or 0, "total_tokens": prompt or 0}}
+    if op == Op.COMPLETION:
+        return text_response(model, obj.get("response", ""), _finish(obj, False), prompt,
+                             completion)
+    message = obj.get("message") or {}
+    out: dict[str, Any] = {"role": "assistant", "content": message.get("content", "")}
+    calls = [_openai_tool_call(c) for c in message.get("tool_calls") or []]
+    if calls:
+        out["tool_calls"] = calls
+        out["content"] = out["content"] or None
+    return chat_response(model, out, _finish(obj, bool(calls)), prompt, completion)
+
+
+def _openai_tool_call(call: dict[str, Any], index: int | None = None) -> dict[str, Any]:
+    function = call.get("function") or {}
+    out: dict[str, Any] = {
+        "id": call.get("id") or new_id("call_"), "type": "function",
+        "function": {"name": function.get("name", ""),
+                     "arguments": dumps_arguments(function.get("arguments"))}}
+    if index is not None:
+        out["index"] = index
+    return out
+
+
+def _chunks(op: Op, objects: Iterator[dict[str, Any]], model: str) -> Iterator[dict[str, Any]]:
+    maker = ChunkMaker(model, "chat.completion.chunk" if op == Op.CHAT else "text_completion")
+    tools = 0
+    for obj in objects:
+        message = obj.get("message") or {}
+        text = message.get("content", "") if op == Op.CHAT else obj.get("response", "")
+        if text:
+            yield maker.piece(text)
+        for call in message.get("tool_calls") or []:
+            yield maker.delta({"tool_calls": [_openai_tool_call(call, tools)]})
+            tools += 1
+        if obj.get("done"):
+            yield maker.piece("", _finish(obj, tools > 0))
+            yield maker.usage(obj.get("prompt_eval_count"), obj.get("eval_count"))
+            return
+    raise UpstreamConnectError("the provider ended the stream early")
+
+
+def _ndjson_blocks(response: UpstreamResponse) -> Iterator[bytes]:
+    """Forward NDJSON as it comes; an error line or a missing ``done`` line fails the stream."""
+    last = b""
+    for block in line_blocks(response):
+        error = None
+        if b'"error"' in block:
+            block, error = split_error(block)
+        if block.strip():
+            last = block.rstrip().rsplit(b"\n", 1)[-1]
+            yield block
+        if error is not None:
+            raise UpstreamError(error)
+    if not last or _check(parse_json(last)).get("done") is not True:
+        raise UpstreamConnectError("the provider ended the stream early")
+
+
+def split_error(block: bytes) -> tuple[bytes, str | None]:
+    """The lines before an upstream ``{"error": ...}`` line, and that error's message."""
+    kept: list[bytes] = []
+    for line in block.splitlines(keepends=True):
+        obj = parse_json(line) if line.strip() else {}
+        if isinstance(obj, dict) and "error" in obj:
+            return b"".join(kept), str(obj["error"])
+        kept.append(line)
+    return block, None

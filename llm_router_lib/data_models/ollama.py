@@ -1,0 +1,65 @@
+"""Ollama-compatible request bodies (``/api/chat``, ``/api/generate``, ``/api/embed``,
+``/api/show``). Extra fields are allowed and reach Ollama providers untouched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+
+class OllamaMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str = Field(min_length=1)
+    content: str | None = ""
+    images: list[str] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class OllamaCall(BaseModel):
+    """Fields every Ollama model call shares; ``stream`` defaults to true, as in Ollama."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    stream: StrictBool = True
+    options: dict[str, Any] | None = None
+    format: str | dict[str, Any] | None = None
+    keep_alive: str | int | float | None = None
+
+
+class OllamaChatRequest(OllamaCall):
+    """``POST /api/chat``; an empty ``messages`` list only loads the model, as in Ollama."""
+
+    messages: list[OllamaMessage] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+
+
+class OllamaGenerateRequest(OllamaCall):
+    """``POST /api/generate``; an empty ``prompt`` only loads the model, as in Ollama."""
+
+    prompt: str = ""
+    suffix: str | None = None
+    system: str | None = None
+    images: list[str] | None = None
+
+
+class OllamaEmbedRequest(BaseModel):
+    """``POST /api/embed``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    input: str | list[str]
+    options: dict[str, Any] | None = None
+    keep_alive: str | int | float | None = None
+
+
+class OllamaShowRequest(BaseModel):
+    """``POST /api/show``: ``model`` (or the older ``name``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = Field(default=None, min_length=1)
+    name: str | None = Field(default=None, min_length=1)
