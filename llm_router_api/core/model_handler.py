@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
+from llm_router_api.core.observer import CallObserver
 from llm_router_api.errors import (
     NoProviderAvailable,
     RouterError,
@@ -56,12 +57,14 @@ class ModelHandler:
     def __init__(self, models: ModelsConfig, chooser: ProviderChooser,
                  adapters: Mapping[str, ProviderAdapter],
                  protocols: Mapping[str, CallerProtocol],
-                 limits: HandlerLimits | None = None) -> None:
+                 limits: HandlerLimits | None = None,
+                 observer: CallObserver | None = None) -> None:
         self.models = models
         self.chooser = chooser
         self._adapters = adapters
         self._protocols = protocols
         self._limits = limits or HandlerLimits()
+        self.observer = observer or CallObserver()
 
     def resolve(self, name: str) -> ModelConfig:
         model = self.models.resolve(name)
@@ -86,11 +89,13 @@ class ModelHandler:
                     raise failure from None
                 raise
             tried.add(lease.provider.id)
+            self.observer.attempt_started(lease, self.chooser.strategy.name, failure is not None)
             try:
                 frames = self.frames(call, model, lease.provider)
                 first = next(frames)
             except UpstreamError as exc:
                 self.chooser.release(lease, failure=exc)
+                self.observer.attempt_failed(lease, exc)
                 log.warning("attempt on provider %s failed: %s", lease.provider.id, exc.message)
                 if not exc.failover:
                     raise
@@ -99,9 +104,11 @@ class ModelHandler:
             except StopIteration:
                 self.chooser.release(lease, failure=UpstreamProtocolError())
                 failure = UpstreamProtocolError("the provider sent an empty answer")
+                self.observer.attempt_failed(lease, failure)
                 continue
-            except BaseException:
+            except BaseException as exc:
                 self.chooser.release(lease)
+                self.observer.attempt_failed(lease, exc)
                 raise
             return self._reply(call, lease, first, frames)
         assert failure is not None  # the loop only ends here after a failed attempt
@@ -126,14 +133,20 @@ class ModelHandler:
                 body = first + b"".join(frames)
             except RouterError as exc:
                 self.chooser.release(lease, failure=exc)
+                self.observer.attempt_failed(lease, exc)
                 raise
-            except BaseException:
+            except BaseException as exc:
                 self.chooser.release(lease)
+                self.observer.attempt_failed(lease, exc)
                 raise
             self.chooser.release(lease, latency=time.monotonic() - lease.started)
+            meter = self.observer.meter(call.protocol, stream=False)
+            meter.feed(body)
+            self.observer.finished(lease, meter.usage)
             return Reply(200, "application/json", body, provider_id=lease.provider.id,
                          model=call.model)
         ttft = time.monotonic() - lease.started
+        self.observer.first_token(lease, ttft)
         return Reply(200, protocol.stream_content_type,
                      self._stream(protocol, lease, first, frames, ttft),
                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -142,9 +155,11 @@ class ModelHandler:
     def _stream(self, protocol: CallerProtocol, lease: Lease, first: bytes,
                 frames: Iterator[bytes], ttft: float) -> Iterator[bytes]:
         failure: RouterError | None = None
+        meter = self.observer.meter(protocol.protocol, stream=True)
         try:
-            yield first
-            yield from frames
+            yield meter.feed(first)
+            for frame in frames:
+                yield meter.feed(frame)
         except RouterError as exc:
             failure = exc
             log.warning("stream from provider %s failed: %s", lease.provider.id, exc.message)
@@ -159,3 +174,6 @@ class ModelHandler:
                 close()
             self.chooser.release(lease, failure=failure,
                                  latency=None if failure else ttft)
+            if failure is not None:
+                self.observer.attempt_failed(lease, failure)
+            self.observer.finished(lease, meter.usage)

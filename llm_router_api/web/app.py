@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Flask, Response, g, request
@@ -31,7 +31,11 @@ from llm_router_api.errors import (
 from llm_router_api.protocols.shapes import error_body
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.settings import Settings, load_settings
-from llm_router_api.web.logs import access_log, configure_logging
+from llm_router_api.web.logs import configure_logging
+from llm_router_api.web.observe import mount_metrics, started, track
+
+if TYPE_CHECKING:
+    from llm_router_api.core.metrics import PrometheusMetrics
 
 log = logging.getLogger("llm_router")
 
@@ -51,7 +55,9 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_body_size, PROPAGATE_EXCEPTIONS=False)
     app.extensions["llm_router"] = services
     mounted = _mount(app, services)
-    _install_hooks(app, settings)
+    if parts.metrics is not None:
+        mount_metrics(app, settings.prefix, parts.metrics)
+    _install_hooks(app, settings, parts.metrics)
     parts.maintenance.start()
     log.info("llm-router ready: %d models, %d routes, strategy %s%s", len(parts.models.models),
              mounted, type(parts.chooser.strategy).__name__,
@@ -115,10 +121,10 @@ def protocol_for(path: str) -> Protocol:
     return Protocol.OPENAI
 
 
-def _install_hooks(app: Flask, settings: Settings) -> None:
+def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | None) -> None:
     @app.before_request
     def start() -> None:
-        g.started = time.monotonic()
+        started(metrics)
         given = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = given[:MAX_REQUEST_ID] if given.isprintable() and given else uuid.uuid4().hex
         g.protocol = protocol_for(request.path)
@@ -132,8 +138,7 @@ def _install_hooks(app: Flask, settings: Settings) -> None:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         if response.status_code == 413:
             response.headers["Connection"] = "close"
-        access_log(request, response, g)
-        return response
+        return track(response, metrics)
 
     @app.errorhandler(RouterError)
     def router_error(error: RouterError) -> Response:
