@@ -51,7 +51,7 @@ class CountedBody:
                 on_close(self.sent)
 
 
-class ClosingList(list):  # type: ignore[type-arg]
+class ClosingList(list[Any]):
     """A whole body (still a sequence, so werkzeug sets Content-Length) with a ``close``."""
 
     def __init__(self, parts: Iterable[Any], size: int, on_close: Callable[[int], None]) -> None:
