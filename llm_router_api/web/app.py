@@ -151,7 +151,8 @@ def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
-        return error_response(RouterError(), settings.in_debug)
+        # In debug, name the exception class (never its message, which could hold anything).
+        return error_response(RouterError(detail=type(error).__name__), settings.in_debug)
 
 
 def _from_werkzeug(error: HTTPException) -> RouterError:

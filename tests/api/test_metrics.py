@@ -13,6 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from standin import StandIn
 from standin.behaviour import Behaviour
-from tests.support.procs import Gateway, free_port, wait_for, write_config
+from tests.support.procs import ROOT, Gateway, free_port, wait_for, write_config
 
 TOKEN = "sk-metrics-provider-token-9876"
 STRATEGY = "tests.api.order_strategy:ConfigOrder"
@@ -318,3 +319,35 @@ def test_one_access_line_per_request_written_when_the_body_ended(mix: Mix) -> No
     slow = [line for line in mix.logged.values() if line["duration_ms"] >= 300
             and line["stream"]]
     assert len({line["pid"] for line in slow}) == 3
+
+
+def test_alert_rules_and_docs_name_only_series_that_exist(tmp_path: Path) -> None:
+    import re
+
+    import yaml
+
+    from llm_router_api.base.lb.state import MemoryStore
+    from llm_router_api.core.config import load_models_config
+    from llm_router_api.core.metrics import PrometheusMetrics
+
+    config = write_config(tmp_path, {"m": [{"id": "p", "api_host": "http://127.0.0.1:9",
+                                            "api_type": "openai"}]})
+    metrics = PrometheusMetrics(load_models_config(str(config), {}), MemoryStore())
+    families = {f.name for f in text_string_to_metric_families(metrics.render()[0].decode())}
+
+    def same(name: str, family: str) -> bool:
+        return name in [family] + [family + s for s in ("_total", "_bucket", "_count", "_sum")]
+
+    def exists(name: str) -> bool:
+        return any(same(name, f) for f in families)
+
+    rules = yaml.safe_load((ROOT / "resources/prometheus/alerts.yml").read_text())
+    exprs = " ".join(r["expr"] for g in rules["groups"] for r in g["rules"])
+    used = set(re.findall(r"llm_router_\w+", exprs))
+    assert used and all(exists(name) for name in used), used
+    scrape = yaml.safe_load((ROOT / "resources/prometheus/prometheus.yml").read_text())
+    assert scrape["scrape_configs"][0]["metrics_path"] == "/api/metrics"
+    documented = set(re.findall(r"llm_router_\w+", (ROOT / "docs/observability.md").read_text()))
+    assert {d for d in documented if not exists(d)} == set()
+    undocumented = {f for f in families if not any(same(d, f) for d in documented)}
+    assert {f for f in undocumented if not f.endswith("_created")} == set()
