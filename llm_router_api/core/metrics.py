@@ -17,6 +17,8 @@ sums live workers; the health gauge shows the most recent value any live worker 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +29,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client.metrics_core import Metric
 
 from llm_router_api.base.lb.chooser import Lease
 from llm_router_api.base.lb.state import StateStore
@@ -158,5 +161,23 @@ class PrometheusMetrics(CallObserver):
         if not self._multiproc_dir:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
-        prom_multiprocess.MultiProcessCollector(registry, path=self._multiproc_dir)
+        registry.register(WorkerFilesCollector(self._multiproc_dir))
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class WorkerFilesCollector:
+    """``MultiProcessCollector`` over the files that are ready: a worker that is booting has
+    created its file but not yet sized it, and reading that empty file would fail the scrape."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = Path(directory)
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in self._directory.glob("*.db"):
+            try:
+                if path.stat().st_size > 0:
+                    files.append(str(path))
+            except FileNotFoundError:  # a dead worker's gauge file, just removed
+                continue
+        return prom_multiprocess.MultiProcessCollector.merge(files, accumulate=True)

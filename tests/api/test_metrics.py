@@ -8,7 +8,10 @@ answered by three different workers: the scrape shows their sum, each series onc
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -58,6 +61,7 @@ class Mix:
     requests: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     tokens: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     upstream_requests: int = 0
+    scrapes: int = 1  # of /api/metrics, not counting the one that gave ``after``
     logged: dict[str, dict[str, Any]] = field(default_factory=dict)  # request id -> line
     expected_lines: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics_text: str = ""
@@ -85,8 +89,24 @@ def gateway(upstream: StandIn, tmp_path_factory: pytest.TempPathFactory) -> Iter
                      LLM_ROUTER_LOG_JSON="1", LLM_ROUTER_COOLDOWN="0",
                      LLM_ROUTER_EXTERNAL_TIMEOUT="5", LLM_ROUTER_BALANCE_STRATEGY=STRATEGY)
     yield server
+    directories = metrics_directories(server)
     server.stop()
     assert TOKEN not in server.output()
+    # The launcher created a fresh directory for this instance, and removed it at exit.
+    assert len(directories) == 1 and not any(d.exists() for d in directories)
+
+
+def metrics_directories(gateway: Gateway) -> set[Path]:
+    """Where the workers keep their metric files (they map them into memory)."""
+    pids = {json.loads(raw)["pid"] for raw in gateway.output().splitlines()
+            if raw.startswith("{")}
+    found: set[Path] = set()
+    for pid in pids:
+        maps = Path(f"/proc/{pid}/maps")
+        if maps.exists():
+            found |= {Path(line.split()[-1]).parent for line in maps.read_text().splitlines()
+                      if line.endswith(".db")}
+    return found
 
 
 class Sender:
@@ -160,7 +180,6 @@ def mix(gateway: Gateway, upstream: StandIn) -> Mix:
     upstream.reset()
     default = Behaviour().to_dict()  # without reset(), which clears the request count
     result = Mix(before=scrape(gateway), after={})
-    result.requests[("/api/metrics", "GET", "200")] += 1  # the scrape above
     sent_before = upstream.count
     send = Sender(gateway, result)
 
@@ -210,15 +229,16 @@ def mix(gateway: Gateway, upstream: StandIn) -> Mix:
     result.metrics_text = response.text
     result.requests[("/metrics", "GET", "200")] += 1
 
-    # A request is recorded when the server closes its response, just after the last byte.
+    # A request is recorded when the server closes its response, just after the last byte;
+    # scrapes race with the recording of the scrape before them, so they are checked apart.
     def settled() -> bool:
         result.after = scrape(gateway)
-        result.requests[("/api/metrics", "GET", "200")] += 1
-        done = sum(result.delta("llm_router_requests_total").values())
-        return done == sum(result.requests.values()) - 1
+        done = requests_but_scrapes(result.delta("llm_router_requests_total")) == \
+            requests_but_scrapes(expected_requests(result))
+        result.scrapes += 0 if done else 1
+        return done
 
     wait_for(settled, 10, "every request to be recorded")
-    result.requests[("/api/metrics", "GET", "200")] -= 1  # the last scrape is not in itself
     wait_for(lambda: len(access_lines(gateway.output())) == len(result.expected_lines), 10,
              "every access line")
     result.logged = access_lines(gateway.output())
@@ -237,17 +257,33 @@ def access_lines(output: str) -> dict[str, dict[str, Any]]:
     return lines
 
 
+SCRAPES = key("llm_router_requests_total", route="/api/metrics", method="GET", status="200")
+
+
+def expected_requests(mix: Mix) -> dict[Key, float]:
+    return {key("llm_router_requests_total", route=r, method=m, status=s): float(n)
+            for (r, m, s), n in mix.requests.items()}
+
+
+def requests_but_scrapes(series: dict[Key, float]) -> dict[Key, float]:
+    return {k: v for k, v in series.items() if k != SCRAPES}
+
+
 def test_requests_by_route_method_and_status(mix: Mix) -> None:
-    expected = {key("llm_router_requests_total", route=r, method=m, status=s): float(n)
-                for (r, m, s), n in mix.requests.items()}
-    assert mix.delta("llm_router_requests_total") == expected
+    delta = mix.delta("llm_router_requests_total")
+    assert requests_but_scrapes(delta) == requests_but_scrapes(expected_requests(mix))
+    # Every earlier scrape is either counted or still in flight (being closed), besides the
+    # scrape that is answering.
+    in_flight = mix.after[key("llm_router_requests_in_flight")]
+    assert delta.get(SCRAPES, 0.0) + in_flight - 1 == mix.scrapes
     durations: Counter[Key] = Counter()
     for (route, method, _), n in mix.requests.items():
         durations[key("llm_router_request_duration_seconds_count", route=route,
                       method=method)] += n
+    durations[key("llm_router_request_duration_seconds_count", route="/api/metrics",
+                  method="GET")] += int(delta.get(SCRAPES, 0))
     assert mix.delta("llm_router_request_duration_seconds_count") == {
         k: float(v) for k, v in durations.items()}
-    assert mix.after[key("llm_router_requests_in_flight")] == 1.0  # the scrape itself
 
 
 def test_unknown_model_and_paths_never_become_label_values(mix: Mix) -> None:
@@ -351,3 +387,55 @@ def test_alert_rules_and_docs_name_only_series_that_exist(tmp_path: Path) -> Non
     assert {d for d in documented if not exists(d)} == set()
     undocumented = {f for f in families if not any(same(d, f) for d in documented)}
     assert {f for f in undocumented if not f.endswith("_created")} == set()
+
+
+def test_an_operator_directory_is_emptied_at_start_and_kept(upstream: StandIn,
+                                                            tmp_path: Path) -> None:
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    stale = directory / "counter_999999.db"
+    stale.write_bytes(b"left over from an earlier run")
+    config = write_config(tmp_path, {"m1": [{"id": "m1-up", "api_host": upstream.url,
+                                             "api_type": "openai"}]})
+    server = Gateway(config, LLM_ROUTER_USE_PROMETHEUS="1",
+                     PROMETHEUS_MULTIPROC_DIR=str(directory))
+    try:
+        assert not stale.exists()
+        body = {"model": "m1", "messages": MESSAGES}
+        assert requests.post(server.url + "/v1/chat/completions", json=body,
+                             timeout=10).status_code == 200
+        wait_for(lambda: scrape(server).get(key(
+            "llm_router_requests_total", route="/v1/chat/completions", method="POST",
+            status="200")) == 1.0, 10, "the request to be counted")
+        assert list(directory.glob("*.db"))
+    finally:
+        server.stop()
+    assert directory.is_dir()  # not ours to remove
+
+
+def test_a_killed_worker_leaves_its_counts_and_drops_its_in_flight_requests(
+        gateway: Gateway, upstream: StandIn, mix: Mix) -> None:
+    before = scrape(gateway)
+    upstream.set_behaviour(first_delay=3.0)
+    body = {"model": "m1", "messages": MESSAGES, "stream": True}
+
+    def stuck() -> None:
+        with contextlib.suppress(requests.RequestException):
+            requests.post(gateway.url + "/v1/chat/completions", json=body, timeout=10)
+
+    thread = threading.Thread(target=stuck)
+    sent = upstream.count
+    thread.start()
+    wait_for(lambda: upstream.count > sent, 10, "the stream to be in flight")
+    assert scrape(gateway)[key("llm_router_requests_in_flight")] >= 2.0
+    workers = Path(f"/proc/{gateway.proc.pid}/task/{gateway.proc.pid}/children").read_text()
+    for pid in workers.split():
+        os.kill(int(pid), signal.SIGKILL)
+    thread.join()
+    upstream.set_behaviour(**Behaviour().to_dict())
+    wait_for(lambda: scrape(gateway)[key("llm_router_requests_in_flight")] == 1.0, 15,
+             "the dead worker's in-flight request to be dropped")
+    after = scrape(gateway)
+    name = "llm_router_requests_total"
+    assert {k: v for k, v in after.items() if k[0] == name and "/api/metrics" not in str(k)} \
+        == {k: v for k, v in before.items() if k[0] == name and "/api/metrics" not in str(k)}
