@@ -16,6 +16,7 @@ sums live workers; the health gauge shows the most recent value any live worker 
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,6 +45,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 #: Seconds; LLM answers take from milliseconds to minutes.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     120.0, 300.0)
+MERGE_ATTEMPTS = 3
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -173,6 +175,16 @@ class WorkerFilesCollector:
         self._directory = Path(directory)
 
     def collect(self) -> Iterable[Metric]:
+        for attempt in range(MERGE_ATTEMPTS):
+            try:
+                return prom_multiprocess.MultiProcessCollector.merge(self._ready(),
+                                                                     accumulate=True)
+            except (OSError, struct.error):  # a file went away or changed while being read
+                if attempt == MERGE_ATTEMPTS - 1:
+                    raise
+        return []
+
+    def _ready(self) -> list[str]:
         files = []
         for path in self._directory.glob("*.db"):
             try:
@@ -180,4 +192,4 @@ class WorkerFilesCollector:
                     files.append(str(path))
             except FileNotFoundError:  # a dead worker's gauge file, just removed
                 continue
-        return prom_multiprocess.MultiProcessCollector.merge(files, accumulate=True)
+        return files
