@@ -8,7 +8,9 @@
 A non-stream answer is the same chain collected into one body, released before it is returned.
 A stream that fails after its first frame ends with one error frame in the caller's format.
 Every acquire has exactly one release: on success, on failure, and when the client goes away
-(the WSGI server closes the generator, which runs its ``finally``).
+(the WSGI server closes the generator, which runs its ``finally``). Each attempt's start,
+failure, first stream frame and finish are reported to a ``CallObserver`` (metrics; the default
+does nothing).
 """
 
 from __future__ import annotations

@@ -71,11 +71,16 @@ def access_line(gateway: Gateway, request_id: str) -> dict[str, Any]:
     return found[0]
 
 
+def chat(gateway: Gateway, model: str, request_id: str = "",
+         stream: bool = False) -> requests.Response:
+    headers = {"X-Request-ID": request_id} if request_id else {}
+    return requests.post(gateway.url + "/v1/chat/completions", timeout=10, headers=headers,
+                         json={"model": model, "messages": MESSAGES, "stream": stream})
+
+
 def test_request_id_is_accepted_forwarded_returned_and_logged(
         gateway: Gateway, fresh_upstream: StandIn) -> None:
-    response = requests.post(gateway.url + "/v1/chat/completions", timeout=10,
-                             json={"model": "m1", "messages": MESSAGES},
-                             headers={"X-Request-ID": "caller-id-42"})
+    response = chat(gateway, "m1", "caller-id-42")
     assert response.status_code == 200
     assert response.headers["X-Request-ID"] == "caller-id-42"
     assert fresh_upstream.requests[-1]["headers"]["x-request-id"] == "caller-id-42"
@@ -87,8 +92,7 @@ def test_request_id_is_accepted_forwarded_returned_and_logged(
 
 def test_request_id_is_generated_when_absent_or_unusable(
         gateway: Gateway, fresh_upstream: StandIn) -> None:
-    response = requests.post(gateway.url + "/v1/chat/completions", timeout=10,
-                             json={"model": "m1", "messages": MESSAGES})
+    response = chat(gateway, "m1")
     generated = response.headers["X-Request-ID"]
     assert len(generated) == 32 and int(generated, 16) >= 0
     assert fresh_upstream.requests[-1]["headers"]["x-request-id"] == generated
@@ -100,9 +104,7 @@ def test_request_id_is_generated_when_absent_or_unusable(
 def test_stream_access_line_is_written_when_the_stream_ends(
         gateway: Gateway, fresh_upstream: StandIn) -> None:
     fresh_upstream.set_behaviour(tokens=5, token_delay=0.15)  # ≥ 0.75 s between first and last
-    response = requests.post(gateway.url + "/v1/chat/completions", timeout=10,
-                             json={"model": "m1", "messages": MESSAGES, "stream": True},
-                             headers={"X-Request-ID": "stream-1"})
+    response = chat(gateway, "m1", "stream-1", stream=True)
     assert response.text.endswith("data: [DONE]\n\n")
     line = access_line(gateway, "stream-1")
     assert line["stream"] is True and line["status"] == 200
@@ -112,9 +114,7 @@ def test_stream_access_line_is_written_when_the_stream_ends(
 
 def test_log_lines_inside_a_request_carry_its_id_and_go_to_the_file(
         gateway: Gateway, log_file: Path) -> None:
-    response = requests.post(gateway.url + "/v1/chat/completions", timeout=10,
-                             json={"model": "down", "messages": MESSAGES},
-                             headers={"X-Request-ID": "failing-1"})
+    response = chat(gateway, "down", "failing-1")
     assert response.status_code == 502
     assert TOKEN not in response.text
     line = access_line(gateway, "failing-1")
