@@ -93,6 +93,8 @@ class Settings:
     http_proxy: str = ""
     https_proxy: str = ""
     no_proxy: str = ""
+    # Prometheus' own variable; under gunicorn the launcher sets it (web.multiproc).
+    prometheus_multiproc_dir: str = ""
     # The environment as it was at load time, for `env:NAME` secrets in models-config.json.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -229,6 +231,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
 
 # Standard proxy variables (either case), honoured by the upstream transport.
 _PROXY_VARS = {"http_proxy": "HTTP_PROXY", "https_proxy": "HTTPS_PROXY", "no_proxy": "NO_PROXY"}
+MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def env_name(field_name: str) -> str:
@@ -246,6 +249,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     for name, var in _PROXY_VARS.items():
         raw = env.get(var, env.get(var.lower(), ""))
         values[name] = raw.strip()
+    values["prometheus_multiproc_dir"] = env.get(MULTIPROC_VAR, "").strip()
     if values.get("log_level") is None and _is_true(env.get(env_name("in_debug"))):
         values["log_level"] = "DEBUG"
     values.update(overrides)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
 from llm_router_api.base.lb.registry import build_strategy
@@ -27,6 +28,9 @@ from llm_router_api.providers.transport import Transport, Urllib3Transport
 from llm_router_api.schemas.config import ModelsConfig
 from llm_router_api.settings import MAX_COOLDOWN, Settings
 
+if TYPE_CHECKING:
+    from llm_router_api.core.metrics import PrometheusMetrics
+
 log = logging.getLogger("llm_router")
 
 
@@ -39,6 +43,7 @@ class Parts:
     maintenance: Maintenance
     #: ``None`` in proxy-only mode (``LLM_ROUTER_MINIMUM``): the built-ins are not served.
     prompts: PromptLibrary | None = None
+    metrics: PrometheusMetrics | None = None
 
     def close(self) -> None:
         self.maintenance.stop()
@@ -84,9 +89,22 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
     transport = Urllib3Transport(ca_bundle=settings.ca_bundle, http_proxy=settings.http_proxy,
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
     adapters = build_adapters(transport, settings.external_timeout)
+    metrics = build_metrics(settings, models, chooser)
     handler = ModelHandler(models, chooser, adapters, build_protocols(),
                            HandlerLimits(max_attempts=settings.max_attempts,
-                                         acquire_timeout=settings.acquire_timeout))
+                                         acquire_timeout=settings.acquire_timeout),
+                           observer=metrics)
     maintenance = Maintenance(chooser, models, adapters, chooser.limits.lease_ttl,
                               settings.health_interval)
-    return Parts(models, handler, chooser, transport, maintenance, prompts)
+    return Parts(models, handler, chooser, transport, maintenance, prompts, metrics)
+
+
+def build_metrics(settings: Settings, models: ModelsConfig,
+                  chooser: ProviderChooser) -> PrometheusMetrics | None:
+    """Prometheus series when ``LLM_ROUTER_USE_PROMETHEUS`` is on (prometheus-client is only
+    imported then, after the launcher has set ``PROMETHEUS_MULTIPROC_DIR``)."""
+    if not settings.use_prometheus:
+        return None
+    from llm_router_api.core.metrics import PrometheusMetrics
+
+    return PrometheusMetrics(models, chooser.store, settings.prometheus_multiproc_dir)

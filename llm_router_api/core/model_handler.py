@@ -11,6 +11,8 @@ Every acquire has exactly one release: on success, on failure, and when the clie
 (the WSGI server closes the body, which runs the generator's ``finally``; ``StreamBody.close``
 also releases a stream that was closed before its first byte was sent, when a generator's
 ``finally`` would not run).
+Each attempt's start, failure, first stream frame and finish are reported to a
+``CallObserver`` (metrics; the default does nothing).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
+from llm_router_api.core.observer import CallObserver
 from llm_router_api.errors import (
     NoProviderAvailable,
     RouterError,
@@ -63,12 +66,14 @@ class ModelHandler:
     def __init__(self, models: ModelsConfig, chooser: ProviderChooser,
                  adapters: Mapping[str, ProviderAdapter],
                  protocols: Mapping[str, CallerProtocol],
-                 limits: HandlerLimits | None = None) -> None:
+                 limits: HandlerLimits | None = None,
+                 observer: CallObserver | None = None) -> None:
         self.models = models
         self.chooser = chooser
         self._adapters = adapters
         self._protocols = protocols
         self._limits = limits or HandlerLimits()
+        self.observer = observer or CallObserver()
 
     def resolve(self, name: str) -> ModelConfig:
         model = self.models.resolve(name)
@@ -134,11 +139,13 @@ class ModelHandler:
                     raise failure from None
                 raise
             tried.add(lease.provider.id)
+            self.observer.attempt_started(lease, self.chooser.strategy.name, failure is not None)
             try:
                 items = opener(call, model, lease.provider)
                 first = next(items)
             except UpstreamError as exc:
                 self.chooser.release(lease, failure=exc)
+                self.observer.attempt_failed(lease, exc)
                 log.warning("attempt on provider %s failed: %s", lease.provider.id, exc.message)
                 if not exc.failover:
                     raise
@@ -147,9 +154,11 @@ class ModelHandler:
             except StopIteration:
                 self.chooser.release(lease, failure=UpstreamProtocolError())
                 failure = UpstreamProtocolError("the provider sent an empty answer")
+                self.observer.attempt_failed(lease, failure)
                 continue
-            except BaseException:
+            except BaseException as exc:
                 self.chooser.release(lease)
+                self.observer.attempt_failed(lease, exc)
                 raise
             return lease, first, items
         assert failure is not None  # the loop only ends here after a failed attempt
@@ -184,14 +193,20 @@ class ModelHandler:
                 body = first + b"".join(frames)
             except RouterError as exc:
                 self.chooser.release(lease, failure=exc)
+                self.observer.attempt_failed(lease, exc)
                 raise
-            except BaseException:
+            except BaseException as exc:
                 self.chooser.release(lease)
+                self.observer.attempt_failed(lease, exc)
                 raise
             self.chooser.release(lease, latency=time.monotonic() - lease.started, stream=False)
+            meter = self.observer.meter(call.protocol, stream=False)
+            meter.feed(body)
+            self.observer.finished(lease, meter.usage)
             return Reply(200, "application/json", body, provider_id=lease.provider.id,
                          model=call.model)
         ttft = time.monotonic() - lease.started
+        self.observer.first_token(lease, ttft)
         stream = StreamBody(self._stream(protocol, lease, first, frames, ttft),
                             lambda: self._abandon(lease, frames))
         return Reply(200, protocol.stream_content_type, stream,
@@ -201,9 +216,11 @@ class ModelHandler:
     def _stream(self, protocol: CallerProtocol, lease: Lease, first: bytes,
                 frames: Iterator[bytes], ttft: float) -> Generator[bytes, None, None]:
         failure: RouterError | None = None
+        meter = self.observer.meter(protocol.protocol, stream=True)
         try:
-            yield first
-            yield from frames
+            yield meter.feed(first)
+            for frame in frames:
+                yield meter.feed(frame)
         except RouterError as exc:
             failure = exc
             log.warning("stream from provider %s failed: %s", lease.provider.id, exc.message)
@@ -218,6 +235,9 @@ class ModelHandler:
             finally:
                 self.chooser.release(lease, failure=failure,
                                      latency=None if failure else ttft, stream=True)
+                if failure is not None:
+                    self.observer.attempt_failed(lease, failure)
+                self.observer.finished(lease, meter.usage)
 
     def _abandon(self, lease: Lease, frames: Iterator[bytes]) -> None:
         """The body was closed; a no-op unless it closed before the stream started."""

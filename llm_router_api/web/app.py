@@ -11,8 +11,8 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from flask import Flask, Response, g, request
@@ -34,7 +34,11 @@ from llm_router_api.errors import (
 from llm_router_api.protocols.shapes import error_body
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.settings import Settings, load_settings
-from llm_router_api.web.logs import access_log, configure_logging
+from llm_router_api.web.logs import configure_logging
+from llm_router_api.web.observe import mount_metrics, started, track
+
+if TYPE_CHECKING:
+    from llm_router_api.core.metrics import PrometheusMetrics
 
 log = logging.getLogger("llm_router")
 
@@ -55,7 +59,9 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_body_size, PROPAGATE_EXCEPTIONS=False)
     app.extensions["llm_router"] = services
     mounted = _mount(app, services, guard)
-    _install_hooks(app, settings)
+    if parts.metrics is not None:
+        mount_metrics(app, settings.prefix, parts.metrics)
+    _install_hooks(app, settings, parts.metrics)
     parts.maintenance.start()
     log.info("llm-router ready: %d models, %d routes, strategy %s%s", len(parts.models.models),
              mounted, type(parts.chooser.strategy).__name__,
@@ -92,25 +98,47 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
             raise
         if admission is not None:
             response.headers.update(admission.headers)
-            release = functools.partial(guard.release, admission)
-            if response.is_streamed:  # free the slot as the last byte goes, not at close
-                response.response = _then(response.response, release)
-            response.call_on_close(release)  # and in every case (release is idempotent)
+            if response.is_streamed:  # the key's slot is free when the last byte has gone
+                response.response = ReleaseAtEnd(response.response,
+                                                 functools.partial(guard.release, admission))
+            else:
+                guard.release(admission)
         return response
 
     view.__name__ = type(endpoint).__name__
     return view
 
 
-def _then(body: Iterable[Any], done: Callable[[], None]) -> Iterator[Any]:
-    try:
-        yield from body
-    finally:
-        close = getattr(body, "close", None)
+class ReleaseAtEnd:
+    """A streamed body that calls ``done`` once: when it is exhausted or closed, whichever comes
+    first (also when closed before it started, where a generator's ``finally`` would not run)."""
+
+    def __init__(self, inner: Iterable[Any], done: Callable[[], None]) -> None:
+        self._inner = inner
+        self._items = iter(inner)
+        self._done: Callable[[], None] | None = done
+
+    def __iter__(self) -> ReleaseAtEnd:
+        return self
+
+    def __next__(self) -> Any:
         try:
+            return next(self._items)
+        except StopIteration:
+            self._finish()
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._inner, "close", None)
             if close is not None:
                 close()
         finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        done, self._done = self._done, None
+        if done is not None:
             done()
 
 
@@ -153,10 +181,10 @@ def protocol_for(path: str) -> Protocol:
     return Protocol.OPENAI
 
 
-def _install_hooks(app: Flask, settings: Settings) -> None:
+def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | None) -> None:
     @app.before_request
     def start() -> None:
-        g.started = time.monotonic()
+        started(metrics)
         given = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = given[:MAX_REQUEST_ID] if given.isprintable() and given else uuid.uuid4().hex
         g.protocol = protocol_for(request.path)
@@ -170,8 +198,7 @@ def _install_hooks(app: Flask, settings: Settings) -> None:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         if response.status_code == 413:
             response.headers["Connection"] = "close"
-        access_log(request, response, g)
-        return response
+        return track(response, metrics)
 
     @app.errorhandler(RouterError)
     def router_error(error: RouterError) -> Response:
@@ -184,7 +211,8 @@ def _install_hooks(app: Flask, settings: Settings) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
-        return error_response(RouterError(), settings.in_debug)
+        # In debug, name the exception class (never its message, which could hold anything).
+        return error_response(RouterError(detail=type(error).__name__), settings.in_debug)
 
 
 def _from_werkzeug(error: HTTPException) -> RouterError:

@@ -1,7 +1,9 @@
 """Logging: stderr always, ``LLM_ROUTER_LOG_FILENAME`` too when set, optionally JSON lines.
 
-One access line per request: method, route, model, provider id, status, duration, stream,
-request id. Request bodies are never logged, and neither are provider tokens.
+One access line per request (written by ``web.observe`` when the last byte has been sent):
+method, route template, model, provider id, status, duration, stream, bytes, request id.
+Records logged while a request is being handled carry its request id. Request bodies are never
+logged, and neither are provider tokens.
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
+from collections.abc import Mapping
 from typing import Any
 
-from flask import Request, Response
+from flask import g, has_app_context
 
 from llm_router_api.settings import Settings
 
@@ -26,12 +28,25 @@ class JsonFormatter(logging.Formatter):
             "time": self.formatTime(record),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
+        request_id = getattr(record, "request_id", "")
+        if request_id:
+            entry["request_id"] = request_id
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+class RequestIdFilter(logging.Filter):
+    """Tags records logged inside a request with its id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = g.get("request_id", "") if has_app_context() else ""
+        return True
 
 
 def configure_logging(settings: Settings) -> None:
@@ -47,22 +62,10 @@ def configure_logging(settings: Settings) -> None:
     formatter = JsonFormatter() if settings.log_json else logging.Formatter(FORMAT)
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(RequestIdFilter())
         root.addHandler(handler)
 
 
-def access_log(request: Request, response: Response, g: Any) -> None:
-    started = g.get("started")
-    duration = time.monotonic() - started if started is not None else 0.0
-    rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-    fields = {
-        "method": request.method,
-        "route": rule,
-        "model": g.get("model", ""),
-        "provider": g.get("provider_id", ""),
-        "status": response.status_code,
-        "duration_ms": round(duration * 1000, 2),
-        "stream": response.is_streamed,
-        "request_id": g.get("request_id", ""),
-    }
+def access_log(fields: Mapping[str, Any]) -> None:
     message = " ".join(f"{k}={v}" for k, v in fields.items())
-    ACCESS.info(message, extra={"fields": fields})
+    ACCESS.info(message, extra={"fields": dict(fields), "request_id": fields.get("request_id")})

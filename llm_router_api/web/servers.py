@@ -6,12 +6,15 @@ import logging
 from typing import Any
 
 from llm_router_api.settings import Settings
+from llm_router_api.web import multiproc
 
 log = logging.getLogger("llm_router")
 
 
 def serve(settings: Settings) -> int:
     runner = {"flask": _flask, "gunicorn": _gunicorn, "waitress": _waitress}[settings.server_type]
+    if settings.server_type == "gunicorn" or settings.prometheus_multiproc_dir:
+        settings = multiproc.prepare(settings)  # before any import of prometheus-client
     runner(settings)
     return 0
 
@@ -64,6 +67,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "loglevel": settings.log_level.lower(),
         "proc_name": "llm-router",
     }
+    if settings.use_prometheus:
+        options["child_exit"] = multiproc.child_exit
     if settings.server_worker_class:
         options["worker_class"] = settings.server_worker_class
         if settings.server_worker_class == "gevent":

@@ -132,6 +132,9 @@ def test_concurrent_limit_is_a_lease_released_when_the_stream_ends(
     third = requests.post(gateways[1].url + "/v1/chat/completions", json=body, headers=headers,
                           timeout=10)
     assert third.status_code == 200
+    # A non-stream answer frees the slot too: one after another, each one gets through.
+    for gateway in gateways * 2:
+        assert post(gateway, KEYS["single"]).status_code == 200
 
 
 def test_protected_info_endpoints(config: tuple[Path, Path]) -> None:

@@ -1,0 +1,195 @@
+"""``PrometheusMetrics``: every ``llm_router_*`` series (docs/observability.md lists them).
+
+Built by ``core.assemble`` when ``LLM_ROUTER_USE_PROMETHEUS`` is on (prometheus-client is only
+imported then). It is the handler's ``CallObserver`` for provider-level series, and the web
+layer reports each finished request to ``request_started`` / ``request_finished``.
+
+Label values are bounded: ``model`` and ``provider`` come from the configuration (the lease),
+``route`` is a URL rule template (``<unmatched>`` for every path no rule matched), ``method`` is
+one of ``METHODS`` or ``OTHER``, ``strategy`` is a strategy class's ``name``.
+
+Multiprocess mode (gunicorn): the launcher sets ``PROMETHEUS_MULTIPROC_DIR`` before this module
+is imported, so each worker writes its values to files there; ``render`` merges them with
+``MultiProcessCollector`` so each series appears once, summed over workers. The in-flight gauge
+sums live workers; the health gauge shows the most recent value any live worker wrote.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prom_multiprocess
+from prometheus_client.metrics_core import Metric
+
+from llm_router_api.base.lb.chooser import Lease
+from llm_router_api.base.lb.state import StateStore
+from llm_router_api.core.observer import CallObserver, error_kind
+from llm_router_api.core.usage import Meter, Usage, meter_for
+from llm_router_api.errors import UpstreamError
+from llm_router_api.schemas.calls import Protocol
+from llm_router_api.schemas.config import ModelsConfig
+
+NAMESPACE = "llm_router"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: Seconds; LLM answers take from milliseconds to minutes.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    120.0, 300.0)
+MERGE_ATTEMPTS = 3
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "OTHER"
+
+
+class PrometheusMetrics(CallObserver):
+    def __init__(self, models: ModelsConfig, store: StateStore, multiproc_dir: str = "") -> None:
+        self._models = models
+        self._store = store
+        self._multiproc_dir = multiproc_dir
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._define()
+        self._preset()
+
+    # -- definitions -----------------------------------------------------------------------------
+    def _define(self) -> None:
+        def counter(name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+            return Counter(name, doc, labels, namespace=NAMESPACE, registry=self.registry)
+
+        def histogram(name: str, doc: str, labels: tuple[str, ...],
+                      buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, doc, labels, namespace=NAMESPACE, registry=self.registry,
+                             buckets=buckets)
+
+        mp = ("model", "provider")
+        self.requests = counter("requests", "HTTP requests answered.",
+                                ("route", "method", "status"))
+        self.request_duration = histogram(
+            "request_duration_seconds", "Time from request start to the last byte sent.",
+            ("route", "method"), DURATION_BUCKETS)
+        self.in_flight = Gauge("requests_in_flight", "Requests being answered now.",
+                               namespace=NAMESPACE, registry=self.registry,
+                               multiprocess_mode="livesum")
+        self.provider_calls = counter("provider_calls", "Attempts on a provider.", mp)
+        self.provider_errors = counter(
+            "provider_errors", "Failed attempts on a provider, by kind.", (*mp, "kind"))
+        self.provider_latency = histogram(
+            "provider_latency_seconds",
+            "Time from acquiring the provider to the last byte of its answer.", mp,
+            DURATION_BUCKETS)
+        self.ttft = histogram("provider_ttft_seconds",
+                              "Time from acquiring the provider to its first stream frame.", mp,
+                              TTFT_BUCKETS)
+        self.tokens = counter("tokens", "Tokens by direction (in: prompt, out: completion).",
+                              (*mp, "direction"))
+        self.failovers = counter(
+            "failovers", "Attempts made because an earlier attempt of the request failed; "
+            "provider is the one that took over.", mp)
+        self.healthy = Gauge("provider_healthy", "1 when the provider is not cooling down.",
+                             mp, namespace=NAMESPACE, registry=self.registry,
+                             multiprocess_mode="livemostrecent")
+        self.selections = counter("strategy_selections",
+                                  "Providers chosen by the load-balancing strategy.",
+                                  ("strategy", "model", "provider"))
+
+    def _preset(self) -> None:
+        """Zero series for every configured provider, so rates and alerts see them at once."""
+        for model, provider in self._models.providers():
+            labels = (model.name, provider.id)
+            self.provider_calls.labels(*labels)
+            self.failovers.labels(*labels)
+            for direction in ("in", "out"):
+                self.tokens.labels(*labels, direction)
+        self.refresh_health()
+
+    # -- provider level (CallObserver) -----------------------------------------------------------
+    def attempt_started(self, lease: Lease, strategy: str, failover: bool) -> None:
+        labels = (lease.model, lease.provider.id)
+        self.selections.labels(strategy, *labels).inc()
+        self.provider_calls.labels(*labels).inc()
+        if failover:
+            self.failovers.labels(*labels).inc()
+
+    def first_token(self, lease: Lease, seconds: float) -> None:
+        self.ttft.labels(lease.model, lease.provider.id).observe(seconds)
+
+    def attempt_failed(self, lease: Lease, error: BaseException) -> None:
+        self.provider_errors.labels(lease.model, lease.provider.id, error_kind(error)).inc()
+        if isinstance(error, UpstreamError) and error.failover:  # the chooser cools it down
+            self.healthy.labels(lease.model, lease.provider.id).set(0)
+
+    def finished(self, lease: Lease, usage: Usage) -> None:
+        labels = (lease.model, lease.provider.id)
+        self.provider_latency.labels(*labels).observe(time.monotonic() - lease.started)
+        if usage.input_tokens:
+            self.tokens.labels(*labels, "in").inc(usage.input_tokens)
+        if usage.output_tokens:
+            self.tokens.labels(*labels, "out").inc(usage.output_tokens)
+
+    def meter(self, protocol: Protocol, stream: bool) -> Meter:
+        return meter_for(protocol, stream)
+
+    # -- request level (called by the web layer) -------------------------------------------------
+    def request_started(self) -> None:
+        self.in_flight.inc()
+
+    def request_finished(self, route: str, method: str, status: int, seconds: float) -> None:
+        method = method_label(method)
+        self.requests.labels(route, method, str(status)).inc()
+        self.request_duration.labels(route, method).observe(seconds)
+        self.in_flight.dec()
+
+    # -- exposition ------------------------------------------------------------------------------
+    def refresh_health(self) -> None:
+        ids = [p.id for _, p in self._models.providers()]
+        cooling = self._store.cooling(ids)
+        for model, provider in self._models.providers():
+            self.healthy.labels(model.name, provider.id).set(0 if provider.id in cooling else 1)
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition: every worker's values when in multiprocess mode."""
+        self.refresh_health()
+        if not self._multiproc_dir:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        registry.register(WorkerFilesCollector(self._multiproc_dir))
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class WorkerFilesCollector:
+    """``MultiProcessCollector`` over the files that are ready: a worker that is booting has
+    created its file but not yet sized it, and reading that empty file would fail the scrape."""
+
+    def __init__(self, directory: str) -> None:
+        self._directory = Path(directory)
+
+    def collect(self) -> Iterable[Metric]:
+        for attempt in range(MERGE_ATTEMPTS):
+            try:
+                return prom_multiprocess.MultiProcessCollector.merge(self._ready(),
+                                                                     accumulate=True)
+            except (OSError, struct.error):  # a file went away or changed while being read
+                if attempt == MERGE_ATTEMPTS - 1:
+                    raise
+        return []
+
+    def _ready(self) -> list[str]:
+        files = []
+        for path in self._directory.glob("*.db"):
+            try:
+                if path.stat().st_size > 0:
+                    files.append(str(path))
+            except FileNotFoundError:  # a dead worker's gauge file, just removed
+                continue
+        return files

@@ -1,0 +1,116 @@
+"""Request-level observability in one place: the access line and the request metrics.
+
+``track(response)`` runs in ``after_request``. It wraps the body so that the bytes are counted
+as the server sends them and, when the server closes the body (after the last byte of a stream,
+or when the client went away), the access line is written and ``llm_router_requests_total``,
+the duration histogram and the in-flight gauge are recorded. The body itself is wrapped rather
+than using ``call_on_close`` because werkzeug hands a ``direct_passthrough`` body (every
+``Reply``) to the server as it is, so only the body's own ``close`` is sure to be called.
+``mount_metrics`` serves the exposition at ``P/metrics`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, g, request
+
+from llm_router_api.web.logs import access_log
+
+if TYPE_CHECKING:  # prometheus-client is imported only when metrics are on
+    from llm_router_api.core.metrics import PrometheusMetrics
+
+#: The route of every request no URL rule matched (so scanners cannot grow the label set).
+UNMATCHED = "<unmatched>"
+
+
+class CountedBody:
+    """A streamed body as sent, counting bytes; ``close`` closes the inner iterator first,
+    then calls ``on_close`` (once)."""
+
+    def __init__(self, inner: Iterable[Any], on_close: Callable[[int], None]) -> None:
+        self._inner = inner
+        self._on_close: Callable[[int], None] | None = on_close
+        self.sent = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        for chunk in self._inner:
+            self.sent += len(chunk.encode() if isinstance(chunk, str) else chunk)
+            yield chunk
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._inner, "close", None)
+            if close is not None:
+                close()
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close(self.sent)
+
+
+class ClosingList(list[Any]):
+    """A whole body (still a sequence, so werkzeug sets Content-Length) with a ``close``."""
+
+    def __init__(self, parts: Iterable[Any], size: int, on_close: Callable[[int], None]) -> None:
+        super().__init__(parts)
+        self._size = size
+        self._on_close: Callable[[int], None] | None = on_close
+
+    def close(self) -> None:
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close(self._size)
+
+
+def started(metrics: PrometheusMetrics | None) -> None:
+    """``before_request``: the clock starts, and the request is in flight."""
+    g.started = time.monotonic()
+    if metrics is not None:
+        metrics.request_started()
+        g.in_flight = True
+
+
+def track(response: Response, metrics: PrometheusMetrics | None) -> Response:
+    """``after_request``: report the request when the server closes the response."""
+    fields: dict[str, Any] = {
+        "method": request.method,
+        "route": request.url_rule.rule if request.url_rule is not None else UNMATCHED,
+        "model": g.get("model", ""),
+        "provider": g.get("provider_id", ""),
+        "status": response.status_code,
+        "duration_ms": 0.0,
+        "stream": response.is_streamed,
+        "bytes": 0,
+        "request_id": g.get("request_id", ""),
+    }
+    begun = g.get("started", time.monotonic())
+    in_flight = g.pop("in_flight", False)
+
+    def report(sent: int) -> None:
+        seconds = time.monotonic() - begun
+        fields["duration_ms"] = round(seconds * 1000, 2)
+        fields["bytes"] = sent
+        access_log(fields)
+        if metrics is not None and in_flight:
+            metrics.request_finished(fields["route"], fields["method"], fields["status"],
+                                     seconds)
+
+    if response.is_streamed:
+        response.response = CountedBody(response.response, report)
+    else:
+        size = 0 if request.method == "HEAD" else response.calculate_content_length() or 0
+        response.response = ClosingList(response.response, size, report)
+    return response
+
+
+def mount_metrics(app: Flask, prefix: str, metrics: PrometheusMetrics) -> None:
+    def exposition() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, status=200, content_type=content_type)
+
+    for index, path in enumerate(dict.fromkeys((f"{prefix}/metrics", "/metrics"))):
+        app.add_url_rule(path, endpoint=f"llm_router.metrics.{index}", view_func=exposition,
+                         methods=["GET"])
