@@ -67,6 +67,7 @@ class Guard:
         if not limited(key):
             return Admission(key.id)
         admission = self.limiter.admit(key)
+        admission.charges_tokens = key.tokens_per_minute is not None
         if admission.lease_id is not None:
             with self._lock:
                 self._live[id(admission)] = admission

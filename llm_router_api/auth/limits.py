@@ -33,6 +33,8 @@ class Admission:
     key_id: str
     lease_id: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: The key has a tokens-per-minute budget: charge what the answer used.
+    charges_tokens: bool = False
 
 
 def _headers(key: ApiKey, requests_left: int | None, tokens_left: int | None) -> dict[str, str]:

@@ -101,11 +101,13 @@ class FanOut:
     """Runs every job of a plan in a bounded pool; iterate for events, ``close`` to stop."""
 
     def __init__(self, handler: ModelHandler, plan: Plan, concurrency: int,
-                 deadline: float, request_id: str) -> None:
+                 deadline: float, request_id: str,
+                 on_usage: Callable[[int], None] | None = None) -> None:
         self._handler = handler
         self._plan = plan
         self._deadline = deadline
         self._request_id = request_id
+        self._on_usage = on_usage
         self._events: queue.Queue[Event] = queue.Queue()
         self._stop = threading.Event()
         workers = max(1, min(concurrency, len(plan.jobs)))
@@ -158,7 +160,7 @@ class FanOut:
     def _call(self, index: int) -> Call:
         request = chat_request(self._plan.model, self._plan.jobs[index], self._plan.options)
         return Call(Protocol.OPENAI, Op.CHAT, self._plan.model, request, request, True,
-                    request_id=self._request_id)
+                    request_id=self._request_id, on_usage=self._on_usage)
 
 
 def error_object(error: RouterError) -> dict[str, Any]:
@@ -202,11 +204,12 @@ class Outcome:
 
 
 def respond(handler: ModelHandler, plan: Plan, stream: bool, concurrency: int,
-            deadline: float, request_id: str) -> Reply:
+            deadline: float, request_id: str,
+            on_usage: Callable[[int], None] | None = None) -> Reply:
     """Run the plan and answer: a JSON body, or an NDJSON stream (see the module docstring)."""
     started = time.monotonic()
     outcome = Outcome(plan, started)
-    events = FanOut(handler, plan, concurrency, deadline, request_id)
+    events = FanOut(handler, plan, concurrency, deadline, request_id, on_usage)
     if not stream:
         for event in events:
             outcome.add(event)

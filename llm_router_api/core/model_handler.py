@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
 from llm_router_api.core.observer import CallObserver
+from llm_router_api.core.usage import Meter, Usage, meter_for
 from llm_router_api.errors import (
     NoProviderAvailable,
     RouterError,
@@ -102,9 +103,11 @@ class ModelHandler:
         lease, first, events = self._open(call, self.events, deadline)
         latency = time.monotonic() - lease.started  # time to first token for a stream
         failure: RouterError | None = None
+        tokens = EventTokens()
         try:
-            yield first
-            yield from events
+            yield tokens.feed(first)
+            for event in events:
+                yield tokens.feed(event)
         except RouterError as exc:
             failure = exc
             raise
@@ -119,6 +122,7 @@ class ModelHandler:
                     latency = time.monotonic() - lease.started
                 self.chooser.release(lease, failure=failure,
                                      latency=None if failure else latency, stream=call.stream)
+                _charge(call.on_usage, tokens.total)
 
     def _open(self, call: Call, opener: Opener[T],
               deadline: float | None = None) -> tuple[Lease, T, Iterator[T]]:
@@ -200,23 +204,32 @@ class ModelHandler:
                 self.observer.attempt_failed(lease, exc)
                 raise
             self.chooser.release(lease, latency=time.monotonic() - lease.started, stream=False)
-            meter = self.observer.meter(call.protocol, stream=False)
+            meter = self._meter(call, stream=False)
             meter.feed(body)
             self.observer.finished(lease, meter.usage)
+            _charge(call.on_usage, meter.usage)
             return Reply(200, "application/json", body, provider_id=lease.provider.id,
                          model=call.model)
         ttft = time.monotonic() - lease.started
         self.observer.first_token(lease, ttft)
-        stream = StreamBody(self._stream(protocol, lease, first, frames, ttft),
+        stream = StreamBody(self._stream(protocol, lease, first, frames, ttft,
+                                         self._meter(call, stream=True), call.on_usage),
                             lambda: self._abandon(lease, frames))
         return Reply(200, protocol.stream_content_type, stream,
                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                      provider_id=lease.provider.id, model=call.model)
 
+    def _meter(self, call: Call, stream: bool) -> Meter:
+        """The observer's meter; a counting one when the caller's key has a token budget."""
+        meter = self.observer.meter(call.protocol, stream)
+        if call.on_usage is not None and type(meter) is Meter:
+            meter = meter_for(call.protocol, stream)
+        return meter
+
     def _stream(self, protocol: CallerProtocol, lease: Lease, first: bytes,
-                frames: Iterator[bytes], ttft: float) -> Generator[bytes, None, None]:
+                frames: Iterator[bytes], ttft: float, meter: Meter,
+                on_usage: Callable[[int], None] | None) -> Generator[bytes, None, None]:
         failure: RouterError | None = None
-        meter = self.observer.meter(protocol.protocol, stream=True)
         try:
             yield meter.feed(first)
             for frame in frames:
@@ -238,6 +251,7 @@ class ModelHandler:
                 if failure is not None:
                     self.observer.attempt_failed(lease, failure)
                 self.observer.finished(lease, meter.usage)
+                _charge(on_usage, meter.usage)
 
     def _abandon(self, lease: Lease, frames: Iterator[bytes]) -> None:
         """The body was closed; a no-op unless it closed before the stream started."""
@@ -272,3 +286,36 @@ class StreamBody(Iterator[bytes]):
             self._frames.close()
         finally:
             self._on_close()
+
+
+def _charge(on_usage: Callable[[int], None] | None, usage: Usage | int) -> None:
+    """Tell the caller's key what the answer used (never fails the request)."""
+    if on_usage is None:
+        return
+    tokens = usage if isinstance(usage, int) else usage.input_tokens + usage.output_tokens
+    try:
+        on_usage(tokens)
+    except Exception:  # the budget store is down; the answer was already delivered
+        log.exception("could not charge %d tokens to the caller's key", tokens)
+
+
+class EventTokens:
+    """Tokens of a canonical event stream: its ``usage`` when one comes, else one per text
+    chunk."""
+
+    def __init__(self) -> None:
+        self.counted = 0
+        self.reported: int | None = None
+
+    def feed(self, event: dict[str, Any]) -> dict[str, Any]:
+        usage = event.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
+            self.reported = usage["total_tokens"]
+        elif any((choice.get("delta") or choice.get("message") or {}).get("content")
+                 for choice in event.get("choices") or ()):
+            self.counted += 1
+        return event
+
+    @property
+    def total(self) -> int:
+        return self.reported if self.reported is not None else self.counted

@@ -29,5 +29,6 @@ class AnthropicMessages(EndpointI):
         extra = {k: headers[k] for k in FORWARDED_HEADERS if k in headers}
         call = Call(Protocol.ANTHROPIC, Op.CHAT, body["model"], body,
                     CALLER.canonical(Op.CHAT, body), body.get("stream") is True,
-                    request_id=incoming.request_id, extra_headers=extra)
+                    request_id=incoming.request_id,
+                    on_usage=incoming.on_usage, extra_headers=extra)
         return self.services.handler.run(call)

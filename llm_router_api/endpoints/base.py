@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -46,6 +46,8 @@ class Incoming:
     headers: Mapping[str, str]
     path_params: Mapping[str, str]
     request_id: str
+    #: Where a model call reports the tokens it used (the caller key's budget), if anywhere.
+    on_usage: Callable[[int], None] | None = None
 
 
 class EndpointI(ABC):

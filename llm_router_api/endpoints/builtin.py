@@ -53,7 +53,8 @@ class BuiltinEndpoint(EndpointI):
         plan = self.plan(request, prompts, language)
         deadline = time.monotonic() + self.settings.acquire_timeout
         return respond(self.services.handler, plan, request.stream,
-                       self.settings.builtin_concurrency, deadline, incoming.request_id)
+                       self.settings.builtin_concurrency, deadline, incoming.request_id,
+                       incoming.on_usage)
 
     @abstractmethod
     def plan(self, request: Any, prompts: PromptLibrary, language: str) -> Plan:

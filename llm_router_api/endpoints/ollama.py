@@ -46,7 +46,8 @@ class OllamaCallEndpoint(EndpointI):
         if self.load_field and not body.get(self.load_field):
             return self._loaded(body["model"], stream)
         call = Call(Protocol.OLLAMA, self.op, body["model"], body,
-                    CALLER.canonical(self.op, body), stream, request_id=incoming.request_id)
+                    CALLER.canonical(self.op, body), stream, request_id=incoming.request_id,
+                    on_usage=incoming.on_usage)
         return self.services.handler.run(call)
 
     def _loaded(self, model: str, stream: bool) -> Reply:

@@ -26,7 +26,8 @@ class OpenAICallEndpoint(EndpointI):
         self.parse(incoming)  # validated; the caller's object itself goes on unchanged
         body = incoming.body
         call = Call(Protocol.OPENAI, self.op, body["model"], body, body,
-                    bool(body.get("stream", False)), request_id=incoming.request_id)
+                    bool(body.get("stream", False)), request_id=incoming.request_id,
+                    on_usage=incoming.on_usage)
         return self.services.handler.run(call)
 
 

@@ -8,6 +8,7 @@ When caller and provider speak the same protocol, bytes are forwarded instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -41,3 +42,5 @@ class Call:
     stream: bool
     request_id: str = ""
     extra_headers: dict[str, str] = field(default_factory=dict)
+    #: Told the tokens (input + output) the answer used, once it is delivered (per-key limits).
+    on_usage: Callable[[int], None] | None = field(default=None, compare=False)

@@ -89,8 +89,10 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
         body = _json_body() if request.method in ("POST", "PUT", "PATCH") else None
         admission = guard.admit(key, _model_of(body))
         g.key_id = admission.key_id if admission else ""
+        charge = (functools.partial(guard.record_tokens, admission)
+                  if admission is not None and admission.charges_tokens else None)
         incoming = Incoming(body=body, headers=headers, path_params=path_params,
-                            request_id=g.request_id)
+                            request_id=g.request_id, on_usage=charge)
         try:
             response = to_response(endpoint.handle(incoming))
         except BaseException:

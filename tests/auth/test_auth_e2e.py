@@ -17,7 +17,9 @@ from tests.support.procs import Gateway, RedisServer, write_config
 
 PROVIDER_TOKEN = "sk-provider-secret-999"
 KEYS = {"open": "open-key-aaaa1111", "limited": "limited-key-bbbb2222",
-        "narrow": "narrow-key-cccc3333", "single": "single-key-dddd4444"}
+        "narrow": "narrow-key-cccc3333", "single": "single-key-dddd4444",
+        "tokens": "tokens-key-eeee5555"}
+TPM = 40
 RPM = 7
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -35,6 +37,7 @@ def config(upstream: StandIn, tmp_path_factory: pytest.TempPathFactory) -> tuple
         {"id": "limited", "key": KEYS["limited"], "requests_per_minute": RPM},
         {"id": "narrow", "key": KEYS["narrow"], "models": ["m1"]},
         {"id": "single", "key": KEYS["single"], "max_concurrent": 1},
+        {"id": "tokens", "key": KEYS["tokens"], "tokens_per_minute": TPM},
     ]}))
     return models, keys
 
@@ -162,3 +165,17 @@ def test_startup_warns_when_open_beyond_loopback_with_provider_tokens(
     finally:
         gateway.stop()
     assert PROVIDER_TOKEN not in gateway.output()
+
+
+def test_tokens_per_minute_counts_usage_across_instances(gateways: list[Gateway],
+                                                         fresh_upstream: StandIn) -> None:
+    first = post(gateways[0], KEYS["tokens"])
+    assert first.status_code == 200
+    per_request = first.json()["usage"]["total_tokens"]
+    assert first.headers["x-ratelimit-remaining-tokens"] == str(TPM)
+    expected = -(-TPM // per_request)  # admitted while the budget is not yet used up
+    statuses = [post(gateways[i % 2], KEYS["tokens"]).status_code for i in range(expected + 2)]
+    assert statuses == [200] * (expected - 1) + [429] * 3
+    refused = post(gateways[1], KEYS["tokens"])
+    assert refused.json()["error"]["code"] == "rate_limit_tokens"
+    assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
