@@ -36,6 +36,7 @@ class AdminEndpoint(EndpointI):
     """Base of the admin endpoints (no paths of its own, so it is not mounted)."""
 
     admin_only = True
+    access = "admin"  # the admin token, checked here, not a caller key
 
     def handle(self, incoming: Incoming) -> Any:
         self.authorize(incoming)

@@ -96,6 +96,7 @@ def _capabilities(model: ModelConfig) -> list[str]:
 class OllamaShow(EndpointI):
     """``POST /api/show``: a served model's details in Ollama's schema (404 if not served)."""
 
+    access = "info"
     paths = ("/api/show", "{prefix}/show")
     protocol = Protocol.OLLAMA
     request_model: ClassVar[type[BaseModel]] = OllamaShowRequest
@@ -116,6 +117,7 @@ class OllamaShow(EndpointI):
 class OllamaPs(EndpointI):
     """``GET /api/ps``: every served model, reported as loaded."""
 
+    access = "info"
     paths = ("/api/ps", "{prefix}/ps")
     methods = ("GET",)
     protocol = Protocol.OLLAMA

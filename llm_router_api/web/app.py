@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     app.extensions["llm_router"] = services
     mounted = _mount(app, services, guard)
     if parts.metrics is not None:
-        mount_metrics(app, settings.prefix, parts.metrics)
+        mount_metrics(app, settings.prefix, parts.metrics,
+                      lambda: guard.authenticate("info", dict(request.headers)))
     _install_hooks(app, settings, parts.metrics)
     parts.maintenance.start()
     log.info("llm-router ready: %d models, %d routes, strategy %s%s", len(parts.models.models),

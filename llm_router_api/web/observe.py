@@ -106,8 +106,11 @@ def track(response: Response, metrics: PrometheusMetrics | None) -> Response:
     return response
 
 
-def mount_metrics(app: Flask, prefix: str, metrics: PrometheusMetrics) -> None:
+def mount_metrics(app: Flask, prefix: str, metrics: PrometheusMetrics,
+                  authorize: Callable[[], object] = lambda: None) -> None:
+    """``GET P/metrics`` and ``GET /metrics``; ``authorize`` raises when the caller may not."""
     def exposition() -> Response:
+        authorize()
         body, content_type = metrics.render()
         return Response(body, status=200, content_type=content_type)
 

@@ -179,3 +179,50 @@ def test_tokens_per_minute_counts_usage_across_instances(gateways: list[Gateway]
     refused = post(gateways[1], KEYS["tokens"])
     assert refused.json()["error"]["code"] == "rate_limit_tokens"
     assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
+
+
+def test_official_ollama_and_anthropic_clients_authenticate(gateways: list[Gateway]) -> None:
+    import anthropic
+    import ollama
+
+    good = ollama.Client(host=gateways[0].url,
+                         headers={"Authorization": f"Bearer {KEYS['open']}"})
+    reply = good.chat(model="m1", messages=MESSAGES, stream=False)
+    assert reply.message.content
+    with pytest.raises(ollama.ResponseError) as caught:
+        ollama.Client(host=gateways[0].url).chat(model="m1", messages=MESSAGES, stream=False)
+    assert caught.value.status_code == 401
+
+    message = anthropic.Anthropic(base_url=gateways[1].url, api_key=KEYS["open"],
+                                  max_retries=0).messages.create(
+        model="m1", max_tokens=50, messages=MESSAGES)  # type: ignore[arg-type]
+    assert message.content[0].text  # type: ignore[union-attr]
+    with pytest.raises(anthropic.AuthenticationError) as refused:
+        anthropic.Anthropic(base_url=gateways[1].url, api_key="wrong-key-000",
+                            max_retries=0).messages.create(
+            model="m1", max_tokens=50, messages=MESSAGES)  # type: ignore[arg-type]
+    assert refused.value.body["type"] == "error"  # type: ignore[index]
+
+
+def test_admin_endpoints_need_the_admin_token_not_a_key(config: tuple[Path, Path]) -> None:
+    models, keys = config
+    gateway = Gateway(models, LLM_ROUTER_API_KEYS_FILE=str(keys),
+                      LLM_ROUTER_ADMIN_TOKEN="admin-token-xyz",
+                      LLM_ROUTER_BALANCE_STRATEGY="dynamic_weighted",
+                      LLM_ROUTER_USE_PROMETHEUS="1", LLM_ROUTER_PROTECT_INFO_ENDPOINTS="1")
+    try:
+        url = gateway.url + "/api/admin/weights"
+        assert requests.get(url, timeout=5).status_code == 401
+        assert requests.get(url, timeout=5, headers={
+            "Authorization": f"Bearer {KEYS['open']}"}).status_code == 401
+        assert requests.get(url, timeout=5, headers={
+            "Authorization": "Bearer admin-token-xyz"}).status_code == 200
+        assert requests.get(gateway.url + "/metrics", timeout=5).status_code == 401
+        metrics = requests.get(gateway.url + "/api/metrics", timeout=5,
+                               headers={"Authorization": f"Bearer {KEYS['open']}"})
+        assert metrics.status_code == 200 and "llm_router_" in metrics.text
+        for secret in [*KEYS.values(), "admin-token-xyz", PROVIDER_TOKEN]:
+            assert secret not in metrics.text
+    finally:
+        gateway.stop()
+    assert "admin-token-xyz" not in gateway.output()
