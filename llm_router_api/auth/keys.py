@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from llm_router_api.errors import Unauthorized
+from llm_router_api.jsonfile import json_path, read_json
 from llm_router_api.settings import Settings
 
 SHA256_HEX = 64
@@ -122,15 +122,9 @@ def _short(n: int) -> ApiKey:
 
 def load_keys_file(path: str) -> list[ApiKey]:
     file = Path(path)
-    try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise KeysFileError(f"{file}: cannot read: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise KeysFileError(f"{file}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    raw = read_json(file, KeysFileError)
     try:
         return _KeysFile.model_validate(raw).keys
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-        raise KeysFileError(f"{file}: ${loc}: {first['msg']}") from None
+        raise KeysFileError(f"{file}: ${json_path(first['loc'])}: {first['msg']}") from None

@@ -7,13 +7,13 @@ A mistake raises ``ConfigError`` naming the file, the JSON path inside it and wh
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
+from llm_router_api.jsonfile import json_path, read_json
 from llm_router_api.schemas.config import ModelConfig, ModelEntry, ModelsConfig
 
 ENV_PREFIX = "env:"
@@ -26,12 +26,7 @@ class ConfigError(ValueError):
 def load_models_config(path: str | Path, environ: Mapping[str, str]) -> ModelsConfig:
     """Read, validate and resolve the file; raise ``ConfigError`` on any mistake."""
     file = Path(path)
-    try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{file}: line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    raw = read_json(file, ConfigError)
     models = _parse(file, raw, environ)
     return ModelsConfig(models=models, mtime=file.stat().st_mtime)
 
@@ -70,8 +65,7 @@ def _model(file: Path, where: str, name: str, entry: Any,
         parsed = ModelEntry.model_validate(entry)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-        raise ConfigError(f"{file}: {where}{loc}: {first['msg']}") from None
+        raise ConfigError(f"{file}: {where}{json_path(first['loc'])}: {first['msg']}") from None
     providers = []
     for index, provider in enumerate(parsed.providers):
         token = provider.token
