@@ -55,10 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--open-connections", type=int, default=256,
                    help="most connections the open loop may use (256)")
     p.add_argument("--tokens", type=int, default=20, help="content chunks per answer (20)")
-    p.add_argument("--stream-concurrency", type=int, default=1,
-                   help="concurrent streams in the stream cell (1)")
-    p.add_argument("--stream-token-delay", type=float, default=0.005,
-                   help="upstream seconds between stream chunks in the stream cell (0.005)")
+    p.add_argument("--stream-concurrency", type=int, default=4,
+                   help="concurrent streams in the stream cell (4)")
+    p.add_argument("--stream-token-delay", type=float, default=0.01,
+                   help="upstream seconds between stream chunks in the stream cell (0.01)")
     p.add_argument("--slow-streams", type=int, help="concurrent slow streams (1000)")
     p.add_argument("--slow-seconds", type=float, help="length of each slow stream (10)")
     p.add_argument("--slow-modes", default="gevent",
