@@ -34,7 +34,10 @@ from llm_router_api.errors import (
     UpstreamTimeout,
 )
 
-POOL_SIZE = 64
+# Kept-alive connections per upstream host and worker: enough for a gevent worker's many streams
+# (past it urllib3 opens and drops a connection per call).
+POOL_SIZE = 1024
+MAX_ROUTES = 1024
 READ_SIZE = 65536
 
 
@@ -127,22 +130,44 @@ class Urllib3Transport:
             for scheme, url in (("http", http_proxy), ("https", https_proxy)) if url
         }
         self._no_proxy = no_proxy
+        self._routes: dict[str, tuple[Any, str]] = {}
+        self._timeouts: dict[float, urllib3.Timeout] = {}
 
-    def _pool(self, url: str) -> urllib3.PoolManager:
-        parts = urlsplit(url)
-        proxy = self._proxies.get(parts.scheme)
-        if proxy is None or proxy_bypass_environment(parts.hostname or "",
-                                                     {"no": self._no_proxy}):
-            return self._direct
-        return proxy
+    def _route(self, url: str) -> tuple[Any, str]:
+        """The connection pool and request target for ``url``, worked out once per URL (a
+        provider has two or three): direct calls skip urllib3's per-call URL routing."""
+        route = self._routes.get(url)
+        if route is None:
+            parts = urlsplit(url)
+            proxy = self._proxies.get(parts.scheme)
+            if proxy is None or proxy_bypass_environment(parts.hostname or "",
+                                                         {"no": self._no_proxy}):
+                target = parts.path + (f"?{parts.query}" if parts.query else "")
+                route = (self._direct.connection_from_url(url), target or "/")
+            else:
+                route = (proxy, url)
+            if len(self._routes) < MAX_ROUTES:
+                self._routes[url] = route
+        return route
+
+    def _timeout(self, seconds: float) -> urllib3.Timeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = urllib3.Timeout(connect=seconds, read=seconds)
+        return timeout
 
     def request(self, method: str, url: str, *, headers: Mapping[str, str],
                 body: bytes | None, timeout: float) -> UpstreamResponse:
+        pool, target = self._route(url)
+        options: dict[str, Any] = {"body": body, "headers": dict(headers),
+                                   "preload_content": False, "redirect": False,
+                                   "timeout": self._timeout(timeout)}
         try:
-            raw = self._pool(url).request(
-                method, url, body=body, headers=dict(headers), preload_content=False,
-                redirect=False, timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            )
+            if isinstance(pool, urllib3.PoolManager):  # through a proxy
+                raw = pool.request(method, target, **options)
+            else:
+                raw = pool.urlopen(method, target, retries=False, assert_same_host=False,
+                                   **options)
         except HTTPError as exc:
             raise _translate(exc) from exc
         except OSError as exc:
