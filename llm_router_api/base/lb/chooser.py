@@ -62,8 +62,13 @@ class ProviderChooser:
         if deadline is None:
             deadline = time.monotonic() + self.limits.acquire_timeout
         while True:
-            candidates = self.candidates(model, exclude)
-            lease = self._try(model, candidates)
+            untried = self.untried(model, exclude)
+            if self.strategy.skips_cooling:  # one store call when a slot is free
+                lease = self._try(model, untried)
+                if lease is None:
+                    self.healthy(untried)  # raises at once when every one is cooling down
+            else:
+                lease = self._try(model, self.healthy(untried))
             if lease is not None:
                 return lease
             if time.monotonic() + POLL_INTERVAL > deadline:
@@ -71,12 +76,16 @@ class ProviderChooser:
                                           retry_after=max(1.0, self.limits.cooldown / 2))
             time.sleep(POLL_INTERVAL)
 
-    def candidates(self, model: ModelConfig, exclude: Collection[str] = ()) -> list[ProviderConfig]:
-        """Healthy providers not in ``exclude``; raises when none is left at all."""
+    def untried(self, model: ModelConfig, exclude: Collection[str] = ()) -> list[ProviderConfig]:
+        """Providers not in ``exclude``; raises when none is left."""
         untried = [p for p in model.providers if p.id not in exclude]
         if not untried:
             raise NoProviderAvailable("every provider of this model has been tried",
                                       retry_after=self.limits.cooldown)
+        return untried
+
+    def healthy(self, untried: list[ProviderConfig]) -> list[ProviderConfig]:
+        """Those not cooling down; raises when every one is."""
         cooling = self.store.cooling([p.id for p in untried])
         healthy = [p for p in untried if p.id not in cooling]
         if not healthy:

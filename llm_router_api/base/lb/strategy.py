@@ -33,6 +33,9 @@ class ChooseProviderStrategyI(ABC):
     default_max_concurrency: ClassVar[int | None] = None
     #: Whether ``runtime_weights`` / ``set_runtime_weights`` work (``PUT P/admin/weights``).
     supports_runtime_weights: ClassVar[bool] = False
+    #: ``acquire`` itself passes over providers cooling down (the chooser then skips its own
+    #: up-front check, so a free slot costs one store call).
+    skips_cooling: ClassVar[bool] = False
 
     def __init__(self, store: StateStore | None = None) -> None:
         self.store: StateStore = store if store is not None else MemoryStore()
@@ -85,6 +88,7 @@ class RuleStrategy(ChooseProviderStrategyI):
     """A built-in strategy: one ``picking`` rule applied by the store, atomically with the lease."""
 
     rule: ClassVar[str]
+    skips_cooling = True  # the store's pick passes over cooling providers
 
     def state_key(self, model: str) -> str:
         return f"{self.name}:{model}"

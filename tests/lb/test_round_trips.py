@@ -1,0 +1,60 @@
+"""A routing decision with a free slot is one store call (one Redis round trip): the built-in
+strategies pick, skip cooling providers and lease atomically; the chooser asks about cool-downs
+only when nothing could be leased."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from llm_router_api.base.lb.balanced import LoadBalancedStrategy
+from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
+from llm_router_api.base.lb.first_available import FirstAvailableStrategy
+from llm_router_api.base.lb.state import MemoryStore
+from llm_router_api.base.lb.weighted import WeightedStrategy
+from llm_router_api.errors import NoProviderAvailable
+from llm_router_api.schemas.config import ModelConfig, ProviderConfig
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def choose_lease(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append("choose_lease")
+        return super().choose_lease(*args, **kwargs)
+
+    def cooling(self, provider_ids: Sequence[str]) -> set[str]:
+        self.calls.append("cooling")
+        return super().cooling(provider_ids)
+
+
+MODEL = ModelConfig(name="m", providers=(
+    ProviderConfig(id="a", api_host="http://127.0.0.1:1", api_type="openai"),
+    ProviderConfig(id="b", api_host="http://127.0.0.1:2", api_type="openai")))
+
+
+@pytest.mark.parametrize("strategy", [LoadBalancedStrategy, WeightedStrategy,
+                                      FirstAvailableStrategy])
+def test_free_slot_costs_one_store_call(strategy: type[Any]) -> None:
+    store = CountingStore()
+    chooser = ProviderChooser(strategy(store), store=store,
+                              limits=ChooserLimits(acquire_timeout=0.3))
+    lease = chooser.acquire(MODEL)
+    assert store.calls == ["choose_lease"]
+    chooser.release(lease)
+
+
+def test_all_cooling_still_fails_at_once_without_waiting() -> None:
+    store = CountingStore()
+    chooser = ProviderChooser(LoadBalancedStrategy(store), store=store,
+                              limits=ChooserLimits(acquire_timeout=30))
+    store.cool_down("a", 60)
+    store.cool_down("b", 60)
+    with pytest.raises(NoProviderAvailable) as caught:
+        chooser.acquire(MODEL)
+    assert "cooling down" in caught.value.message
+    assert store.calls == ["choose_lease", "cooling"]
