@@ -2,7 +2,7 @@
 
 For each server mode it starts the gateway in front of one stand-in upstream (both separate
 processes) and measures, cell by cell, the direct call to the stand-in (the limit) and then
-the same call through the gateway. See ``docs/performance.md`` for what each figure means.
+the same call through the gateway. See README.md (Performance) for what each figure means.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
     ─► events in arrival order: Delta(i, text) ... Finished(i, text) | Failed(i, error)
     ─► respond(): non-stream collects them; stream writes NDJSON lines as they come
 
-Request-level outcome (documented in docs/builtins.md):
+Request-level outcome (documented in README.md, Built-in text utilities):
 - some jobs fail, some succeed: 200; the failed items' results are ``null`` and the body gets
   ``"errors": [{"index": i, "error": {...}}]``; a stream has an ``{"index": i, "error"}`` line.
 - every job fails: the request fails. Before any output (always the case without streaming)

@@ -1,4 +1,4 @@
-"""``PrometheusMetrics``: every ``llm_router_*`` series (docs/observability.md lists them).
+"""``PrometheusMetrics``: every ``llm_router_*`` series (README.md, Observability, lists them).
 
 Built by ``core.assemble`` when ``LLM_ROUTER_USE_PROMETHEUS`` is on (prometheus-client is only
 imported then). It is the handler's ``CallObserver`` for provider-level series, and the web
