@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from llm_router_api.errors import ClientError, UpstreamConnectError, UpstreamError
-from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json
+from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json, relay
 from llm_router_api.providers.transport import UpstreamResponse
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.canonical import (
@@ -61,16 +61,7 @@ class AnthropicAdapter(ProviderAdapter):
                 call: Call) -> Iterator[bytes]:
         body = with_defaults(provider, {**call.body, "model": upstream_model,
                                         "stream": call.stream})
-        response = self.open(provider, PATH, body, call)
-        try:
-            if not call.stream:
-                raw = response.read()
-                parse_json(raw)
-                yield raw
-                return
-            yield from _sse_blocks(response)
-        finally:
-            response.close()
+        yield from relay(self.open(provider, PATH, body, call), call.stream, _sse_blocks)
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import orjson
@@ -128,6 +128,22 @@ def parse_json(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise UpstreamProtocolError() from None
+
+
+def relay(response: UpstreamResponse, stream: bool,
+          blocks: Callable[[UpstreamResponse], Iterator[bytes]],
+          check: Callable[[bytes], Any] = parse_json) -> Iterator[bytes]:
+    """A same-protocol answer as it came: the whole body (once ``check`` accepts it: a 200 with
+    garbage is the provider's failure), or the stream's line blocks. Closes the response."""
+    try:
+        if not stream:
+            raw = response.read()
+            check(raw)
+            yield raw
+            return
+        yield from blocks(response)
+    finally:
+        response.close()
 
 
 def line_blocks(response: UpstreamResponse) -> Iterator[bytes]:

@@ -19,7 +19,7 @@ from llm_router_api.errors import (
     UpstreamError,
     UpstreamProtocolError,
 )
-from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json
+from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json, relay
 from llm_router_api.providers.transport import UpstreamResponse
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.canonical import (
@@ -61,15 +61,8 @@ class OllamaAdapter(ProviderAdapter):
         if call.op != Op.EMBEDDING:
             body["stream"] = call.stream
         response = self.open(provider, ROUTES[call.op], with_defaults(provider, body), call)
-        try:
-            if not call.stream:
-                raw = response.read()
-                _check(parse_json(raw))
-                yield raw
-                return
-            yield from _ndjson_blocks(response)
-        finally:
-            response.close()
+        yield from relay(response, call.stream, _ndjson_blocks,
+                         check=lambda raw: _check(parse_json(raw)))
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from llm_router_api.errors import ClientError, UpstreamConnectError
-from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json
+from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json, relay
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.config import ProviderConfig
 
@@ -49,16 +49,8 @@ class OpenAIAdapter(ProviderAdapter):
     def forward(self, provider: ProviderConfig, upstream_model: str,
                 call: Call) -> Iterator[bytes]:
         body = upstream_body(provider, upstream_model, call.body)
-        response = self.open(provider, ROUTES[call.op], body, call)
-        try:
-            if not call.stream:
-                raw = response.read()
-                parse_json(raw)  # a 200 with garbage is the provider's failure, not a success
-                yield raw
-                return
-            yield from _sse_blocks(response)
-        finally:
-            response.close()
+        yield from relay(self.open(provider, ROUTES[call.op], body, call), call.stream,
+                         _sse_blocks)
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:
