@@ -102,6 +102,8 @@ class ModelHandler:
         """
         lease, first, events = self._open(call, self.events, deadline)
         latency = time.monotonic() - lease.started  # time to first token for a stream
+        if call.stream:
+            self.observer.first_token(lease, latency)
         failure: RouterError | None = None
         tokens = EventTokens()
         try:
@@ -110,6 +112,7 @@ class ModelHandler:
                 yield tokens.feed(event)
         except RouterError as exc:
             failure = exc
+            self.observer.attempt_failed(lease, exc)
             raise
         except BaseException:
             failure = RouterError()  # closed early or broke: no latency sample, no cool-down
@@ -122,6 +125,7 @@ class ModelHandler:
                     latency = time.monotonic() - lease.started
                 self.chooser.release(lease, failure=failure,
                                      latency=None if failure else latency, stream=call.stream)
+                self.observer.finished(lease, tokens.usage)
                 _charge(call.on_usage, tokens.total)
 
     def _open(self, call: Call, opener: Opener[T],
@@ -300,22 +304,27 @@ def _charge(on_usage: Callable[[int], None] | None, usage: Usage | int) -> None:
 
 
 class EventTokens:
-    """Tokens of a canonical event stream: its ``usage`` when one comes, else one per text
-    chunk."""
+    """Tokens of a canonical event stream: its ``usage`` when one comes, else one output token
+    per text chunk."""
 
     def __init__(self) -> None:
         self.counted = 0
-        self.reported: int | None = None
+        self.reported: Usage | None = None
 
     def feed(self, event: dict[str, Any]) -> dict[str, Any]:
         usage = event.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-            self.reported = usage["total_tokens"]
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            self.reported = Usage(int(usage.get("prompt_tokens") or 0),
+                                  usage["completion_tokens"])
         elif any((choice.get("delta") or choice.get("message") or {}).get("content")
                  for choice in event.get("choices") or ()):
             self.counted += 1
         return event
 
     @property
+    def usage(self) -> Usage:
+        return self.reported if self.reported is not None else Usage(0, self.counted)
+
+    @property
     def total(self) -> int:
-        return self.reported if self.reported is not None else self.counted
+        return self.usage.input_tokens + self.usage.output_tokens
