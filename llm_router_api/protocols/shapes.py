@@ -10,7 +10,8 @@ from llm_router_api.schemas.calls import Protocol
 # Anthropic's error types by HTTP status.
 ANTHROPIC_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+    404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
+    422: "invalid_request_error", 429: "rate_limit_error",
     503: "overloaded_error", 529: "overloaded_error",
 }
 

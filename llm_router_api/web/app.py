@@ -44,6 +44,7 @@ log = logging.getLogger("llm_router")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_ID = 128
+READ_CHUNK = 65536
 OLLAMA_PATHS = ("/api/chat", "/api/generate", "/api/embed", "/api/tags", "/api/show",
                 "/api/ps", "/api/pull", "/api/version")
 
@@ -87,7 +88,8 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
         g.protocol = endpoint.protocol
         headers = dict(request.headers)
         key = guard.authenticate(endpoint.access, headers)
-        body = _json_body() if request.method in ("POST", "PUT", "PATCH") else None
+        body = (_json_body(endpoint.settings.max_request_body_size)
+                if request.method in ("POST", "PUT", "PATCH") else None)
         admission = guard.admit(key, _model_of(body))
         g.key_id = admission.key_id if admission else ""
         charge = (functools.partial(guard.record_tokens, admission)
@@ -152,8 +154,25 @@ def _model_of(body: Any) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def _json_body() -> Any:
-    raw = request.get_data(cache=False)
+def _raw_body(limit: int) -> bytes:
+    """The request body. With a ``Content-Length`` (already checked against the limit before
+    the body was read) Flask reads it; a chunked body has no length to check, so it is read
+    here and refused with 413 as soon as it passes the limit (never silently cut)."""
+    if request.content_length is not None:
+        return request.get_data(cache=False)
+    stream = request.environ["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while part := stream.read(min(READ_CHUNK, limit + 1 - size)):
+        parts.append(part)
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+    return b"".join(parts)
+
+
+def _json_body(limit: int) -> Any:
+    raw = _raw_body(limit)
     if not raw.strip():
         raise InvalidJSON("request body is empty; expected a JSON object")
     try:
@@ -199,7 +218,9 @@ def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | 
     @app.after_request
     def finish(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-        if response.status_code == 413:
+        # The unread rest of a refused body must not be taken for the next request. Waitress
+        # reads whole bodies before the app runs and forbids hop-by-hop headers from it.
+        if response.status_code == 413 and "waitress.client_disconnected" not in request.environ:
             response.headers["Connection"] = "close"
         return track(response, metrics)
 

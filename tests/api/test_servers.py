@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -36,7 +37,8 @@ def config(upstream: StandIn, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_server_answers_chat(server_type: str, env: dict[str, str], config: Path,
                              fresh_upstream: StandIn) -> None:
     fresh_upstream.set_behaviour(token_delay=0.01)
-    gateway = Gateway(config, server_type=server_type, **env)
+    gateway = Gateway(config, server_type=server_type, LLM_ROUTER_MAX_REQUEST_BODY_SIZE="65536",
+                      **env)
     try:
         client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0)
         messages = [{"role": "user", "content": "hi"}]
@@ -49,6 +51,7 @@ def test_server_answers_chat(server_type: str, env: dict[str, str], config: Path
         assert_streamed_not_buffered(gateway, fresh_upstream)
         error = requests.post(gateway.url + "/v1/chat/completions", data=b"{", timeout=5)
         assert error.status_code == 400 and "error" in error.json()
+        assert_oversize_bodies_are_413(gateway)
     finally:
         assert gateway.stop() in (0, -15)
     assert "Traceback" not in gateway.output()
@@ -65,6 +68,20 @@ def assert_streamed_not_buffered(gateway: Gateway, upstream: StandIn) -> None:
     arrivals = [time.monotonic() - started for line in response.iter_lines() if line]
     assert arrivals[-1] >= 1.4
     assert arrivals[-1] - arrivals[0] >= 1.0
+
+
+def assert_oversize_bodies_are_413(gateway: Gateway) -> None:
+    """With a Content-Length, and chunked (no length: refused once it passes the limit, never
+    cut short and parsed)."""
+    body = json.dumps({"model": "m1", "messages": [{"role": "user", "content": "x" * 70000}]})
+    url = gateway.url + "/v1/chat/completions"
+    sized = requests.post(url, data=body.encode(), timeout=10,
+                          headers={"Content-Type": "application/json"})
+    chunked = requests.post(url, data=iter([body[:40000].encode(), body[40000:].encode()]),
+                            headers={"Content-Type": "application/json"}, timeout=10)
+    for response in (sized, chunked):
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["type"] == "invalid_request_error"
 
 
 def test_run_rest_api_script_starts_gunicorn_with_the_shipped_config(
