@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from llm_router_api.auth.keys import ApiKey, KeyRing
 from llm_router_api.auth.limits import Admission, Limiter, MemoryLimiter, RedisLimiter, limited
+from llm_router_api.base.redis_link import redis_address, redis_client
 from llm_router_api.errors import Forbidden
 from llm_router_api.settings import Settings
 
@@ -39,12 +40,9 @@ class Guard:
         keys = KeyRing.from_settings(settings)
         limiter: Limiter = MemoryLimiter(settings.lease_ttl)
         if keys.enabled and settings.uses_redis:
-            import redis
-
-            client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
-                                 db=settings.redis_db, password=settings.redis_password or None,
-                                 socket_timeout=2, socket_connect_timeout=2)
-            limiter = RedisLimiter(client, settings.redis_prefix, settings.lease_ttl)
+            limiter = RedisLimiter(redis_client(settings, decode_responses=False),
+                                   settings.redis_prefix, settings.lease_ttl,
+                                   redis_address(settings))
         return cls(keys, limiter, settings.protect_info_endpoints)
 
     @property

@@ -12,7 +12,7 @@ and instance, with one Lua script per decision and Redis' own clock.
 
 from __future__ import annotations
 
-import logging
+import functools
 import threading
 import time
 import uuid
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_router_api.auth.keys import ApiKey
+from llm_router_api.base.redis_link import Fallback
 from llm_router_api.errors import RateLimited
 
-log = logging.getLogger("llm_router.auth")
 WINDOW = 60.0
 
 
@@ -203,18 +203,18 @@ return 1
 
 
 class RedisLimiter(Limiter):
-    """One budget per key shared by every worker and instance; falls back to memory (and says
-    so in the log) while Redis cannot be reached."""
+    """One budget per key shared by every worker and instance; per-process budgets (and one
+    warning in the log) while Redis cannot be reached."""
 
-    def __init__(self, client: Any, prefix: str, lease_ttl: float) -> None:
+    def __init__(self, client: Any, prefix: str, lease_ttl: float, where: str = "redis") -> None:
         super().__init__(lease_ttl)
         self._redis = client
         self._prefix = prefix + "auth:"
         self._admit = client.register_script(ADMIT)
         self._record = client.register_script(RECORD)
         self._renew = client.register_script(RENEW)
-        self._fallback = MemoryLimiter(lease_ttl)
-        self._down = False
+        self._memory = MemoryLimiter(lease_ttl)
+        self._fallback = Fallback(where, "API-key limits")
 
     def _keys(self, key_id: str) -> list[str]:
         return [f"{self._prefix}{key_id}:{part}" for part in ("requests", "tokens", "leases")]
@@ -223,55 +223,42 @@ class RedisLimiter(Limiter):
         lease_id = uuid.uuid4().hex if key.max_concurrent is not None else ""
         args = [key.requests_per_minute or 0, key.tokens_per_minute or 0,
                 key.max_concurrent or 0, lease_id, int(self.lease_ttl * 1000), uuid.uuid4().hex]
-        try:
+
+        def shared() -> Admission:
             ok, what, retry_ms, requests_left, tokens_left = self._admit(
                 keys=self._keys(key.id), args=args)
-        except Exception as exc:  # noqa: BLE001 - Redis down: keep serving, say so
-            self._note_down(exc)
-            return self._fallback.admit(key)
-        self._note_up()
-        what = what.decode() if isinstance(what, bytes) else str(what)
-        if not ok:
-            raise _refuse(key, what, int(retry_ms) / 1000, int(requests_left), int(tokens_left))
-        return Admission(key.id, lease_id or None,
-                         _headers(key, int(requests_left), int(tokens_left)))
+            what = what.decode() if isinstance(what, bytes) else str(what)
+            if not ok:
+                raise _refuse(key, what, int(retry_ms) / 1000, int(requests_left),
+                              int(tokens_left))
+            return Admission(key.id, lease_id or None,
+                             _headers(key, int(requests_left), int(tokens_left)))
+
+        return self._fallback.run(shared, lambda: self._memory.admit(key))
 
     def release(self, admission: Admission) -> None:
         if admission.lease_id is None:
             return
-        try:
-            self._redis.zrem(self._keys(admission.key_id)[2], admission.lease_id)
-        except Exception as exc:  # noqa: BLE001 - the lease expires by itself
-            self._note_down(exc)
-        self._fallback.release(admission)
+        lease_id = admission.lease_id
+        # Released in both: the lease lives in whichever granted it (the other one ignores it).
+        self._fallback.run(lambda: self._redis.zrem(self._keys(admission.key_id)[2], lease_id),
+                           lambda: 0)
+        self._memory.release(admission)
 
     def record_tokens(self, key_id: str, tokens: int) -> None:
-        if tokens <= 0:
-            return
-        try:
-            self._record(keys=[self._keys(key_id)[1]], args=[f"{uuid.uuid4().hex}:{tokens}"])
-        except Exception as exc:  # noqa: BLE001
-            self._note_down(exc)
-            self._fallback.record_tokens(key_id, tokens)
+        if tokens > 0:
+            self._fallback.run(
+                lambda: self._record(keys=[self._keys(key_id)[1]],
+                                     args=[f"{uuid.uuid4().hex}:{tokens}"]),
+                lambda: self._memory.record_tokens(key_id, tokens))
 
     def renew(self, admissions: list[Admission]) -> None:
         ttl_ms = int(self.lease_ttl * 1000)
+        def renew_one(admission: Admission) -> None:
+            self._renew(keys=[self._keys(admission.key_id)[2]],
+                        args=[admission.lease_id, ttl_ms])
+
         for admission in admissions:
             if admission.lease_id:
-                try:
-                    self._renew(keys=[self._keys(admission.key_id)[2]],
-                                args=[admission.lease_id, ttl_ms])
-                except Exception as exc:  # noqa: BLE001
-                    self._note_down(exc)
-        self._fallback.renew(admissions)
-
-    def _note_down(self, exc: Exception) -> None:
-        if not self._down:
-            log.warning("Redis unreachable for API-key limits (%s); limits are per process "
-                        "until it returns", type(exc).__name__)
-        self._down = True
-
-    def _note_up(self) -> None:
-        if self._down:
-            log.warning("Redis reachable again; API-key limits are shared again")
-        self._down = False
+                self._fallback.run(functools.partial(renew_one, admission), lambda: None)
+        self._memory.renew(admissions)

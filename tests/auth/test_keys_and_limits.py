@@ -11,6 +11,7 @@ import redis
 
 from llm_router_api.auth.keys import ApiKey, KeyRing, KeysFileError, digest
 from llm_router_api.auth.limits import Limiter, MemoryLimiter, RedisLimiter
+from llm_router_api.base.redis_link import redis_client
 from llm_router_api.errors import RateLimited, Unauthorized
 from llm_router_api.settings import load_settings
 from tests.support.procs import RedisServer
@@ -108,3 +109,21 @@ def test_concurrent_slots_are_leases(limiter: Limiter) -> None:
 
     time.sleep(1.3)  # a crashed holder's lease expires after the TTL (1 s here)
     limiter.admit(key)
+
+
+def test_redis_gone_falls_back_to_per_process_limits(caplog: pytest.LogCaptureFixture) -> None:
+    from tests.support.procs import free_port
+
+    settings = load_settings({"LLM_ROUTER_REDIS_HOST": "127.0.0.1",
+                              "LLM_ROUTER_REDIS_PORT": str(free_port())})
+    client = redis_client(settings, decode_responses=False)
+    limiter = RedisLimiter(client, "test:", lease_ttl=1.0)
+    key = ApiKey(id="k", key="limited-key", requests_per_minute=2, max_concurrent=1)
+    first = limiter.admit(key)
+    limiter.release(first)
+    limiter.admit(key)
+    with pytest.raises(RateLimited):
+        limiter.admit(key)  # still enforced, in this process
+    limiter.record_tokens("k", 5)
+    warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(warnings) == 1  # said once, not per request

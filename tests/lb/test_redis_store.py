@@ -8,7 +8,7 @@ import time
 import pytest
 
 from llm_router_api.base.lb.picking import Candidate
-from llm_router_api.base.lb.redis_store import RETRY_INTERVAL, SOCKET_TIMEOUT
+from llm_router_api.base.redis_link import RETRY_INTERVAL, SOCKET_TIMEOUT
 from tests.lb.conftest import redis_store
 from tests.support.procs import RedisServer, wait_for
 

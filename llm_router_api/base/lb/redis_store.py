@@ -9,10 +9,10 @@ Layout (under ``LLM_ROUTER_REDIS_PREFIX``, default ``llm_router:``)::
 Every multi-step operation is one Lua script (``redis_lua``), so caps and pick rules hold across
 processes. Nothing is deleted at startup: one instance's restart never wipes another's state.
 
-Redis outage: sockets time out after ``SOCKET_TIMEOUT`` seconds, never longer. On a connection
-error or timeout the store logs one warning and serves from a per-process ``MemoryStore`` (requests
-keep being served; caps and counters are then per process), tries Redis again at most every
-``RETRY_INTERVAL`` seconds, and logs when it is back. Leases remember where they were granted
+Redis outage (``base.redis_link.Fallback``): sockets time out quickly, never longer. On a
+connection error or timeout the store logs one warning and serves from a per-process
+``MemoryStore`` (requests keep being served; caps and counters are then per process), tries Redis
+again at most every second, and logs when it is back. Leases remember where they were granted
 (Redis lease ids start with ``r-``), so each is released and renewed in its own store; a Redis
 lease whose release was lost to the outage expires by its TTL.
 """
@@ -20,29 +20,23 @@ lease whose release was lost to the outage expires by its TTL.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from llm_router_api.base.lb import redis_lua
 from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.state import MemoryStore, StateStore
+from llm_router_api.base.redis_link import Fallback, redis_address, redis_client
 from llm_router_api.settings import Settings
 
 log = logging.getLogger("llm_router.redis")
 
-SOCKET_TIMEOUT = 0.5
-RETRY_INTERVAL = 1.0
 REDIS_LEASE = "r-"
 T = TypeVar("T")
 
-_OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def _ms(seconds: float) -> int:
@@ -56,56 +50,22 @@ class RedisStore(StateStore):
         self._prefix = prefix
         self._where = where
         self._memory = MemoryStore()
-        self._lock = threading.Lock()
-        self._down = False
-        self._retry_at = 0.0
+        self._fallback = Fallback(where, "load-balancing state")
         self._scripts = {name: client.register_script(getattr(redis_lua, name))
                          for name in ("ACQUIRE", "RENEW", "IN_FLIGHT", "EWMA", "CHOOSE")}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
-        client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
-                             db=settings.redis_db, password=settings.redis_password or None,
-                             socket_timeout=SOCKET_TIMEOUT,
-                             socket_connect_timeout=SOCKET_TIMEOUT,
-                             retry=Retry(NoBackoff(), 0), decode_responses=True)
-        return cls(client, settings.redis_prefix,
-                   f"{settings.redis_host}:{settings.redis_port}/{settings.redis_db}")
+        return cls(redis_client(settings), settings.redis_prefix, redis_address(settings))
 
     # -- outage handling ---------------------------------------------------------------------
     @property
     def degraded(self) -> bool:
         """True while Redis is unreachable and this process serves from memory."""
-        return self._down
+        return self._fallback.down
 
     def _run(self, shared: Callable[[], T], local: Callable[[], T]) -> T:
-        if self._down and time.monotonic() < self._retry_at:
-            return local()
-        try:
-            result = shared()
-        except _OUTAGE as exc:
-            self._went_down(exc)
-            return local()
-        if self._down:
-            self._came_back()
-        return result
-
-    def _went_down(self, exc: Exception) -> None:
-        with self._lock:
-            self._retry_at = time.monotonic() + RETRY_INTERVAL
-            if self._down:
-                return
-            self._down = True
-        log.warning("Redis at %s is unreachable (%s): serving with this process's own "
-                    "load-balancing state until it returns", self._where, exc)
-
-    def _came_back(self) -> None:
-        with self._lock:
-            if not self._down:
-                return
-            self._down = False
-        log.warning("Redis at %s is reachable again: load-balancing state is shared again",
-                    self._where)
+        return self._fallback.run(shared, local)
 
     # -- keys ------------------------------------------------------------------------------------
     def _lease_key(self, provider_id: str) -> str:
