@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+import time
 from typing import Any
 
 from llm_router_api.settings import Settings
@@ -33,9 +37,34 @@ def _waitress(settings: Settings) -> None:
 
     from llm_router_api.web.app import create_app
 
-    waitress.serve(create_app(settings), host=settings.server_host, port=settings.server_port,
-                   threads=settings.server_threads_count, ident="llm-router",
-                   channel_timeout=max(120, int(settings.external_timeout) + 10))
+    server = waitress.create_server(
+        create_app(settings), host=settings.server_host, port=settings.server_port,
+        threads=settings.server_threads_count, ident="llm-router",
+        channel_timeout=max(120, int(settings.external_timeout) + 10))
+    signal.signal(signal.SIGTERM, lambda signum, frame: _drain_waitress(server, settings))
+    log.info("waitress serving on %s:%s", settings.server_host, settings.server_port)
+    server.run()
+
+
+def _drain_waitress(server: Any, settings: Settings) -> None:
+    """SIGTERM: stop accepting, let in-flight requests finish and their bytes go out (for up to
+    ``LLM_ROUTER_SHUTDOWN_GRACE`` seconds), then exit 0."""
+    # Stop accepting: the listener leaves the poll map (closing it here, inside the signal
+    # handler, would break the select() that is retried after it); it closes at exit.
+    server.del_channel()
+
+    def busy() -> bool:
+        return any(channel.requests or channel.total_outbufs_len
+                   for channel in list(server.active_channels.values()))
+
+    def drain() -> None:
+        deadline = time.monotonic() + settings.shutdown_grace
+        while busy() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        logging.shutdown()
+        os._exit(0)
+
+    threading.Thread(target=drain, name="llm-router-drain", daemon=True).start()
 
 
 def _gunicorn(settings: Settings) -> None:

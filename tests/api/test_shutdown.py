@@ -1,4 +1,5 @@
-"""SIGTERM under gunicorn: stop accepting, let in-flight streams finish (bounded), exit 0."""
+"""SIGTERM under gunicorn and waitress: stop accepting, let in-flight streams finish (bounded),
+exit 0."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from standin import StandIn
 from tests.support.procs import Gateway, write_config
 
 
-def test_sigterm_lets_an_in_flight_stream_finish(upstream: StandIn,
+@pytest.mark.parametrize("server_type", ["gunicorn", "waitress"])
+def test_sigterm_lets_an_in_flight_stream_finish(upstream: StandIn, server_type: str,
                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
     upstream.reset()
     upstream.set_behaviour(tokens=8, token_delay=0.25)
     config: Path = write_config(tmp_path_factory.mktemp("shutdown"), {
         "m1": [{"id": "m1-up", "api_host": upstream.url, "api_type": "openai"}]})
-    gateway = Gateway(config, server_type="gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS="gevent",
+    gateway = Gateway(config, server_type=server_type, LLM_ROUTER_SERVER_WORKER_CLASS="gevent",
                       LLM_ROUTER_SERVER_WORKERS_COUNT="1", LLM_ROUTER_SHUTDOWN_GRACE="20")
     try:
         response = requests.post(gateway.url + "/v1/chat/completions", stream=True, timeout=20,
