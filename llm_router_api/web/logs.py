@@ -67,5 +67,7 @@ def configure_logging(settings: Settings) -> None:
 
 
 def access_log(fields: Mapping[str, Any]) -> None:
+    if not ACCESS.isEnabledFor(logging.INFO):
+        return
     message = " ".join(f"{k}={v}" for k, v in fields.items())
     ACCESS.info(message, extra={"fields": dict(fields), "request_id": fields.get("request_id")})
