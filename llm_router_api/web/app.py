@@ -45,8 +45,8 @@ log = logging.getLogger("llm_router")
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_ID = 128
 READ_CHUNK = 65536
-OLLAMA_PATHS = ("/api/chat", "/api/generate", "/api/embed", "/api/tags", "/api/show",
-                "/api/ps", "/api/pull", "/api/version")
+# Ollama's routes, served at /api/... and at P/... (P = LLM_ROUTER_EP_PREFIX).
+OLLAMA_ROUTES = ("chat", "generate", "embed", "tags", "show", "ps", "pull", "version")
 
 
 def create_app(settings: Settings | None = None, chooser: ProviderChooser | None = None) -> Flask:
@@ -194,12 +194,13 @@ def to_response(result: Reply | Any) -> Response:
     return Response(orjson.dumps(result), status=200, content_type="application/json")
 
 
-def protocol_for(path: str) -> Protocol:
+def protocol_for(path: str, prefix: str = "/api") -> Protocol:
     """Whose error shape a path gets when no endpoint matched it."""
     if path.startswith("/v1/messages"):
         return Protocol.ANTHROPIC
-    if path.startswith(OLLAMA_PATHS):
-        return Protocol.OLLAMA
+    for root in dict.fromkeys(("/api", prefix)):
+        if path.startswith(tuple(f"{root}/{route}" for route in OLLAMA_ROUTES)):
+            return Protocol.OLLAMA
     return Protocol.OPENAI
 
 
@@ -209,7 +210,7 @@ def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | 
         started(metrics)
         given = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = given[:MAX_REQUEST_ID] if given.isprintable() and given else uuid.uuid4().hex
-        g.protocol = protocol_for(request.path)
+        g.protocol = protocol_for(request.path, settings.prefix)
         length = request.content_length
         if length is not None and length > settings.max_request_body_size:
             raise PayloadTooLarge(f"request body is {length} bytes; the limit is "

@@ -474,3 +474,11 @@ def test_clients_raise_status_errors(gateway: Gateway) -> None:
     with pytest.raises(anthropic.BadRequestError):
         AnthropicDriver(gateway.url).client.messages.create(
             model="m-openai", max_tokens=5, messages=[])
+
+
+@pytest.mark.parametrize("path", ["/llm/chat", "/api/chat", "/llm/generate"])
+def test_wrong_method_on_ollama_routes_answers_in_ollama_shape(gateway: Gateway,
+                                                                path: str) -> None:
+    response = requests.get(gateway.url + path, timeout=5)
+    assert response.status_code == 405
+    assert set(response.json()) == {"error"} and isinstance(response.json()["error"], str)
