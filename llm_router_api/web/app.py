@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     guard = Guard.from_settings(settings)
     services = Services(settings=settings, models=parts.models, handler=parts.handler,
                         started_at=time.time(), extras={"parts": parts, "guard": guard})
-    app = Flask("llm_router_api", static_folder=None)
+    app = RouterFlask("llm_router_api", static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_body_size, PROPAGATE_EXCEPTIONS=False)
     app.extensions["llm_router"] = services
     mounted = _mount(app, services, guard)
@@ -69,6 +69,17 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
              mounted, type(parts.chooser.strategy).__name__,
              " (proxy-only mode: built-in utilities are off)" if settings.minimum else "")
     return app
+
+
+class RouterFlask(Flask):
+    """Flask, with an empty ``204`` (and ``Allow``) for ``OPTIONS`` instead of an empty HTML
+    page."""
+
+    def make_default_options_response(self) -> Response:
+        response = super().make_default_options_response()
+        response.status_code = 204
+        response.headers.pop("Content-Type", None)
+        return response
 
 
 def _mount(app: Flask, services: Services, guard: Guard) -> int:

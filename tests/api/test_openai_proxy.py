@@ -217,3 +217,10 @@ def test_config_error_stops_startup_with_one_line(tmp_path: Path) -> None:
         Gateway(bad)
     assert f"{bad}: $.g.a.providers[0].api_host" in str(caught.value)
     assert "Traceback" not in str(caught.value)
+
+
+def test_options_is_an_empty_204_with_allow(gateway: Gateway) -> None:
+    response = requests.options(gateway.url + "/v1/chat/completions", timeout=5)
+    assert response.status_code == 204
+    assert response.headers["allow"] == "OPTIONS, POST"
+    assert "html" not in response.headers.get("content-type", "")
