@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from standin import StandIn
-from tests.support.procs import ROOT, Gateway, RedisServer, write_config
+from tests.support.procs import ROOT, Gateway, RedisServer, running_standins, write_config
 
 KEY = "production-key-123456"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -19,12 +19,8 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 @pytest.fixture(scope="module")
 def two_upstreams() -> Iterator[list[StandIn]]:
-    servers = [StandIn(name=f"prod{i}") for i in range(2)]
-    for server in servers:
-        server.start()
-    yield servers
-    for server in servers:
-        server.stop()
+    with running_standins(2, "prod") as servers:
+        yield servers
 
 
 @pytest.fixture(scope="module")

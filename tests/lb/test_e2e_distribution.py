@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from standin import StandIn
-from tests.support.procs import Gateway, RedisServer, write_config
+from tests.support.procs import Gateway, RedisServer, running_standins, write_config
 
 LEASE_TTL = 2.0
 ACQUIRE_TIMEOUT = 0.5
@@ -25,12 +25,8 @@ BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 @pytest.fixture(scope="module")
 def standins() -> Iterator[list[StandIn]]:
-    servers = [StandIn(name=f"s{i}") for i in range(3)]
-    for s in servers:
-        s.start()
-    yield servers
-    for s in servers:
-        s.stop()
+    with running_standins(3, "s") as servers:
+        yield servers
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,14 @@ import pytest
 import requests
 
 from standin import StandIn
-from tests.support.procs import Gateway, RedisServer, free_port, wait_for, write_config
+from tests.support.procs import (
+    Gateway,
+    RedisServer,
+    free_port,
+    running_standins,
+    wait_for,
+    write_config,
+)
 
 ACQUIRE_TIMEOUT = 1.0
 HEALTH_INTERVAL = 0.3
@@ -22,12 +29,8 @@ BODY = {"messages": [{"role": "user", "content": "hi"}]}
 
 @pytest.fixture(scope="module")
 def standins() -> Iterator[list[StandIn]]:
-    servers = [StandIn(name=f"f{i}") for i in range(3)]
-    for s in servers:
-        s.start()
-    yield servers
-    for s in servers:
-        s.stop()
+    with running_standins(3, "f") as servers:
+        yield servers
 
 
 @pytest.fixture(scope="module")

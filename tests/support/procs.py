@@ -12,11 +12,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import requests
+
+from standin import StandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -135,3 +137,16 @@ class RedisServer(Process):
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
             return False
+
+
+@contextlib.contextmanager
+def running_standins(count: int, name: str) -> Iterator[list[StandIn]]:
+    """``count`` stand-in upstreams named ``<name>0``, ``<name>1``, ... for the block."""
+    servers = [StandIn(name=f"{name}{i}") for i in range(count)]
+    for server in servers:
+        server.start()
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
