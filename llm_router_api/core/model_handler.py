@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
+from llm_router_api.closing import close_if_closable
 from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.usage import Meter, Usage, meter_for
 from llm_router_api.errors import (
@@ -119,7 +120,7 @@ class ModelHandler:
             raise
         finally:
             try:
-                _close(events)
+                close_if_closable(events)
             finally:
                 if not call.stream:
                     latency = time.monotonic() - lease.started
@@ -248,7 +249,7 @@ class ModelHandler:
             yield protocol.error_frame(failure)
         finally:
             try:
-                _close(frames)
+                close_if_closable(frames)
             finally:
                 self.chooser.release(lease, failure=failure,
                                      latency=None if failure else ttft, stream=True)
@@ -260,15 +261,9 @@ class ModelHandler:
     def _abandon(self, lease: Lease, frames: Iterator[bytes]) -> None:
         """The body was closed; a no-op unless it closed before the stream started."""
         try:
-            _close(frames)
+            close_if_closable(frames)
         finally:
             self.chooser.release(lease)
-
-
-def _close(items: Iterator[Any]) -> None:
-    close = getattr(items, "close", None)
-    if close is not None:
-        close()
 
 
 class StreamBody(Iterator[bytes]):

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from llm_router_api.auth.guard import Guard
 from llm_router_api.base.lb.chooser import ProviderChooser
+from llm_router_api.closing import close_if_closable
 from llm_router_api.core.assemble import assemble
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointAutoLoader, EndpointI, Incoming, Services
@@ -146,9 +147,7 @@ class ReleaseAtEnd:
 
     def close(self) -> None:
         try:
-            close = getattr(self._inner, "close", None)
-            if close is not None:
-                close()
+            close_if_closable(self._inner)
         finally:
             self._finish()
 

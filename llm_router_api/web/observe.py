@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 
+from llm_router_api.closing import close_if_closable
 from llm_router_api.web.logs import access_log
 
 if TYPE_CHECKING:  # prometheus-client is imported only when metrics are on
@@ -42,9 +43,7 @@ class CountedBody:
 
     def close(self) -> None:
         try:
-            close = getattr(self._inner, "close", None)
-            if close is not None:
-                close()
+            close_if_closable(self._inner)
         finally:
             on_close, self._on_close = self._on_close, None
             if on_close is not None:
