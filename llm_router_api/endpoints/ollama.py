@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
+import orjson
 from pydantic import BaseModel
 
 from llm_router_api.core.model_handler import Reply
@@ -23,6 +24,7 @@ from llm_router_api.schemas.canonical import rfc3339_now
 from llm_router_api.schemas.config import ModelConfig
 from llm_router_lib.data_models.ollama import (
     OllamaChatRequest,
+    OllamaEmbeddingsRequest,
     OllamaEmbedRequest,
     OllamaGenerateRequest,
     OllamaShowRequest,
@@ -80,6 +82,27 @@ class OllamaEmbed(OllamaCallEndpoint):
     paths = ("/api/embed", "{prefix}/embed")
     request_model: ClassVar[type[BaseModel]] = OllamaEmbedRequest
     op = Op.EMBEDDING
+
+
+class OllamaLegacyEmbeddings(EndpointI):
+    """``POST /api/embeddings`` (``{"model", "prompt"}`` -> ``{"embedding": [...]}``): served as
+    an ``/api/embed`` call with one input, its one vector answered in the older shape."""
+
+    paths = ("/api/embeddings", "{prefix}/embeddings")
+    protocol = Protocol.OLLAMA
+    request_model: ClassVar[type[BaseModel]] = OllamaEmbeddingsRequest
+
+    def handle(self, incoming: Incoming) -> Reply:
+        self.parse(incoming)
+        body = {k: v for k, v in incoming.body.items() if k != "prompt"}
+        body["input"] = incoming.body["prompt"]
+        call = Call(Protocol.OLLAMA, Op.EMBEDDING, body["model"], body,
+                    CALLER.canonical(Op.EMBEDDING, body), False,
+                    request_id=incoming.request_id, on_usage=incoming.on_usage)
+        reply = self.services.handler.run(call)
+        assert isinstance(reply.body, bytes)  # a non-stream answer is one body
+        reply.body = dumps({"embedding": orjson.loads(reply.body)["embeddings"][0]})
+        return reply
 
 
 def _modified(mtime: float) -> str:

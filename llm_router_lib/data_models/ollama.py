@@ -56,6 +56,17 @@ class OllamaEmbedRequest(BaseModel):
     keep_alive: str | int | float | None = None
 
 
+class OllamaEmbeddingsRequest(BaseModel):
+    """``POST /api/embeddings``: Ollama's older, single-prompt embedding endpoint."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    prompt: str
+    options: dict[str, Any] | None = None
+    keep_alive: str | int | float | None = None
+
+
 class OllamaShowRequest(BaseModel):
     """``POST /api/show``: ``model`` (or the older ``name``)."""
 

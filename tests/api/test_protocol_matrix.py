@@ -482,3 +482,15 @@ def test_wrong_method_on_ollama_routes_answers_in_ollama_shape(gateway: Gateway,
     response = requests.get(gateway.url + path, timeout=5)
     assert response.status_code == 405
     assert set(response.json()) == {"error"} and isinstance(response.json()["error"], str)
+
+
+@pytest.mark.parametrize("model", ["m-openai", "m-ollama"])
+def test_ollama_legacy_embeddings(gateway: Gateway, fresh_upstream: StandIn, model: str) -> None:
+    client = ollama.Client(host=gateway.url)
+    vector = client.embeddings(model=model, prompt="embed me").embedding
+    assert len(vector) == 4 and all(isinstance(x, float) for x in vector)
+    sent = fresh_upstream.requests[-1]
+    assert sent["path"] in ("/v1/embeddings", "/api/embed")
+    assert sent["json"]["input"] in ("embed me", ["embed me"])
+    bad = requests.post(gateway.url + "/api/embeddings", json={"model": model}, timeout=5)
+    assert bad.status_code == 400 and bad.json() == {"error": "prompt: Field required"}
