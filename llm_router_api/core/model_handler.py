@@ -8,7 +8,7 @@
 A non-stream answer is the same chain collected into one body, released before it is returned.
 A stream that fails after its first frame ends with one error frame in the caller's format.
 Every acquire has exactly one release: on success, on failure, and when the client goes away
-(the WSGI server closes the body, which runs the generator's ``finally``; ``StreamBody.close``
+(the WSGI server closes the body, which runs the generator's ``finally``; ``ClosingBody.close``
 also releases a stream that was closed before its first byte was sent, when a generator's
 ``finally`` would not run).
 Each attempt's start, failure, first stream frame and finish are reported to a
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
-from llm_router_api.closing import close_if_closable
+from llm_router_api.closing import ClosingBody, close_if_closable
 from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.usage import Meter, Usage, meter_for
 from llm_router_api.errors import (
@@ -217,9 +217,9 @@ class ModelHandler:
                          model=call.model)
         ttft = time.monotonic() - lease.started
         self.observer.first_token(lease, ttft)
-        stream = StreamBody(self._stream(protocol, lease, first, frames, ttft,
-                                         self._meter(call, stream=True), call.on_usage),
-                            lambda: self._abandon(lease, frames))
+        stream = ClosingBody(self._stream(protocol, lease, first, frames, ttft,
+                                          self._meter(call, stream=True), call.on_usage),
+                             lambda: self._abandon(lease, frames))
         return Reply(200, protocol.stream_content_type, stream,
                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                      provider_id=lease.provider.id, model=call.model)
@@ -259,32 +259,11 @@ class ModelHandler:
                 _charge(on_usage, meter.usage)
 
     def _abandon(self, lease: Lease, frames: Iterator[bytes]) -> None:
-        """The body was closed; a no-op unless it closed before the stream started."""
+        """The body ended or was closed; a no-op unless it closed before the stream started."""
         try:
             close_if_closable(frames)
         finally:
             self.chooser.release(lease)
-
-
-class StreamBody(Iterator[bytes]):
-    """A stream's body: iterates ``frames``; ``close`` closes them and then runs ``on_close``.
-
-    Closing a generator that never started skips its ``finally``; ``on_close`` (idempotent with
-    the generator's own release) makes sure the lease is released even then.
-    """
-
-    def __init__(self, frames: Generator[bytes, None, None], on_close: Callable[[], None]) -> None:
-        self._frames = frames
-        self._on_close = on_close
-
-    def __next__(self) -> bytes:
-        return next(self._frames)
-
-    def close(self) -> None:
-        try:
-            self._frames.close()
-        finally:
-            self._on_close()
 
 
 def _charge(on_usage: Callable[[int], None] | None, usage: Usage | int) -> None:

@@ -11,7 +11,6 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -20,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from llm_router_api.auth.guard import Guard
 from llm_router_api.base.lb.chooser import ProviderChooser
-from llm_router_api.closing import close_if_closable
+from llm_router_api.closing import ClosingBody
 from llm_router_api.core.assemble import assemble
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointAutoLoader, EndpointI, Incoming, Services
@@ -116,45 +115,14 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
         if admission is not None:
             response.headers.update(admission.headers)
             if response.is_streamed:  # the key's slot is free when the last byte has gone
-                response.response = ReleaseAtEnd(response.response,
-                                                 functools.partial(guard.release, admission))
+                response.response = ClosingBody(response.response,
+                                                functools.partial(guard.release, admission))
             else:
                 guard.release(admission)
         return response
 
     view.__name__ = type(endpoint).__name__
     return view
-
-
-class ReleaseAtEnd:
-    """A streamed body that calls ``done`` once: when it is exhausted or closed, whichever comes
-    first (also when closed before it started, where a generator's ``finally`` would not run)."""
-
-    def __init__(self, inner: Iterable[Any], done: Callable[[], None]) -> None:
-        self._inner = inner
-        self._items = iter(inner)
-        self._done: Callable[[], None] | None = done
-
-    def __iter__(self) -> ReleaseAtEnd:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return next(self._items)
-        except StopIteration:
-            self._finish()
-            raise
-
-    def close(self) -> None:
-        try:
-            close_if_closable(self._inner)
-        finally:
-            self._finish()
-
-    def _finish(self) -> None:
-        done, self._done = self._done, None
-        if done is not None:
-            done()
 
 
 def _model_of(body: Any) -> str | None:
