@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Starts llm-router with a production server: gunicorn with gevent workers by default.
-# On a fresh machine it first creates .venv and installs the service (.[api,metrics]).
+# On a fresh machine it first creates .venv and installs the service (.[api,metrics]) at the
+# versions pinned in constraints.txt; a failed install is retried on the next run, and a changed
+# dependency set is re-installed (scripts/ensure-venv.sh).
 # Every LLM_ROUTER_* variable you set wins over the defaults below.
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -x .venv/bin/python ]; then
-    "${PYTHON:-python3}" -m venv .venv
-    .venv/bin/python -m pip install -q -e ".[api,metrics]" 2>&1 | grep -v "^WARNING: Location" || true
-fi
+scripts/ensure-venv.sh api,metrics
 export LLM_ROUTER_SERVER_TYPE="${LLM_ROUTER_SERVER_TYPE:-gunicorn}"
 export LLM_ROUTER_SERVER_WORKER_CLASS="${LLM_ROUTER_SERVER_WORKER_CLASS:-gevent}"
 export LLM_ROUTER_MODELS_CONFIG="${LLM_ROUTER_MODELS_CONFIG:-resources/configs/models-config.json}"
