@@ -115,6 +115,11 @@ class Fallback:
         self._down = False
         self._pending: deque[Settle] = deque()
         self._prober: threading.Thread | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop probing (the client is being closed); what is pending is dropped."""
+        self._closed = True
 
     @property
     def down(self) -> bool:
@@ -168,7 +173,7 @@ class Fallback:
         self._prober.start()
 
     def _probe_until_back(self) -> None:
-        while True:
+        while not self._closed:
             time.sleep(PROBE_INTERVAL)
             try:
                 self._deliver_pending()  # releases run even under OOM: deliver them first

@@ -220,4 +220,5 @@ class RedisStore(StateStore):
         self._run(lambda: self._redis.delete(self._cool_key(provider_id)), lambda: None)
 
     def close(self) -> None:
+        self._fallback.close()
         self._redis.close()
