@@ -37,6 +37,8 @@ DEFAULT_LEASE_TTL = 30.0
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_BUILTIN_CONCURRENCY = 4
 DEFAULT_REDIS_PREFIX = "llm_router:"
+DEFAULT_SENTINEL_MASTER = "mymaster"
+REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_SHUTDOWN_GRACE = 30.0
 
 SERVER_TYPES = ("flask", "gunicorn", "waitress")
@@ -70,6 +72,12 @@ class Settings:
     redis_db: int = 0
     redis_password: str = field(default="", repr=False)
     redis_prefix: str = DEFAULT_REDIS_PREFIX
+    #: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or ``unix://``; wins over
+    #: host and port.
+    redis_url: str = field(default="", repr=False)
+    #: Sentinels as ``host:port`` pairs; with them the primary is asked of Sentinel and followed.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = DEFAULT_SENTINEL_MASTER
     server_type: str = DEFAULT_SERVER_TYPE
     server_port: int = DEFAULT_SERVER_PORT
     server_host: str = DEFAULT_SERVER_HOST
@@ -100,7 +108,7 @@ class Settings:
 
     @property
     def uses_redis(self) -> bool:
-        return bool(self.redis_host)
+        return bool(self.redis_host or self.redis_url or self.redis_sentinels)
 
     @property
     def prefix(self) -> str:
@@ -181,6 +189,25 @@ def _keys(name: str, raw: str) -> tuple[str, ...]:
     return tuple(key.strip() for key in raw.split(",") if key.strip())
 
 
+def _redis_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value and not value.lower().startswith(REDIS_URL_SCHEMES):
+        raise SettingsError(f"{name}: expected a URL starting with {', '.join(REDIS_URL_SCHEMES)}")
+    return value  # never echoed: it may hold a password
+
+
+def _addresses(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    pairs = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"{name}={raw!r}: expected host:port pairs separated by commas")
+        pairs.append((host.strip("[]"), int(port)))
+    return tuple(pairs)
+
+
 def _text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -207,6 +234,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "redis_db": _int,
     "redis_password": _text,
     "redis_prefix": _text,
+    "redis_url": _redis_url,
+    "redis_sentinels": _addresses,
+    "redis_sentinel_master": _text,
     "server_type": _choice(SERVER_TYPES),
     "server_port": _port,
     "server_host": _text,

@@ -5,7 +5,7 @@ model lists, metrics: open unless ``LLM_ROUTER_PROTECT_INFO_ENDPOINTS``), ``admi
 the admin token inside the endpoint) or ``key`` (every model call). With no key configured,
 everything is open. ``authenticate`` then ``admit`` give the ``Admission`` to ``release``
 exactly once when the response is finished; one daemon thread renews live concurrency leases
-every TTL/3.
+every TTL/3 (a renewal re-creates leases Redis lost).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import threading
 from collections.abc import Mapping
 
 from llm_router_api.auth.keys import ApiKey, KeyRing
-from llm_router_api.auth.limits import Admission, Limiter, MemoryLimiter, RedisLimiter, limited
+from llm_router_api.auth.limits import Admission, Limiter, MemoryLimiter, limited
+from llm_router_api.auth.redis_limits import RedisLimiter
+from llm_router_api.base.leases import LeaseBook
 from llm_router_api.base.redis_link import redis_address, redis_client
 from llm_router_api.errors import Forbidden
 from llm_router_api.settings import Settings
@@ -30,7 +32,7 @@ class Guard:
         self.keys = keys
         self.limiter = limiter
         self.protect_info = protect_info
-        self._live: dict[int, Admission] = {}
+        self._live: LeaseBook[Admission] = LeaseBook()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
@@ -67,17 +69,15 @@ class Guard:
         admission = self.limiter.admit(key)
         admission.charges_tokens = key.tokens_per_minute is not None
         if admission.lease_id is not None:
-            with self._lock:
-                self._live[id(admission)] = admission
+            self._live.add(admission.lease_id, admission)
             self._start_renewer()
         return admission
 
     def release(self, admission: Admission | None) -> None:
-        if admission is None:
+        if admission is None or admission.lease_id is None:
             return
-        with self._lock:
-            self._live.pop(id(admission), None)
-        self.limiter.release(admission)
+        if self._live.pop(admission.lease_id) is not None:  # exactly once
+            self.limiter.release(admission)
 
     def record_tokens(self, admission: Admission | None, tokens: int) -> None:
         if admission is not None:
@@ -93,10 +93,11 @@ class Guard:
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.limiter.lease_ttl / 3):
-            with self._lock:
-                live = list(self._live.values())
-            if live:
-                self.limiter.renew(live)
+            try:
+                self._live.renew(lambda live: self.limiter.renew(list(live.values())),
+                                 lambda _, admission: self.limiter.release(admission))
+            except Exception:  # never let the renewer die; say so
+                log.exception("renewing key concurrency leases failed")
 
     def close(self) -> None:
         self._stop.set()

@@ -4,28 +4,33 @@
 headers to send), or raises ``RateLimited`` (429 with ``Retry-After``). A key with
 ``max_concurrent`` holds a lease until ``release(admission)`` (idempotent, exactly once per
 admission); leases expire after the lease TTL unless renewed, so a crashed worker frees them.
-Windows are sliding 60-second windows, so no boundary lets a key through twice its limit.
 
-``MemoryLimiter`` serves one process. ``RedisLimiter`` keeps one shared budget for every worker
-and instance, with one Lua script per decision and Redis' own clock.
+Requests per minute is a sliding 60-second window of admitted requests (at most the limit of
+entries, so counting is cheap). Tokens per minute are kept in one-second buckets: an admission
+sums at most 61 of them whatever the traffic, and tokens count for 60 to 61 seconds, so no
+60-second window ever lets a key past its budget.
+
+``MemoryLimiter`` serves one process. ``RedisLimiter`` (``auth.redis_limits``) keeps one shared
+budget for every worker and instance, with one Lua script per decision and Redis' own clock.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from llm_router_api.auth.keys import ApiKey
-from llm_router_api.base.redis_link import Fallback
+from llm_router_api.base.leases import LeaseTable
 from llm_router_api.errors import RateLimited
 
 WINDOW = 60.0
+#: Tokens per minute are counted in buckets of this many seconds (the Lua uses the same).
+BUCKET = 1.0
+BUCKETS = int(WINDOW / BUCKET) + 1  # the current bucket and the 60 before it
 
 
 @dataclass
@@ -36,8 +41,14 @@ class Admission:
     #: The key has a tokens-per-minute budget: charge what the answer used.
     charges_tokens: bool = False
 
+    @staticmethod
+    def new_id() -> str:
+        """Admission and lease ids are chosen by the gateway, so every outcome is known."""
+        return uuid.uuid4().hex
 
-def _headers(key: ApiKey, requests_left: int | None, tokens_left: int | None) -> dict[str, str]:
+
+def rate_headers(key: ApiKey, requests_left: int | None,
+                 tokens_left: int | None) -> dict[str, str]:
     headers = {}
     if key.requests_per_minute is not None and requests_left is not None:
         headers["x-ratelimit-limit-requests"] = str(key.requests_per_minute)
@@ -48,11 +59,11 @@ def _headers(key: ApiKey, requests_left: int | None, tokens_left: int | None) ->
     return headers
 
 
-def _refuse(key: ApiKey, what: str, retry_after: float, requests_left: int | None,
+def refusal(key: ApiKey, what: str, retry_after: float, requests_left: int | None,
             tokens_left: int | None) -> RateLimited:
     return RateLimited(f"rate limit reached for {what}", code=f"rate_limit_{what}",
                        retry_after=max(1.0, retry_after),
-                       extra_headers=_headers(key, requests_left, tokens_left))
+                       extra_headers=rate_headers(key, requests_left, tokens_left))
 
 
 def limited(key: ApiKey) -> bool:
@@ -81,6 +92,35 @@ class Limiter(ABC):
         """Push the expiry of these live leases to now + the lease TTL (long streams)."""
 
 
+class TokenBuckets:
+    """Tokens charged per one-second bucket; O(1) amortised to add, drop and sum."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, int] = {}  # oldest first: the clock only moves forward
+        self.total = 0
+
+    def add(self, now: float, tokens: int) -> None:
+        bucket = int(now // BUCKET)
+        self._buckets[bucket] = self._buckets.get(bucket, 0) + tokens
+        self.total += tokens
+
+    def used(self, now: float) -> int:
+        """Tokens charged in the window ending at ``now`` (older buckets are dropped)."""
+        oldest = int(now // BUCKET) - BUCKETS + 1
+        while self._buckets:
+            bucket = next(iter(self._buckets))
+            if bucket >= oldest:
+                break
+            self.total -= self._buckets.pop(bucket)
+        return self.total
+
+    def retry_after(self, now: float) -> float:
+        """Seconds until the oldest bucket leaves the window."""
+        if not self._buckets:
+            return 1.0
+        return (next(iter(self._buckets)) + BUCKETS) * BUCKET - now
+
+
 class MemoryLimiter(Limiter):
     """One process's budgets; thread-safe."""
 
@@ -88,43 +128,37 @@ class MemoryLimiter(Limiter):
         super().__init__(lease_ttl)
         self._lock = threading.Lock()
         self._requests: dict[str, deque[float]] = {}
-        self._tokens: dict[str, deque[tuple[float, int]]] = {}
-        self._leases: dict[str, dict[str, float]] = {}
+        self._tokens: dict[str, TokenBuckets] = {}
+        self._leases: dict[str, LeaseTable] = {}
 
     def admit(self, key: ApiKey) -> Admission:
         now = time.monotonic()
         with self._lock:
-            requests = self._window(self._requests, key.id, now)
-            tokens = self._token_window(key.id, now)
-            used_tokens = sum(n for _, n in tokens)
-            leases = {k: v for k, v in self._leases.get(key.id, {}).items() if v > now}
-            self._leases[key.id] = leases
+            requests = self._window(key.id, now)
+            tokens = self._tokens.setdefault(key.id, TokenBuckets())
+            used_tokens = tokens.used(now)
+            leases = self._leases.setdefault(key.id, LeaseTable())
             rpm, tpm = key.requests_per_minute, key.tokens_per_minute
             requests_left = None if rpm is None else rpm - len(requests)
             tokens_left = None if tpm is None else tpm - used_tokens
             if rpm is not None and len(requests) >= rpm:
-                raise _refuse(key, "requests", requests[0] + WINDOW - now, 0, tokens_left)
+                raise refusal(key, "requests", requests[0] + WINDOW - now, 0, tokens_left)
             if tpm is not None and used_tokens >= tpm:
-                raise _refuse(key, "tokens", tokens[0][0] + WINDOW - now, requests_left, 0)
-            if key.max_concurrent is not None and len(leases) >= key.max_concurrent:
-                raise _refuse(key, "concurrent", 1.0, requests_left, tokens_left)
-            requests.append(now)
+                raise refusal(key, "tokens", tokens.retry_after(now), requests_left, 0)
+            if key.max_concurrent is not None and leases.live(now) >= key.max_concurrent:
+                raise refusal(key, "concurrent", 1.0, requests_left, tokens_left)
+            if rpm is not None:
+                requests.append(now)
             lease_id = None
             if key.max_concurrent is not None:
-                lease_id = uuid.uuid4().hex
-                leases[lease_id] = now + self.lease_ttl
+                lease_id = Admission.new_id()
+                leases.add(lease_id, now + self.lease_ttl)
             left = None if requests_left is None else requests_left - 1
-            return Admission(key.id, lease_id, _headers(key, left, tokens_left))
+            return Admission(key.id, lease_id, rate_headers(key, left, tokens_left))
 
-    def _window(self, table: dict[str, deque[float]], key_id: str, now: float) -> deque[float]:
-        entries = table.setdefault(key_id, deque())
+    def _window(self, key_id: str, now: float) -> deque[float]:
+        entries = self._requests.setdefault(key_id, deque())
         while entries and entries[0] <= now - WINDOW:
-            entries.popleft()
-        return entries
-
-    def _token_window(self, key_id: str, now: float) -> deque[tuple[float, int]]:
-        entries = self._tokens.setdefault(key_id, deque())
-        while entries and entries[0][0] <= now - WINDOW:
             entries.popleft()
         return entries
 
@@ -132,133 +166,17 @@ class MemoryLimiter(Limiter):
         if admission.lease_id is None:
             return
         with self._lock:
-            self._leases.get(admission.key_id, {}).pop(admission.lease_id, None)
+            self._leases.setdefault(admission.key_id, LeaseTable()).remove(admission.lease_id)
 
     def record_tokens(self, key_id: str, tokens: int) -> None:
         if tokens > 0:
             with self._lock:
-                self._tokens.setdefault(key_id, deque()).append((time.monotonic(), tokens))
+                self._tokens.setdefault(key_id, TokenBuckets()).add(time.monotonic(), tokens)
 
     def renew(self, admissions: list[Admission]) -> None:
         expiry = time.monotonic() + self.lease_ttl
         with self._lock:
             for admission in admissions:
-                leases = self._leases.get(admission.key_id, {})
-                if admission.lease_id in leases:
-                    leases[admission.lease_id] = expiry
-
-
-# KEYS: requests zset, tokens zset, leases zset
-# ARGV: rpm limit (0 = none), tpm limit, concurrency limit, lease id, lease ttl ms, request id
-ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = 60000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-local rpm, tpm, conc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local requests = redis.call('ZCARD', KEYS[1])
-local used = 0
-for _, member in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  used = used + tonumber(string.match(member, ':(%d+)$'))
-end
-local function oldest(key)
-  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  if first[2] then return tonumber(first[2]) + window - now end
-  return 1000
-end
-if rpm > 0 and requests >= rpm then return {0, 'requests', oldest(KEYS[1]), 0, tpm - used} end
-if tpm > 0 and used >= tpm then return {0, 'tokens', oldest(KEYS[2]), rpm - requests, 0} end
-if conc > 0 and redis.call('ZCARD', KEYS[3]) >= conc then
-  return {0, 'concurrent', 1000, rpm - requests, tpm - used}
-end
-redis.call('ZADD', KEYS[1], now, ARGV[6])
-redis.call('PEXPIRE', KEYS[1], window + 1000)
-if conc > 0 then
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[5]), ARGV[4])
-  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[5]) + 1000)
-end
-return {1, 'ok', 0, rpm - requests - 1, tpm - used}
-"""
-# KEYS: tokens zset; ARGV: member ("<uuid>:<tokens>")
-RECORD = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], 61000)
-return 1
-"""
-
-# KEYS: leases zset; ARGV: lease id, ttl ms
-RENEW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + 1000)
-end
-return 1
-"""
-
-
-class RedisLimiter(Limiter):
-    """One budget per key shared by every worker and instance; per-process budgets (and one
-    warning in the log) while Redis cannot be reached."""
-
-    def __init__(self, client: Any, prefix: str, lease_ttl: float, where: str = "redis") -> None:
-        super().__init__(lease_ttl)
-        self._redis = client
-        self._prefix = prefix + "auth:"
-        self._admit = client.register_script(ADMIT)
-        self._record = client.register_script(RECORD)
-        self._renew = client.register_script(RENEW)
-        self._memory = MemoryLimiter(lease_ttl)
-        self._fallback = Fallback(where, "API-key limits")
-
-    def _keys(self, key_id: str) -> list[str]:
-        return [f"{self._prefix}{key_id}:{part}" for part in ("requests", "tokens", "leases")]
-
-    def admit(self, key: ApiKey) -> Admission:
-        lease_id = uuid.uuid4().hex if key.max_concurrent is not None else ""
-        args = [key.requests_per_minute or 0, key.tokens_per_minute or 0,
-                key.max_concurrent or 0, lease_id, int(self.lease_ttl * 1000), uuid.uuid4().hex]
-
-        def shared() -> Admission:
-            ok, what, retry_ms, requests_left, tokens_left = self._admit(
-                keys=self._keys(key.id), args=args)
-            what = what.decode() if isinstance(what, bytes) else str(what)
-            if not ok:
-                raise _refuse(key, what, int(retry_ms) / 1000, int(requests_left),
-                              int(tokens_left))
-            return Admission(key.id, lease_id or None,
-                             _headers(key, int(requests_left), int(tokens_left)))
-
-        return self._fallback.run(shared, lambda: self._memory.admit(key))
-
-    def release(self, admission: Admission) -> None:
-        if admission.lease_id is None:
-            return
-        lease_id = admission.lease_id
-        # Released in both: the lease lives in whichever granted it (the other one ignores it).
-        self._fallback.run(lambda: self._redis.zrem(self._keys(admission.key_id)[2], lease_id),
-                           lambda: 0)
-        self._memory.release(admission)
-
-    def record_tokens(self, key_id: str, tokens: int) -> None:
-        if tokens > 0:
-            self._fallback.run(
-                lambda: self._record(keys=[self._keys(key_id)[1]],
-                                     args=[f"{uuid.uuid4().hex}:{tokens}"]),
-                lambda: self._memory.record_tokens(key_id, tokens))
-
-    def renew(self, admissions: list[Admission]) -> None:
-        ttl_ms = int(self.lease_ttl * 1000)
-        def renew_one(admission: Admission) -> None:
-            self._renew(keys=[self._keys(admission.key_id)[2]],
-                        args=[admission.lease_id, ttl_ms])
-
-        for admission in admissions:
-            if admission.lease_id:
-                self._fallback.run(functools.partial(renew_one, admission), lambda: None)
-        self._memory.renew(admissions)
+                if admission.lease_id is not None:
+                    table = self._leases.setdefault(admission.key_id, LeaseTable())
+                    table.renew(admission.lease_id, expiry)

@@ -1,10 +1,16 @@
 """One way to reach Redis, and one way to live without it for a while.
 
-``redis_client(settings)`` never waits long: short socket timeouts, no client-side retries.
-``Fallback`` runs an operation on Redis, or — after a connection error or timeout — on the
-process's own state instead: it logs one warning when Redis goes, tries it again at most every
-``RETRY_INTERVAL`` seconds, and logs when it is back. The load-balancing store and the per-key
-limiter both use it, so an outage never makes a request wait or fail.
+``redis_client(settings)`` never waits long: short socket timeouts, no client-side retries. It
+connects by ``LLM_ROUTER_REDIS_URL`` (``redis://``, ``rediss://`` with TLS, user and password),
+else through Redis Sentinel (``LLM_ROUTER_REDIS_SENTINELS``: the primary is asked of Sentinel on
+every new connection, so a failover is followed without a restart), else by host and port.
+
+``Fallback`` runs an operation on Redis, or — after any Redis error (timeout, refused, READONLY,
+OOM, LOADING, BUSY, ...) — on the process's own state instead. While Redis is down no request
+waits on it: a background prober writes a probe key every ``PROBE_INTERVAL`` until Redis takes
+it, then delivers every ``settle``-d action (releases that could not be sent, grants the caller
+gave up on) in order, and only then sends requests to Redis again. It logs one warning when Redis
+goes and one when it is back.
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import redis
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -24,60 +33,172 @@ from llm_router_api.settings import Settings
 log = logging.getLogger("llm_router.redis")
 
 SOCKET_TIMEOUT = 0.5
-RETRY_INTERVAL = 1.0
-OUTAGE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+PROBE_INTERVAL = 0.1
+PROBE_TTL_MS = 5000
+#: Every Redis failure is an outage (never a 500): connection, timeout, READONLY, OOM, LOADING,
+#: NOSCRIPT (after SCRIPT FLUSH redis-py reloads once; a second miss lands here), BUSY, ...
+OUTAGE = (redis.exceptions.RedisError, OSError)
 T = TypeVar("T")
+#: A delivery that must reach Redis; the flag says it is late (Redis was away meanwhile).
+Settle = Callable[[bool], Any]
+
+
+def _options(decode_responses: bool) -> dict[str, Any]:
+    return {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT,
+            "retry": Retry(NoBackoff(), 0), "decode_responses": decode_responses}
 
 
 def redis_client(settings: Settings, decode_responses: bool = True) -> redis.Redis:
+    options = _options(decode_responses)
+    if settings.redis_url:
+        return redis.Redis.from_url(settings.redis_url, **options)
+    password = settings.redis_password or None
+    if settings.redis_sentinels:
+        sentinel = redis.sentinel.Sentinel(list(settings.redis_sentinels),
+                                           socket_timeout=SOCKET_TIMEOUT,
+                                           socket_connect_timeout=SOCKET_TIMEOUT)
+        return sentinel.master_for(settings.redis_sentinel_master, db=settings.redis_db,
+                                   password=password, **options)
     return redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
-                       password=settings.redis_password or None, socket_timeout=SOCKET_TIMEOUT,
-                       socket_connect_timeout=SOCKET_TIMEOUT, retry=Retry(NoBackoff(), 0),
-                       decode_responses=decode_responses)
+                       password=password, **options)
 
 
 def redis_address(settings: Settings) -> str:
+    """Where Redis is, for log lines: never a password."""
+    if settings.redis_url:
+        url = urlsplit(settings.redis_url)
+        host = url.hostname or url.path
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{host}{port}{url.path if url.hostname else ''}"
+    if settings.redis_sentinels:
+        sentinels = ",".join(f"{h}:{p}" for h, p in settings.redis_sentinels)
+        return f"sentinel {settings.redis_sentinel_master}@{sentinels}/{settings.redis_db}"
     return f"{settings.redis_host}:{settings.redis_port}/{settings.redis_db}"
+
+
+def warn_if_keys_can_be_evicted(client: redis.Redis, where: str) -> None:
+    """Log a warning when the server may evict the router's keys (leases, windows, cool-downs).
+
+    With ``maxmemory`` set, every policy but ``noeviction`` evicts; ``volatile-*`` ones evict
+    keys with a TTL first — which are the router's keys. ``noeviction`` refuses writes instead,
+    which the router treats as an outage (per-process state, nothing lost).
+    """
+    try:
+        config: dict[Any, Any] = client.config_get("maxmemory*")
+    except OUTAGE as exc:
+        log.info("cannot read the eviction policy of Redis at %s (%s)", where, type(exc).__name__)
+        return
+    values = {_text(k): _text(v) for k, v in config.items()}
+    policy, limit = values.get("maxmemory-policy", ""), values.get("maxmemory", "0")
+    if limit in ("", "0") or policy == "noeviction":
+        return
+    first = " first, and they are the only keys the router writes with one" \
+        if policy.startswith("volatile") else ""
+    log.warning("Redis at %s has maxmemory %s with maxmemory-policy %s: it may evict keys with a "
+                "TTL%s (leases, limits, cool-downs), so caps and limits may not hold; use a "
+                "dedicated instance with noeviction (or an allkeys policy with room)",
+                where, limit, policy, first)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Fallback:
     """Redis when it answers, the local alternative while it does not."""
 
-    def __init__(self, where: str, what: str) -> None:
+    def __init__(self, where: str, what: str, probe: Callable[[], Any]) -> None:
         self._where = where
         self._what = what  # e.g. "load-balancing state", for the log lines
+        self._probe = probe  # a write: a replica (READONLY) or a full server (OOM) is still down
         self._lock = threading.Lock()
         self._down = False
-        self._retry_at = 0.0
+        self._pending: deque[Settle] = deque()
+        self._prober: threading.Thread | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop probing (the client is being closed); what is pending is dropped."""
+        self._closed = True
 
     @property
     def down(self) -> bool:
         return self._down
 
-    def run(self, shared: Callable[[], T], local: Callable[[], T]) -> T:
-        if self._down and time.monotonic() < self._retry_at:
+    def run(self, shared: Callable[[], T], local: Callable[[], T],
+            abandon: Settle | None = None) -> T:
+        """``shared()`` on Redis, else ``local()``. When ``shared`` failed it may still run in
+        Redis later (a timed-out script runs when Redis wakes): ``abandon`` undoes it then."""
+        if self._down:
             return local()
         try:
-            result = shared()
+            return shared()
         except OUTAGE as exc:
+            if abandon is not None:
+                with self._lock:
+                    self._pending.append(abandon)
             self._went_down(exc)
             return local()
-        if self._down:
-            self._came_back()
-        return result
+
+    def settle(self, action: Settle) -> None:
+        """Deliver ``action`` to Redis now, or as soon as Redis answers again — never dropped."""
+        if not self._down:
+            try:
+                action(False)
+                return
+            except OUTAGE as exc:
+                self._went_down(exc)
+        with self._lock:
+            self._pending.append(action)
+        self._start_prober()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
 
     def _went_down(self, exc: Exception) -> None:
         with self._lock:
-            self._retry_at = time.monotonic() + RETRY_INTERVAL
-            if self._down:
-                return
-            self._down = True
-        log.warning("Redis at %s is unreachable (%s): %s is per process until it returns",
-                    self._where, type(exc).__name__, self._what)
+            was_down, self._down = self._down, True
+        if not was_down:
+            log.warning("Redis at %s is unavailable (%s: %s): %s is per process until it returns",
+                        self._where, type(exc).__name__, str(exc)[:200], self._what)
+        self._start_prober()
 
-    def _came_back(self) -> None:
+    def _start_prober(self) -> None:
         with self._lock:
-            if not self._down:
+            if self._prober is not None:
                 return
-            self._down = False
-        log.warning("Redis at %s is reachable again: %s is shared again", self._where, self._what)
+            self._prober = threading.Thread(target=self._probe_until_back, daemon=True,
+                                            name="llm-router-redis-probe")
+        self._prober.start()
+
+    def _probe_until_back(self) -> None:
+        while not self._closed:
+            time.sleep(PROBE_INTERVAL)
+            try:
+                self._deliver_pending()  # releases run even under OOM: deliver them first
+                if self._down:
+                    self._probe()
+            except OUTAGE:
+                continue
+            except Exception:  # keep probing whatever happens; say so
+                log.exception("probing Redis at %s failed", self._where)
+                continue
+            with self._lock:
+                if self._pending:
+                    continue
+                was_down, self._down, self._prober = self._down, False, None
+            if was_down:
+                log.warning("Redis at %s is available again: %s is shared again",
+                            self._where, self._what)
+            return
+
+    def _deliver_pending(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    return
+                action = self._pending[0]
+            action(True)  # raises while Redis is still away: stays first in line
+            with self._lock:
+                self._pending.popleft()

@@ -10,7 +10,8 @@ import pytest
 import redis
 
 from llm_router_api.auth.keys import ApiKey, KeyRing, KeysFileError, digest
-from llm_router_api.auth.limits import Limiter, MemoryLimiter, RedisLimiter
+from llm_router_api.auth.limits import Limiter, MemoryLimiter
+from llm_router_api.auth.redis_limits import RedisLimiter
 from llm_router_api.base.redis_link import redis_client
 from llm_router_api.errors import RateLimited, Unauthorized
 from llm_router_api.settings import load_settings
@@ -125,5 +126,5 @@ def test_redis_gone_falls_back_to_per_process_limits(caplog: pytest.LogCaptureFi
     with pytest.raises(RateLimited):
         limiter.admit(key)  # still enforced, in this process
     limiter.record_tokens("k", 5)
-    warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    warnings = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(warnings) == 1  # said once, not per request

@@ -200,8 +200,17 @@ def test_leases_expire_by_ttl_unless_renewed(store: StateStore) -> None:
     assert store.acquire_lease("p0", 1, ttl) is not None
     assert store.acquire_lease("p1", 1, ttl) is None
     store.release_lease("p1", kept)
-    store.renew_leases({kept: "p1"}, ttl)  # a released lease does not come back
     assert store.in_flight(["p1"]) == {"p1": 0}
+
+
+def test_renewal_restores_a_lost_lease(store: StateStore) -> None:
+    """A renewal says "this lease is in use": a store that lost it takes it back (the chooser
+    never renews a released lease, see tests/lb/test_release.py)."""
+    lease = store.acquire_lease("p0", 2, 30)
+    assert lease is not None
+    store.release_lease("p0", lease)  # stands for a lease the store lost
+    store.renew_leases({lease: "p0"}, 30)
+    assert store.in_flight(["p0"]) == {"p0": 1}
 
 
 def test_cool_down_ends_by_itself(store: StateStore) -> None:

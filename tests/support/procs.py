@@ -119,14 +119,15 @@ class Gateway(Process):
 class RedisServer(Process):
     """A private ``redis-server`` on a free port that keeps nothing on disk."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *extra: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (.ci/run installs it)")
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="redis-")
         super().__init__([binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--dir", self.dir],
+                          "--save", "", "--appendonly", "no", "--dir", self.dir,
+                          "--enable-debug-command", "local", *extra],
                          os.environ, "redis")
         wait_for(self._ready, START_TIMEOUT, "redis-server to start")
 

@@ -16,7 +16,6 @@ per worker every TTL/3) keeps them alive.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
 from llm_router_api.base.lb.state import StateStore
 from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
+from llm_router_api.base.leases import LeaseBook
 from llm_router_api.errors import NoProviderAvailable, RouterError, UpstreamError
 from llm_router_api.schemas.config import ModelConfig, ProviderConfig
 
@@ -53,8 +53,7 @@ class ProviderChooser:
         self.strategy = strategy if strategy is not None else LoadBalancedStrategy(store)
         self.store = store if store is not None else self.strategy.store
         self.limits = limits or ChooserLimits()
-        self._live: dict[str, str] = {}  # lease id -> provider id, this worker's leases
-        self._lock = threading.Lock()
+        self._live: LeaseBook[str] = LeaseBook()  # lease id -> provider id, this worker's
 
     # -- acquire -------------------------------------------------------------------------------
     def acquire(self, model: ModelConfig, exclude: Collection[str] = (),
@@ -98,16 +97,14 @@ class ProviderChooser:
         if acquired is None:
             return None
         provider, lease_id = acquired
-        with self._lock:
-            self._live[lease_id] = provider.id
+        self._live.add(lease_id, provider.id)
         return Lease(lease_id, model.name, provider)
 
     # -- release -------------------------------------------------------------------------------
     def release(self, lease: Lease, failure: RouterError | None = None,
                 latency: float | None = None, stream: bool = False) -> None:
-        with self._lock:
-            if self._live.pop(lease.id, None) is None:
-                return  # already released
+        if self._live.pop(lease.id) is None:
+            return  # already released
         self.store.release_lease(lease.provider.id, lease.id)
         self.strategy.put_provider(lease.model, lease.provider)
         if isinstance(failure, UpstreamError) and failure.failover:
@@ -132,12 +129,10 @@ class ProviderChooser:
         self.store.clear_cool_down(provider_id)
 
     def renew(self) -> None:
-        """Keep this worker's live leases alive (called every TTL/3)."""
-        with self._lock:
-            live = dict(self._live)
-        if live:
-            self.store.renew_leases(live, self.limits.lease_ttl)
+        """Keep this worker's live leases alive, re-creating lost ones (called every TTL/3)."""
+        self._live.renew(lambda live: self.store.renew_leases(live, self.limits.lease_ttl),
+                         lambda lease_id, provider_id: self.store.release_lease(provider_id,
+                                                                                lease_id))
 
     def live_leases(self) -> int:
-        with self._lock:
-            return len(self._live)
+        return len(self._live)

@@ -3,39 +3,28 @@
 Times come from Redis (``TIME``, milliseconds), so instances on hosts with skewed clocks agree on
 lease expiry. Leases of a provider are a sorted set (member: lease id, score: expiry). Numbers are
 written with ``%.17g`` so a double survives the round trip exactly (Redis would cut them to 14
-digits). ``CHOOSE`` mirrors ``picking.pick``; keep the two equivalent.
+digits). ``CHOOSE`` mirrors ``picking.pick``; keep the two equivalent. A grant checks the lease's
+tombstone (``lease_lua``): a grant that Redis runs after its caller gave up and released it
+grants nothing. Releases and renewals are ``lease_lua.RELEASE`` / ``RENEW``.
 """
 
 from __future__ import annotations
 
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
+from llm_router_api.base import lease_lua
 
-_KEEP_KEY = """
-local function keep(key, ttl)
-  if redis.call('PTTL', key) < ttl + 1000 then redis.call('PEXPIRE', key, ttl + 1000) end
-end
-"""
+_NOW = lease_lua.NOW
+_KEEP_KEY = lease_lua.KEEP_KEY
 
-# KEYS[1] lease zset. ARGV: cap (-1: none), ttl ms, lease id. -> 1 or nil
+# KEYS[1] lease zset, KEYS[2] the lease's tombstone. ARGV: cap (-1: none), ttl ms, lease id.
+# -> 1 or nil
 ACQUIRE = _NOW + _KEEP_KEY + """
+if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local cap = tonumber(ARGV[1])
 if cap >= 0 and redis.call('ZCARD', KEYS[1]) >= cap then return false end
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
 keep(KEYS[1], ttl)
-return 1
-"""
-
-# KEYS: lease zsets. ARGV[1] ttl ms, ARGV[1 + i] the lease in KEYS[i]. Only live leases move.
-RENEW = _NOW + _KEEP_KEY + """
-local ttl = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
-  if redis.call('ZADD', key, 'XX', 'CH', now + ttl, ARGV[i + 1]) == 1 then keep(key, ttl) end
-end
 return 1
 """
 
@@ -57,11 +46,13 @@ return text
 """
 
 # KEYS[1] the rule's state hash, KEYS[1 + i] lease zset and KEYS[1 + k + i] cool-down key of
-# candidate i. ARGV: rule, ttl ms (-1: no lease), lease id, k, then id, cap (-1), weight per
-# candidate. -> {provider id, lease id or ''} or nil when no candidate is available.
+# candidate i, KEYS[2 + 2k] the lease's tombstone. ARGV: rule, ttl ms (-1: no lease), lease id,
+# k, then id, cap (-1), weight per candidate. -> {provider id, lease id or ''} or nil when no
+# candidate is available.
 CHOOSE = _NOW + _KEEP_KEY + """
 local rule, ttl, lease_id, k = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local state = KEYS[1]
+if redis.call('EXISTS', KEYS[2 + 2 * k]) == 1 then return false end
 local function num(v) if v then return tonumber(v) end return 0 end
 local function fmt(x) return string.format('%.17g', x) end
 local avail = {}

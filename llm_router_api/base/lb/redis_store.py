@@ -5,38 +5,49 @@ Layout (under ``LLM_ROUTER_REDIS_PREFIX``, default ``llm_router:``)::
     lease:<provider>   sorted set: lease id -> expiry (ms, Redis clock)
     cool:<provider>    string with a TTL: present while the provider cools down
     h:<key>            hash of counters (strategy state, health failures, latencies, weights)
+    gone:<lease>       tombstone of a lease released late (one TTL)
+    probe              written by the outage prober
 
 Every multi-step operation is one Lua script (``redis_lua``), so caps and pick rules hold across
 processes. Nothing is deleted at startup: one instance's restart never wipes another's state.
 
-Redis outage (``base.redis_link.Fallback``): sockets time out quickly, never longer. On a
-connection error or timeout the store logs one warning and serves from a per-process
-``MemoryStore`` (requests keep being served; caps and counters are then per process), tries Redis
-again at most every second, and logs when it is back. Leases remember where they were granted
-(Redis lease ids start with ``r-``), so each is released and renewed in its own store; a Redis
-lease whose release was lost to the outage expires by its TTL.
+Redis outage (``base.redis_link.Fallback``): every Redis error is an outage; sockets time out
+quickly, never longer. The store then logs one warning and serves from a per-process
+``MemoryStore`` (requests keep being served; caps and counters are then per process), and a
+prober brings Redis back as soon as it takes writes again. Lease ids are chosen here, so nothing
+is left to chance: a release that could not be sent is delivered when Redis answers again, and a
+grant whose call failed (Redis may still run it) is released then too, tombstoned. Releases go to
+both stores (a lease lives in the one that granted it; the other ignores it). Renewals re-create
+leases Redis lost, including those granted from memory during an outage, so in-flight requests
+count again in Redis within one renewal round.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import redis
 
+from llm_router_api.base import lease_lua
 from llm_router_api.base.lb import redis_lua
 from llm_router_api.base.lb.picking import Candidate
-from llm_router_api.base.lb.state import MemoryStore, StateStore
-from llm_router_api.base.redis_link import Fallback, redis_address, redis_client
+from llm_router_api.base.lb.state import MemoryStore, StateStore, new_lease_id
+from llm_router_api.base.redis_link import (
+    PROBE_TTL_MS,
+    Fallback,
+    redis_address,
+    redis_client,
+    warn_if_keys_can_be_evicted,
+)
 from llm_router_api.settings import Settings
 
 log = logging.getLogger("llm_router.redis")
 
-REDIS_LEASE = "r-"
 T = TypeVar("T")
-
+#: How long a tombstone of a lease released late lives (ms): longer than any call can be late.
+TOMBSTONE_MS = 120_000
 
 
 def _ms(seconds: float) -> int:
@@ -50,13 +61,20 @@ class RedisStore(StateStore):
         self._prefix = prefix
         self._where = where
         self._memory = MemoryStore()
-        self._fallback = Fallback(where, "load-balancing state")
+        self._fallback = Fallback(where, "load-balancing state", self._probe)
         self._scripts = {name: client.register_script(getattr(redis_lua, name))
-                         for name in ("ACQUIRE", "RENEW", "IN_FLIGHT", "EWMA", "CHOOSE")}
+                         for name in ("ACQUIRE", "IN_FLIGHT", "EWMA", "CHOOSE")}
+        self._scripts.update({name: client.register_script(getattr(lease_lua, name))
+                              for name in ("RELEASE", "RENEW")})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
-        return cls(redis_client(settings), settings.redis_prefix, redis_address(settings))
+        client, where = redis_client(settings), redis_address(settings)
+        warn_if_keys_can_be_evicted(client, where)
+        return cls(client, settings.redis_prefix, where)
+
+    def _probe(self) -> None:
+        self._redis.set(f"{self._prefix}probe", "1", px=PROBE_TTL_MS)
 
     # -- outage handling ---------------------------------------------------------------------
     @property
@@ -64,8 +82,13 @@ class RedisStore(StateStore):
         """True while Redis is unreachable and this process serves from memory."""
         return self._fallback.down
 
-    def _run(self, shared: Callable[[], T], local: Callable[[], T]) -> T:
-        return self._fallback.run(shared, local)
+    def _run(self, shared: Callable[[], T], local: Callable[[], T],
+             abandon: Callable[[bool], Any] | None = None) -> T:
+        return self._fallback.run(shared, local, abandon)
+
+    def pending_deliveries(self) -> int:
+        """Releases (and abandoned grants) waiting for Redis to answer again."""
+        return self._fallback.pending()
 
     # -- keys ------------------------------------------------------------------------------------
     def _lease_key(self, provider_id: str) -> str:
@@ -77,24 +100,28 @@ class RedisStore(StateStore):
     def _hash_key(self, key: str) -> str:
         return f"{self._prefix}h:{key}"
 
+    def _tomb_key(self, lease_id: str) -> str:
+        return f"{self._prefix}gone:{lease_id}"
+
     # -- leases ----------------------------------------------------------------------------------
     def acquire_lease(self, provider_id: str, cap: int | None, ttl: float) -> str | None:
-        lease_id = REDIS_LEASE + uuid.uuid4().hex
+        lease_id = new_lease_id()
 
         def shared() -> str | None:
-            granted = self._scripts["ACQUIRE"](keys=[self._lease_key(provider_id)],
-                                               args=[-1 if cap is None else cap, _ms(ttl),
-                                                     lease_id])
+            granted = self._scripts["ACQUIRE"](
+                keys=[self._lease_key(provider_id), self._tomb_key(lease_id)],
+                args=[-1 if cap is None else cap, _ms(ttl), lease_id])
             return lease_id if granted else None
 
-        return self._run(shared, lambda: self._memory.acquire_lease(provider_id, cap, ttl))
+        return self._run(shared, lambda: self._memory.acquire_lease(provider_id, cap, ttl),
+                         self._undo(lease_id, [provider_id]))
 
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
                      ttl: float | None) -> tuple[str, str | None] | None:
-        lease_id = REDIS_LEASE + uuid.uuid4().hex
+        lease_id = new_lease_id()
         ids = [c.id for c in candidates]
         keys = ([self._hash_key(state_key)] + [self._lease_key(i) for i in ids]
-                + [self._cool_key(i) for i in ids])
+                + [self._cool_key(i) for i in ids] + [self._tomb_key(lease_id)])
         args: list[Any] = [rule, -1 if ttl is None else _ms(ttl), lease_id, len(candidates)]
         for c in candidates:
             args += [c.id, -1 if c.cap is None else c.cap, repr(float(c.weight))]
@@ -106,25 +133,30 @@ class RedisStore(StateStore):
             return str(answer[0]), (str(answer[1]) or None)
 
         return self._run(shared, lambda: self._memory.choose_lease(rule, state_key,
-                                                                   candidates, ttl))
+                                                                   candidates, ttl),
+                         None if ttl is None else self._undo(lease_id, ids))
+
+    def _undo(self, lease_id: str, provider_ids: Sequence[str]) -> Callable[[bool], Any]:
+        """Release a grant whose call failed: Redis may run it yet (a stalled script)."""
+        return lambda late: self._release(lease_id, provider_ids, True)
+
+    def _release(self, lease_id: str, provider_ids: Sequence[str], late: bool) -> None:
+        keys = [self._lease_key(p) for p in provider_ids] + [self._tomb_key(lease_id)]
+        self._scripts["RELEASE"](keys=keys, args=[lease_id, TOMBSTONE_MS if late else 0])
 
     def release_lease(self, provider_id: str, lease_id: str) -> None:
-        if not lease_id.startswith(REDIS_LEASE):
-            self._memory.release_lease(provider_id, lease_id)
-            return
-        # Lost to an outage, the lease expires by its TTL.
-        self._run(lambda: self._redis.zrem(self._lease_key(provider_id), lease_id),
-                  lambda: 0)
+        self._memory.release_lease(provider_id, lease_id)
+        self._fallback.settle(lambda late: self._release(lease_id, [provider_id], late))
 
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
-        shared = {k: v for k, v in leases.items() if k.startswith(REDIS_LEASE)}
-        local = {k: v for k, v in leases.items() if not k.startswith(REDIS_LEASE)}
-        if local:
-            self._memory.renew_leases(local, ttl)
-        if shared:
-            keys = [self._lease_key(provider_id) for provider_id in shared.values()]
-            self._run(lambda: self._scripts["RENEW"](keys=keys, args=[_ms(ttl), *shared]),
-                      lambda: None)
+        self._memory.renew_leases(leases, ttl)
+        if not leases:
+            return
+        keys: list[str] = []
+        for lease_id, provider_id in leases.items():
+            keys += [self._lease_key(provider_id), self._tomb_key(lease_id)]
+        self._run(lambda: self._scripts["RENEW"](keys=keys, args=[_ms(ttl), *leases]),
+                  lambda: None)
 
     def in_flight(self, provider_ids: Sequence[str]) -> dict[str, int]:
         def shared() -> dict[str, int]:
@@ -188,4 +220,5 @@ class RedisStore(StateStore):
         self._run(lambda: self._redis.delete(self._cool_key(provider_id)), lambda: None)
 
     def close(self) -> None:
+        self._fallback.close()
         self._redis.close()

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
 from llm_router_api.base.lb.picking import Candidate, pick
+from llm_router_api.base.leases import LeaseTable
 
 
 def new_lease_id() -> str:
@@ -51,7 +52,8 @@ class StateStore(ABC):
 
     @abstractmethod
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
-        """Push the expiry of each live ``lease_id -> provider_id`` to now + ``ttl``."""
+        """Push the expiry of each ``lease_id -> provider_id`` to now + ``ttl``; a shared store
+        re-creates leases it lost (restart, ``FLUSHALL``, eviction): they are still in use."""
 
     @abstractmethod
     def in_flight(self, provider_ids: Sequence[str]) -> dict[str, int]:
@@ -98,24 +100,21 @@ class MemoryStore(StateStore):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._leases: dict[str, dict[str, float]] = {}
+        self._leases: dict[str, LeaseTable] = {}
         self._hashes: dict[str, dict[str, float]] = {}
         self._cool_until: dict[str, float] = {}
 
-    def _live(self, provider_id: str, now: float) -> dict[str, float]:
-        leases = self._leases.setdefault(provider_id, {})
-        for lease_id in [k for k, expiry in leases.items() if expiry <= now]:
-            del leases[lease_id]
-        return leases
+    def _table(self, provider_id: str) -> LeaseTable:
+        return self._leases.setdefault(provider_id, LeaseTable())
 
     def acquire_lease(self, provider_id: str, cap: int | None, ttl: float) -> str | None:
         now = time.monotonic()
         with self._lock:
-            leases = self._live(provider_id, now)
-            if cap is not None and len(leases) >= cap:
+            leases = self._table(provider_id)
+            if cap is not None and leases.live(now) >= cap:
                 return None
             lease_id = new_lease_id()
-            leases[lease_id] = now + ttl
+            leases.add(lease_id, now + ttl)
             return lease_id
 
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
@@ -127,7 +126,7 @@ class MemoryStore(StateStore):
             for candidate in candidates:
                 if self._cool_until.get(candidate.id, 0.0) > now:
                     continue
-                in_flight[candidate.id] = len(self._live(candidate.id, now))
+                in_flight[candidate.id] = self._table(candidate.id).live(now)
                 if candidate.cap is None or in_flight[candidate.id] < candidate.cap:
                     available.append(candidate)
             if not available:
@@ -139,25 +138,23 @@ class MemoryStore(StateStore):
             if ttl is None:
                 return chosen, None
             lease_id = new_lease_id()
-            self._leases.setdefault(chosen, {})[lease_id] = now + ttl
+            self._table(chosen).add(lease_id, now + ttl)
             return chosen, lease_id
 
     def release_lease(self, provider_id: str, lease_id: str) -> None:
         with self._lock:
-            self._leases.get(provider_id, {}).pop(lease_id, None)
+            self._table(provider_id).remove(lease_id)
 
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
         expiry = time.monotonic() + ttl
         with self._lock:
             for lease_id, provider_id in leases.items():
-                held = self._leases.get(provider_id, {})
-                if lease_id in held:
-                    held[lease_id] = expiry
+                self._table(provider_id).renew(lease_id, expiry, restore=True)
 
     def in_flight(self, provider_ids: Sequence[str]) -> dict[str, int]:
         now = time.monotonic()
         with self._lock:
-            return {pid: len(self._live(pid, now)) for pid in provider_ids}
+            return {pid: self._table(pid).live(now) for pid in provider_ids}
 
     def incr(self, key: str, member: str, amount: float = 1.0) -> float:
         with self._lock:
