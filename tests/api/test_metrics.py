@@ -389,8 +389,7 @@ def test_alert_rules_and_docs_name_only_series_that_exist(tmp_path: Path) -> Non
     assert used and all(exists(name) for name in used), used
     scrape = yaml.safe_load((ROOT / "resources/prometheus/prometheus.yml").read_text())
     assert scrape["scrape_configs"][0]["metrics_path"] == "/api/metrics"
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Observability", 1)[1].split("\n## ", 1)[0]
+    section = (ROOT / "docs" / "observability.md").read_text()
     documented = set(re.findall(r"llm_router_\w+", section))
     assert {d for d in documented if not exists(d)} == set()
     undocumented = {f for f in families if not any(same(d, f) for d in documented)}
