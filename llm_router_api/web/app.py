@@ -182,12 +182,22 @@ def protocol_for(path: str, prefix: str = "/api") -> Protocol:
     return Protocol.OPENAI
 
 
+def request_id(given: str) -> str:
+    """The caller's X-Request-ID when valid (1-128 printable characters), else a new one.
+
+    An invalid id is replaced whole, never cut: a cut id would look valid and match nothing.
+    """
+    if given and len(given) <= MAX_REQUEST_ID and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
 def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | None) -> None:
     @app.before_request
     def start() -> None:
         started(metrics)
         given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given[:MAX_REQUEST_ID] if given.isprintable() and given else uuid.uuid4().hex
+        g.request_id = request_id(given)
         g.protocol = protocol_for(request.path, settings.prefix)
         length = request.content_length
         if length is not None and length > settings.max_request_body_size:

@@ -3,6 +3,7 @@ the official ``openai`` client in front."""
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,6 +190,19 @@ def test_request_id_is_returned_and_generated(gateway: Gateway) -> None:
                          timeout=5)
     assert given.headers["x-request-id"] == "abc-123"
     assert len(requests.get(gateway.url + "/api/ping", timeout=5).headers["x-request-id"]) >= 16
+
+
+@pytest.mark.parametrize("given", ["x" * 129, "a" * 500, "tab\there"])
+def test_an_invalid_request_id_is_replaced_by_a_generated_one(gateway: Gateway,
+                                                              given: str) -> None:
+    answer = requests.get(gateway.url + "/api/ping", headers={"X-Request-ID": given}, timeout=5)
+    assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["x-request-id"]), answer.headers
+
+
+def test_a_request_id_of_exactly_128_characters_is_kept(gateway: Gateway) -> None:
+    given = "r" * 128
+    answer = requests.get(gateway.url + "/api/ping", headers={"X-Request-ID": given}, timeout=5)
+    assert answer.headers["x-request-id"] == given
 
 
 def test_info_endpoints(gateway: Gateway) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -39,8 +40,13 @@ def test_client_going_away_mid_stream_releases_the_provider(gateway: Gateway,
                  b"Content-Type: application/json\r\nContent-Length: "
                  + str(len(body)).encode() + b"\r\n\r\n" + body)
     received = b""
-    while b"data:" not in received:
-        received += sock.recv(4096)
+    deadline = time.monotonic() + 10
+    while b"data:" not in received and time.monotonic() < deadline:
+        chunk = sock.recv(4096)  # bounded by the socket's 10 s timeout
+        if not chunk:
+            break
+        received += chunk
+    assert b"data:" in received, received
     assert in_flight(gateway) == 1
     sock.close()
     wait_for(lambda: in_flight(gateway) == 0, 10, "the lease to be released")

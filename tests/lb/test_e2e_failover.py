@@ -102,7 +102,9 @@ def test_provider_killed_and_restarted_under_load_loses_no_request(
                  "the restarted provider to serve again")
     finally:
         statuses = load.stop()
-    assert len(statuses) > 20 and set(statuses) == {200}, statuses
+    # How many requests the load made depends on the machine's speed; what is certain is that the
+    # survivor served at least 10 of them (the wait above), and that none failed.
+    assert len(statuses) >= 10 and set(statuses) == {200}, statuses
 
 
 def test_every_provider_down_gives_503_within_the_bounded_time(gateway: Gateway) -> None:

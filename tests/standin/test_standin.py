@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from standin import Behaviour, StandIn
+from tests.support.procs import wait_for
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
@@ -409,8 +410,7 @@ def test_stop_releases_hung_connections() -> None:
 
     worker = threading.Thread(target=call)
     worker.start()
-    while stand.count == 0:
-        time.sleep(0.01)
+    wait_for(lambda: stand.count > 0, 5, "the call to reach the stand-in")
     start = time.monotonic()
     stand.stop()
     worker.join(5)
