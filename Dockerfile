@@ -40,7 +40,7 @@ COPY llm_router_api ./llm_router_api
 RUN pip install --no-deps .
 COPY resources ./resources
 
-USER llmrouter
+USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('LLM_ROUTER_SERVER_PORT', '8080') + os.environ.get('LLM_ROUTER_EP_PREFIX', '/api') + '/ping', timeout=4)"]
