@@ -62,10 +62,13 @@ def build_store(settings: Settings) -> StateStore:
     return RedisStore.from_settings(settings)
 
 
-def build_adapters(transport: Transport, timeout: float) -> dict[str, ProviderAdapter]:
-    openai = OpenAIAdapter(transport, timeout)
-    return {"openai": openai, "vllm": openai, "ollama": OllamaAdapter(transport, timeout),
-            "anthropic": AnthropicAdapter(transport, timeout)}
+def build_adapters(transport: Transport, timeout: float,
+                   tokens: tuple[str, ...] = ()) -> dict[str, ProviderAdapter]:
+    """One adapter per ``api_type``; ``tokens`` (every configured provider token) are masked
+    in every answer."""
+    openai = OpenAIAdapter(transport, timeout, tokens)
+    return {"openai": openai, "vllm": openai, "ollama": OllamaAdapter(transport, timeout, tokens),
+            "anthropic": AnthropicAdapter(transport, timeout, tokens)}
 
 
 def build_protocols() -> dict[str, CallerProtocol]:
@@ -88,11 +91,13 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                                   store=store, limits=limits)
     transport = Urllib3Transport(ca_bundle=settings.ca_bundle, http_proxy=settings.http_proxy,
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
-    adapters = build_adapters(transport, settings.external_timeout)
+    tokens = tuple(p.token for _, p in models.providers() if p.token)
+    adapters = build_adapters(transport, settings.external_timeout, tokens)
     metrics = build_metrics(settings, models, chooser)
     handler = ModelHandler(models, chooser, adapters, build_protocols(),
                            HandlerLimits(max_attempts=settings.max_attempts,
-                                         acquire_timeout=settings.acquire_timeout),
+                                         acquire_timeout=settings.acquire_timeout,
+                                         first_byte_deadline=settings.first_byte_deadline),
                            observer=metrics)
     maintenance = Maintenance(chooser, models, adapters, chooser.limits.lease_ttl,
                               settings.health_interval)

@@ -1,9 +1,12 @@
-"""One maintenance thread per worker: renews live leases and probes cooling providers.
+"""One maintenance thread per worker: renews live leases.
 
 Started by ``create_app`` (after fork, in each worker); a daemon, stopped with ``stop()``.
-Leases are renewed every TTL/3. Every ``HEALTH_INTERVAL`` each cooling provider is probed with
-its adapter's cheap health call: success brings it back at once; otherwise it returns when
-its cool-down ends, and the next failure doubles the cool-down.
+Leases are renewed every TTL/3 (at least every ``HEALTH_INTERVAL``).
+
+There is no health probe any more: a model-list probe (``GET /v1/models``, ``/api/tags``) only
+shows that a server is reachable, and a server whose model list answers while generation fails
+was let back in every interval. A provider now comes back only by generating — one live trial
+request after its cool-down (``base.lb.state``, module docstring).
 """
 
 from __future__ import annotations
@@ -27,8 +30,6 @@ class Maintenance:
         self._models = models
         self._adapters = adapters
         self._tick = min(lease_ttl / 3, health_interval)
-        self._lease_every = lease_ttl / 3
-        self._health_every = health_interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llm-router-maintenance",
                                         daemon=True)
@@ -40,25 +41,8 @@ class Maintenance:
         self._stop.set()
 
     def _run(self) -> None:
-        since_lease = since_health = 0.0
         while not self._stop.wait(self._tick):
-            since_lease += self._tick
-            since_health += self._tick
             try:
-                if since_lease >= self._lease_every:
-                    since_lease = 0.0
-                    self._chooser.renew()
-                if since_health >= self._health_every:
-                    since_health = 0.0
-                    self.probe_cooling()
+                self._chooser.renew()
             except Exception:  # the state store may be down; keep trying, say so
                 log.exception("maintenance round failed")
-
-    def probe_cooling(self) -> None:
-        providers = {p.id: p for _, p in self._models.providers()}
-        for provider_id in self._chooser.store.cooling(list(providers)):
-            provider = providers[provider_id]
-            adapter = self._adapters.get(provider.api_type)
-            if adapter is not None and adapter.health(provider):
-                log.info("provider %s is healthy again", provider_id)
-                self._chooser.mark_healthy(provider_id)
