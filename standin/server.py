@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections import deque
 from types import TracebackType
 from typing import Any
@@ -85,7 +86,8 @@ class StandIn:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Recorded requests (oldest first): method, path, query, headers, json."""
+        """Recorded requests (oldest first): at (monotonic arrival), method, path, query,
+        headers, json."""
         with self._lock:
             return list(self._records)
 
@@ -259,6 +261,7 @@ class StandIn:
 
     def _record(self, request: Request, body: Any) -> None:
         entry = {
+            "at": time.monotonic(),  # when it arrived (this process's monotonic clock)
             "method": request.method,
             "path": request.path,
             "query": request.query,
