@@ -47,6 +47,7 @@ from llm_router_api.errors import (
 from llm_router_api.protocols.base import CallerProtocol
 from llm_router_api.providers.base import ProviderAdapter
 from llm_router_api.schemas.calls import Call
+from llm_router_api.schemas.checks import check_request
 from llm_router_api.schemas.config import ModelConfig, ModelsConfig, ProviderConfig
 
 log = logging.getLogger("llm_router.handler")
@@ -153,6 +154,8 @@ class ModelHandler:
         On return the caller owns the lease and must release it exactly once.
         """
         model = self.resolve(call.model)
+        if self._translates(call, model):
+            check_request(call.op, call.canonical)  # a 400 naming the field, not a 500 later
         now = time.monotonic()
         if deadline is None:
             deadline = now + self._limits.first_byte_deadline
@@ -194,6 +197,12 @@ class ModelHandler:
             return lease, first, items
         assert failure is not None  # the loop only ends here after a failed attempt
         raise _late(failure) if time.monotonic() >= deadline else failure
+
+    def _translates(self, call: Call, model: ModelConfig) -> bool:
+        """Whether some provider of ``model`` may get ``call`` translated (not forwarded)."""
+        return any(self._adapters.get(p.api_type) is None
+                   or self._adapters[p.api_type].protocol != call.protocol
+                   for p in model.providers)
 
     def adapter(self, provider: ProviderConfig) -> ProviderAdapter:
         adapter = self._adapters.get(provider.api_type)
