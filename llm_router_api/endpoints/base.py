@@ -48,6 +48,8 @@ class Incoming:
     request_id: str
     #: Where a model call reports the tokens it used (the caller key's budget), if anywhere.
     on_usage: Callable[[int], None] | None = None
+    #: True once the caller has closed its connection (``None``: the server cannot tell).
+    client_gone: Callable[[], bool] | None = None
 
 
 class EndpointI(ABC):

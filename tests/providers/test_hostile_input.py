@@ -116,7 +116,8 @@ def first_param(model: type[BaseModel], body: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("messages,param", [
-    ([{"role": "assistant", "tool_calls": [{"function": "x"}]}], "messages.0.tool_calls.0.function"),
+    ([{"role": "assistant", "tool_calls": [{"function": "x"}]}],
+     "messages.0.tool_calls.0.function"),
     ([{"role": "assistant", "tool_calls": ["x"]}], "messages.0.tool_calls.0"),
     ([{"role": "assistant", "tool_calls": [{"function": {"name": 5}}]}],
      "messages.0.tool_calls.0.function.name"),

@@ -136,7 +136,13 @@ class ProviderChooser:
                     seq: int | None = None) -> float | None:
         """Cool down; each failure in a row doubles the time, up to ``max_cooldown``. A
         failure of a request granted before the latest failure (older ``seq``) is not counted
-        again. Returns the cool-down in seconds (``None``: not counted)."""
+        again. Returns the cool-down in seconds (``None``: not counted).
+
+        ``LLM_ROUTER_COOLDOWN=0`` turns health tracking off: failures are not counted, so a
+        provider is never cooled down nor half-open — unless the upstream itself asked for a
+        pause (``Retry-After`` on a 408/429)."""
+        if not self.limits.cooldown and not retry_after:
+            return None
         return self.store.record_failure(provider.id, seq, self.limits.cooldown,
                                          self.limits.max_cooldown, retry_after)
 
