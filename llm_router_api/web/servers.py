@@ -11,6 +11,7 @@ from typing import Any
 
 from llm_router_api.settings import Settings
 from llm_router_api.web import multiproc, reload_triggers
+from llm_router_api.web.logs import configure_logging
 
 log = logging.getLogger("llm_router")
 
@@ -27,6 +28,7 @@ def serve(settings: Settings) -> int:
 def _reload_triggers(settings: Settings) -> Settings:
     """Hot reload: SIGHUP and the file watch, here or (gunicorn) in the master's ``when_ready``
     hook (``gunicorn_options``)."""
+    configure_logging(settings)  # the master's own lines (SIGHUP, watch) look like the rest
     settings = reload_triggers.prepare(settings)
     if settings.server_type != "gunicorn":
         reload_triggers.single_process(settings)
