@@ -440,3 +440,79 @@ def test_sighup_to_a_master_reloads_both_instances_and_keeps_its_workers(
     assert model_ids(pair.a) == model_ids(pair.b) == {"m", "m4"}
     origins = {origin for _, origin, s in reloads(pair.a)[before[pair.a]:] if s == sha}
     assert origins == {"signal"}
+
+
+# -- one gunicorn master without Redis, watching its file -------------------------------------
+@pytest.fixture(scope="module")
+def watched(ups: list[StandIn],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Path]]:
+    directory = instance_dir(tmp_path_factory.mktemp("reload-watch"), "w")
+    write_models(directory, {"m": [provider("a", ups[0])]})
+    gateway = start(directory, "gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS="gthread",
+                    LLM_ROUTER_SERVER_WORKERS_COUNT="2", LLM_ROUTER_CONFIG_WATCH="1")
+    yield gateway, directory
+    assert gateway.stop() in (0, -15)
+    assert "Traceback" not in gateway.output()
+
+
+def test_a_changed_file_reloads_every_worker_without_redis(watched: tuple[Gateway, Path],
+                                                           fresh: list[StandIn]) -> None:
+    gateway, directory = watched
+    pids = workers(gateway)
+    assert len(pids) == 2
+    before = len(reloads(gateway))
+    sha = write_models(directory, {"m": [provider("a", fresh[0])], "w2": [provider("b", fresh[1])]})
+    wait_switched(gateway, pids, sha, before)
+    assert set(configs_seen(gateway).values()) == {sha}
+    assert model_ids(gateway) == {"m", "w2"}
+    assert metric(gateway, "llm_router_config_info") == {f'{{sha256="{sha}"}}': 1.0}
+    # An invalid file is refused by every worker, which keep what they run.
+    errors, refused = reload_count(gateway, "error"), refusals(gateway)
+    (directory / "models-config.json").write_text('{"active_models": {"nope": ["m"]}}')
+    wait_for(lambda: all(refusals(gateway)[pid] > refused[pid] for pid in pids), SWITCH_BOUND,
+             "every worker to refuse the broken file")
+    assert reload_count(gateway, "error") == errors + 2
+    assert set(configs_seen(gateway).values()) == {sha} and model_ids(gateway) == {"m", "w2"}
+
+
+def test_without_redis_sighup_and_the_admin_call_reach_every_worker(
+        watched: tuple[Gateway, Path], fresh: list[StandIn]) -> None:
+    gateway, directory = watched
+    pids = workers(gateway)
+    before = len(reloads(gateway))
+    sha = write_models(directory, {"m": [provider("a", fresh[0])], "w3": [provider("b", fresh[1])]})
+    wait_switched(gateway, pids, sha, before)  # the watch
+    before = len(reloads(gateway))
+    os.kill(gateway.proc.pid, signal.SIGHUP)  # same file: every worker still reloads it
+    wait_switched(gateway, pids, sha, before)
+    assert workers(gateway) == pids
+    before = len(reloads(gateway))
+    reply = admin_reload(gateway)
+    assert reply.status_code == 200
+    wait_switched(gateway, pids, sha, before)
+    origins = {pid: origin for pid, origin, _ in reloads(gateway)[before:]}
+    assert sorted(origins.values()) == ["admin call", "signal"]  # the other worker followed
+
+
+# -- single-process servers -------------------------------------------------------------------
+@pytest.mark.parametrize("server_type", ["waitress", "flask"])
+def test_sighup_to_a_single_process_server(server_type: str, fresh: list[StandIn],
+                                           tmp_path: Path) -> None:
+    directory = instance_dir(tmp_path, server_type)
+    write_models(directory, {"m": [provider("a", fresh[0])]})
+    gateway = start(directory, server_type)
+    try:
+        fresh[0].set_behaviour(tokens=20, token_delay=0.1)
+        stream = Stream(gateway)
+        wait_for(lambda: len(stream.lines) >= 2, 10, "the stream to begin")
+        sha = write_models(directory, {"m": [provider("a", fresh[0])],
+                                       "s2": [provider("b", fresh[1])]})
+        os.kill(gateway.proc.pid, signal.SIGHUP)
+        wait_switched(gateway, {gateway.proc.pid}, sha, 0)
+        assert model_ids(gateway) == {"m", "s2"}
+        assert len(stream.lines) < 20, "the reload must happen while the stream runs"
+        assert stream.finish() == "".join(f"tok{i} " for i in range(20))
+        assert metric(gateway, "llm_router_config_info") == {f'{{sha256="{sha}"}}': 1.0}
+    finally:
+        assert gateway.stop() in (0, -15)
+    assert "Traceback" not in gateway.output()
