@@ -62,11 +62,11 @@ def test_a_healthy_pool_is_ok_at_startup(upstream: StandIn, tmp_path: Path,
         "live": [{"id": "live-up", "api_host": upstream.url, "api_type": "openai"},
                  {"id": "live-ollama", "api_host": upstream.url, "api_type": "ollama"},
                  {"id": "live-anthropic", "api_host": upstream.url, "api_type": "anthropic"}]})
-    before = upstream.count
+    before = upstream.probes
     gateway = Gateway(config, server_type="gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS=worker_class,
                       LLM_ROUTER_HEALTH_INTERVAL=str(HEALTH_INTERVAL))
     try:
-        wait_for(lambda: upstream.count - before >= 3, 10, "the startup probes")
+        wait_for(lambda: upstream.probes - before >= 3, 10, "the startup probes")
         status, body = health(gateway)
         assert status == 200 and body["status"] == "ok"
         assert all(p["reachable"] for p in body["models"]["live"]["providers"])
