@@ -134,8 +134,8 @@ class ConfigRejected(Exception):
 class Reloader:
     """One worker's side of hot reload: load, validate, swap, and follow the signals.
 
-    ``reload`` and ``poll`` hold one lock, so a worker never loads twice at once and never
-    follows its own announcement.
+    ``reload_and_announce`` and ``poll`` hold one lock, so a worker never loads twice at once
+    and never follows its own announcement.
     """
 
     def __init__(self, holder: ConfigHolder, load: Callable[[], Inputs],
@@ -179,6 +179,7 @@ class Reloader:
         with self._lock:
             now = read_signals(self._signals)
             # A signal that could not be read before (Redis away) is adopted, not followed.
+            # A counter that went back (Redis restarted empty) is followed: one extra reload.
             moved = any(now[i] is not None and self._seen[i] is not None
                         and now[i] != self._seen[i] for i in now)
             self._seen.update({i: v for i, v in now.items() if v is not None})

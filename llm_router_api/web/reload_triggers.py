@@ -137,7 +137,8 @@ def single_process(settings: Settings) -> None:
     def on_hup(signum: int, frame: Any) -> None:
         threading.Thread(target=announcer.ask, args=("SIGHUP",), daemon=True).start()
 
-    signal.signal(signal.SIGHUP, on_hup)
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        signal.signal(signal.SIGHUP, on_hup)
     _start_watch(settings, announcer)
 
 
