@@ -448,7 +448,8 @@ def watched(ups: list[StandIn],
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Path]]:
     directory = instance_dir(tmp_path_factory.mktemp("reload-watch"), "w")
     write_models(directory, {"m": [provider("a", ups[0])]})
-    gateway = start(directory, "gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS="gthread",
+    # gevent: the master is monkey-patched too, and its watch must still run.
+    gateway = start(directory, "gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS="gevent",
                     LLM_ROUTER_SERVER_WORKERS_COUNT="2", LLM_ROUTER_CONFIG_WATCH="1")
     yield gateway, directory
     assert gateway.stop() in (0, -15)
