@@ -24,6 +24,7 @@ most the time left (``Call.deadline``, below ``EXTERNAL_TIMEOUT``). Past the dea
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -88,6 +89,13 @@ class ModelHandler:
         self._protocols = protocols
         self._limits = limits or HandlerLimits()
         self.observer = observer or CallObserver()
+
+    def with_models(self, models: ModelsConfig) -> ModelHandler:
+        """A handler for another configuration generation (hot reload): the same chooser,
+        adapters, protocols, limits and observer; only the models differ."""
+        handler = copy.copy(self)
+        handler.models = models
+        return handler
 
     def resolve(self, name: str) -> ModelConfig:
         model = self.models.resolve(name)
