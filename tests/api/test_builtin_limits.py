@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from standin import StandIn
-from tests.support.procs import ROOT, Gateway, wait_for, write_config
+from tests.support.procs import ROOT, Gateway, running_standins, wait_for, write_config
 
 MAX_TEXTS = 40
 CONCURRENCY = 2
@@ -24,10 +24,8 @@ TEXTS = 30  # ~6 s of work at this concurrency if nobody stopped it
 
 @pytest.fixture(scope="module")
 def slowpoke() -> Iterator[StandIn]:
-    server = StandIn(name="slowpoke")
-    server.start()
-    yield server
-    server.stop()
+    with running_standins(1, "slowpoke") as servers:
+        yield servers[0]
 
 
 @pytest.fixture(scope="module", params=["gunicorn", "flask"])

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from standin import StandIn
-from tests.support.procs import Gateway, write_config
+from tests.support.procs import Gateway, running_standins, write_config
 
 DEADLINE = 1.0
 MARGIN = 3
@@ -19,18 +19,14 @@ MARGIN = 3
 
 @pytest.fixture(scope="module")
 def hanging() -> Iterator[StandIn]:
-    server = StandIn(name="hanging")
-    server.start()
-    yield server
-    server.stop()
+    with running_standins(1, "hanging") as servers:
+        yield servers[0]
 
 
 @pytest.fixture(scope="module")
 def slow() -> Iterator[StandIn]:
-    server = StandIn(name="slow")
-    server.start()
-    yield server
-    server.stop()
+    with running_standins(1, "slow") as servers:
+        yield servers[0]
 
 
 @pytest.fixture(scope="module")

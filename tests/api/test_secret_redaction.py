@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from standin import StandIn
-from tests.support.procs import ROOT, Gateway, write_config
+from tests.support.procs import ROOT, Gateway, running_standins, write_config
 
 TOKENS = {"openai": "sk-openai-SECRET-7f3a9c", "ollama": "ollama-SECRET-b41d2e",
           "anthropic": "sk-ant-SECRET-99e0aa"}
@@ -26,10 +26,8 @@ USER = [{"role": "user", "content": "hi there"}]
 
 @pytest.fixture(scope="module")
 def leaky() -> Iterator[StandIn]:
-    server = StandIn(name="leaky")
-    server.start()
-    yield server
-    server.stop()
+    with running_standins(1, "leaky") as servers:
+        yield servers[0]
 
 
 @pytest.fixture(scope="module")

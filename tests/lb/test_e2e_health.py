@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from standin import StandIn
-from tests.support.procs import Gateway, RedisServer, wait_for, write_config
+from tests.support.procs import Gateway, RedisServer, running_standins, wait_for, write_config
 
 COOLDOWN = 0.25
 HEALTH_INTERVAL = 0.1
@@ -25,10 +25,8 @@ MODES = ("status", "hang")
 
 @pytest.fixture(scope="module")
 def broken() -> Iterator[StandIn]:
-    server = StandIn(name="broken")
-    server.start()
-    yield server
-    server.stop()
+    with running_standins(1, "broken") as servers:
+        yield servers[0]
 
 
 @pytest.fixture(scope="module")
