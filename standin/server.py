@@ -87,8 +87,15 @@ class StandIn:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Recorded requests (oldest first): at (monotonic arrival), method, path, query,
-        headers, json."""
+        """Recorded model calls (every request but a GET; oldest first): at (monotonic
+        arrival), method, path, query, headers, json. GETs are the gateway's background health
+        probes, which may land at any time after a gateway starts: ``all_requests`` has them."""
+        with self._lock:
+            return [r for r in self._records if r["method"] != "GET"]
+
+    @property
+    def all_requests(self) -> list[dict[str, Any]]:
+        """Every recorded request, GETs included (oldest first)."""
         with self._lock:
             return list(self._records)
 
