@@ -19,15 +19,9 @@ from llm_router_api.core.generation import ConfigHolder, first_generation, load_
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
 from llm_router_api.core.prompts import PromptLibrary
 from llm_router_api.core.reload import Reloader, read_signals, signals_for
-from llm_router_api.protocols.anthropic import AnthropicProtocol
-from llm_router_api.protocols.base import CallerProtocol
-from llm_router_api.protocols.ollama import OllamaProtocol
-from llm_router_api.protocols.openai import OpenAIProtocol
-from llm_router_api.providers.anthropic import AnthropicAdapter
-from llm_router_api.providers.base import ProviderAdapter
-from llm_router_api.providers.ollama import OllamaAdapter
-from llm_router_api.providers.openai import OpenAIAdapter
-from llm_router_api.providers.transport import Transport, Urllib3Transport
+from llm_router_api.formats.registry import build_adapters
+from llm_router_api.formats.upstream import UpstreamAdapter
+from llm_router_api.http.transport import Transport, Urllib3Transport
 from llm_router_api.schemas.config import ModelsConfig
 from llm_router_api.settings import MAX_COOLDOWN, Settings
 
@@ -81,29 +75,15 @@ def build_store(settings: Settings) -> StateStore:
     return RedisStore.from_settings(settings)
 
 
-def build_adapters(transport: Transport, timeout: float,
-                   tokens: tuple[str, ...] = ()) -> dict[str, ProviderAdapter]:
-    """One adapter per ``api_type``; ``tokens`` (every configured provider token) are masked
-    in every answer."""
-    openai = OpenAIAdapter(transport, timeout, tokens)
-    return {"openai": openai, "vllm": openai, "ollama": OllamaAdapter(transport, timeout, tokens),
-            "anthropic": AnthropicAdapter(transport, timeout, tokens)}
-
-
 def tokens_of(models: ModelsConfig) -> tuple[str, ...]:
     return tuple(p.token for _, p in models.providers() if p.token)
 
 
-def mask_tokens(adapters: Mapping[str, ProviderAdapter], models: ModelsConfig) -> None:
+def mask_tokens(adapters: Mapping[str, UpstreamAdapter], models: ModelsConfig) -> None:
     """After a reload: the new configuration's tokens are masked too (old ones stay masked;
     requests started on the old configuration may still be answering)."""
     for adapter in adapters.values():
         adapter.tokens = tuple(sorted(set(adapter.tokens) | set(tokens_of(models))))
-
-
-def build_protocols() -> dict[str, CallerProtocol]:
-    protocols: list[CallerProtocol] = [OpenAIProtocol(), OllamaProtocol(), AnthropicProtocol()]
-    return {p.protocol.value: p for p in protocols}
 
 
 def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Parts:
@@ -124,7 +104,7 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
     adapters = build_adapters(transport, settings.external_timeout, tokens_of(inputs.models))
     metrics = build_metrics(settings, inputs.models, chooser)
-    handler = ModelHandler(inputs.models, chooser, adapters, build_protocols(),
+    handler = ModelHandler(inputs.models, chooser, adapters,
                            HandlerLimits(max_attempts=settings.max_attempts,
                                          acquire_timeout=settings.acquire_timeout,
                                          first_byte_deadline=settings.first_byte_deadline),

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from llm_router_api.base.lb.chooser import ProviderChooser
-from llm_router_api.providers.base import ProviderAdapter
+from llm_router_api.formats.upstream import UpstreamAdapter
 from llm_router_api.schemas.config import ModelsConfig
 
 log = logging.getLogger("llm_router.background")
@@ -39,7 +39,7 @@ class Maintenance:
     reload ``reprobe`` has the next round probe every provider of the new configuration."""
 
     def __init__(self, chooser: ProviderChooser, models: Callable[[], ModelsConfig],
-                 adapters: Mapping[str, ProviderAdapter], lease_ttl: float,
+                 adapters: Mapping[str, UpstreamAdapter], lease_ttl: float,
                  health_interval: float) -> None:
         self._chooser = chooser
         self._models = models

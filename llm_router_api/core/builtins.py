@@ -37,7 +37,7 @@ import orjson
 
 from llm_router_api.core.model_handler import ModelHandler, Reply
 from llm_router_api.errors import ClientClosed, RouterError, UpstreamError, UpstreamProtocolError
-from llm_router_api.protocols.shapes import openai_error
+from llm_router_api.formats.registry import error_body
 from llm_router_api.schemas.calls import Call, Op, Protocol
 
 log = logging.getLogger("llm_router.builtins")
@@ -185,7 +185,7 @@ class FanOut:
 
 def error_object(error: RouterError) -> dict[str, Any]:
     """A per-job error: the OpenAI error object plus the HTTP status it would have had."""
-    return {**openai_error(error)["error"], "status": error.http_status}
+    return {**error_body(Protocol.OPENAI, error)["error"], "status": error.http_status}
 
 
 class Outcome:

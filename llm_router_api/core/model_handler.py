@@ -45,8 +45,9 @@ from llm_router_api.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from llm_router_api.protocols.base import CallerProtocol
-from llm_router_api.providers.base import ProviderAdapter
+from llm_router_api.formats.caller import CallerFormat
+from llm_router_api.formats.registry import caller, forwards
+from llm_router_api.formats.upstream import UpstreamAdapter
 from llm_router_api.schemas.calls import Call
 from llm_router_api.schemas.checks import check_request
 from llm_router_api.schemas.config import ModelConfig, ModelsConfig, ProviderConfig
@@ -79,20 +80,18 @@ class HandlerLimits:
 
 class ModelHandler:
     def __init__(self, models: ModelsConfig, chooser: ProviderChooser,
-                 adapters: Mapping[str, ProviderAdapter],
-                 protocols: Mapping[str, CallerProtocol],
+                 adapters: Mapping[str, UpstreamAdapter],
                  limits: HandlerLimits | None = None,
                  observer: CallObserver | None = None) -> None:
         self.models = models
         self.chooser = chooser
         self._adapters = adapters
-        self._protocols = protocols
         self._limits = limits or HandlerLimits()
         self.observer = observer or CallObserver()
 
     def with_models(self, models: ModelsConfig) -> ModelHandler:
         """A handler for another configuration generation (hot reload): the same chooser,
-        adapters, protocols, limits and observer; only the models differ."""
+        adapters, limits and observer; only the models differ."""
         handler = copy.copy(self)
         handler.models = models
         return handler
@@ -103,8 +102,8 @@ class ModelHandler:
             raise UnknownModel(name)
         return model
 
-    def protocol(self, call: Call) -> CallerProtocol:
-        return self._protocols[call.protocol.value]
+    def protocol(self, call: Call) -> CallerFormat:
+        return caller(call.protocol)
 
     # -- the request lifecycle -------------------------------------------------------------------
     def deadline(self) -> float:
@@ -208,11 +207,9 @@ class ModelHandler:
 
     def _translates(self, call: Call, model: ModelConfig) -> bool:
         """Whether some provider of ``model`` may get ``call`` translated (not forwarded)."""
-        return any(self._adapters.get(p.api_type) is None
-                   or self._adapters[p.api_type].protocol != call.protocol
-                   for p in model.providers)
+        return any(forwards(p.api_type) != call.protocol for p in model.providers)
 
-    def adapter(self, provider: ProviderConfig) -> ProviderAdapter:
+    def adapter(self, provider: ProviderConfig) -> UpstreamAdapter:
         adapter = self._adapters.get(provider.api_type)
         if adapter is None:
             raise UpstreamError(f"api_type '{provider.api_type}' is not supported yet")
@@ -228,7 +225,7 @@ class ModelHandler:
         """The caller's bytes from one provider: forwarded as-is, or translated."""
         adapter = self.adapter(provider)
         upstream_model = model.upstream_name(provider)
-        if adapter.protocol == call.protocol:
+        if forwards(provider.api_type) == call.protocol:
             return adapter.forward(provider, upstream_model, call)
         events = adapter.complete(provider, upstream_model, call)
         return self.protocol(call).render(call.op, events, call.stream, call.model,
@@ -270,7 +267,7 @@ class ModelHandler:
             meter = meter_for(call.protocol, stream)
         return meter
 
-    def _stream(self, protocol: CallerProtocol, lease: Lease, first: bytes,
+    def _stream(self, protocol: CallerFormat, lease: Lease, first: bytes,
                 frames: Iterator[bytes], ttft: float, meter: Meter,
                 on_usage: Callable[[int], None] | None) -> Generator[bytes, None, None]:
         failure: RouterError | None = None

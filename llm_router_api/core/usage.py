@@ -16,23 +16,16 @@ input tokens are unknown (0).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from llm_router_api.formats.caller import CallerFormat
+from llm_router_api.formats.canonical import Usage
+from llm_router_api.formats.registry import caller
 from llm_router_api.schemas.calls import Protocol
 
-# A frame that carries generated text: a non-empty content / text / arguments string.
-_TEXT = re.compile(rb'"(?:content|text|response|arguments|partial_json|thinking)"\s*:\s*"(?!")')
-_USAGE = re.compile(rb'"usage"\s*:\s*\{')
-_DONE = re.compile(rb'"done"\s*:\s*true')
-
-
-@dataclass(frozen=True)
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
+__all__ = ["BodyMeter", "Meter", "StreamMeter", "Usage", "meter_for"]
 
 
 class Meter:
@@ -49,8 +42,8 @@ class Meter:
 class BodyMeter(Meter):
     """A non-stream answer: the usage fields of the one JSON body."""
 
-    def __init__(self, protocol: Protocol) -> None:
-        self._protocol = protocol
+    def __init__(self, fmt: CallerFormat) -> None:
+        self._format = fmt
         self._parts: list[bytes] = []
 
     def feed(self, frame: bytes) -> bytes:
@@ -63,14 +56,18 @@ class BodyMeter(Meter):
             body = orjson.loads(b"".join(self._parts))
         except orjson.JSONDecodeError:
             return Usage()
-        return usage_of(body) or Usage()
+        return self._format.usage_of(body) or Usage()
 
 
 class StreamMeter(Meter):
     """A stream: the last usage a frame reported, else the count of text-carrying frames."""
 
-    def __init__(self, protocol: Protocol) -> None:
-        self._protocol = protocol
+    def __init__(self, fmt: CallerFormat) -> None:
+        self._format = fmt
+        # A frame that carries generated text: a non-empty string in one of the format's
+        # text fields.
+        fields = b"|".join(re.escape(f.encode()) for f in fmt.text_fields)
+        self._text = re.compile(rb'"(?:' + fields + rb')"\s*:\s*"(?!")')
         self._pending = b""
         self._input = 0
         self._output = 0
@@ -84,14 +81,12 @@ class StreamMeter(Meter):
         return frame
 
     def _line(self, line: bytes) -> None:
-        if self._protocol is Protocol.OLLAMA and _DONE.search(line):
-            found = usage_of(_loads(line))
-        elif self._protocol is not Protocol.OLLAMA and _USAGE.search(line):
-            found = usage_of(_loads(line.partition(b":")[2]))
-        else:
-            found = None
-            if _TEXT.search(line):
-                self._output += 1
+        raw = self._format.usage_json(line)
+        found = None
+        if raw is not None:
+            found = self._format.usage_of(_loads(raw))
+        elif self._text.search(line):
+            self._output += 1
         if found is not None:
             self._input = found.input_tokens or self._input
             self._reported = found.output_tokens or self._reported
@@ -105,10 +100,6 @@ class StreamMeter(Meter):
         return Usage(self._input, output)
 
 
-def meter_for(protocol: Protocol, stream: bool) -> Meter:
-    return StreamMeter(protocol) if stream else BodyMeter(protocol)
-
-
 def _loads(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
@@ -116,20 +107,6 @@ def _loads(raw: bytes) -> Any:
         return None
 
 
-def usage_of(obj: Any) -> Usage | None:
-    """The counts in any known answer object: OpenAI, Ollama, Anthropic (also nested events)."""
-    if not isinstance(obj, dict):
-        return None
-    if "prompt_eval_count" in obj or "eval_count" in obj:  # Ollama
-        return Usage(_int(obj.get("prompt_eval_count")), _int(obj.get("eval_count")))
-    usage = obj.get("usage")
-    if not isinstance(usage, dict):
-        message = obj.get("message")  # Anthropic's message_start
-        return usage_of(message) if isinstance(message, dict) else None
-    if "prompt_tokens" in usage or "completion_tokens" in usage:  # OpenAI
-        return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
-    return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")))
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+def meter_for(protocol: Protocol, stream: bool) -> Meter:
+    fmt = caller(protocol)
+    return StreamMeter(fmt) if stream else BodyMeter(fmt)

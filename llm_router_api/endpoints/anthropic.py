@@ -8,11 +8,11 @@ from pydantic import BaseModel
 
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
-from llm_router_api.protocols.anthropic import AnthropicProtocol
+from llm_router_api.formats.registry import caller
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_lib.data_models.anthropic import AnthropicMessagesRequest
 
-CALLER = AnthropicProtocol()
+CALLER = caller(Protocol.ANTHROPIC)
 # Caller headers that Anthropic providers need to see (beta features).
 FORWARDED_HEADERS = ("anthropic-beta",)
 

@@ -13,7 +13,7 @@ from llm_router_api import __version__
 from llm_router_api.core.background import UNREACHABLE_KEY
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
-from llm_router_api.protocols.base import dumps
+from llm_router_api.formats.caller import dumps
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.schemas.config import ModelConfig
 

@@ -17,10 +17,10 @@ from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
 from llm_router_api.endpoints.info import _ollama_tag
 from llm_router_api.errors import ValidationFailed
-from llm_router_api.protocols.base import dumps
-from llm_router_api.protocols.ollama import OllamaProtocol
+from llm_router_api.formats.caller import dumps
+from llm_router_api.formats.canonical import rfc3339_now
+from llm_router_api.formats.registry import caller
 from llm_router_api.schemas.calls import Call, Op, Protocol
-from llm_router_api.schemas.canonical import rfc3339_now
 from llm_router_api.schemas.config import ModelConfig
 from llm_router_lib.data_models.ollama import (
     OllamaChatRequest,
@@ -30,7 +30,7 @@ from llm_router_lib.data_models.ollama import (
     OllamaShowRequest,
 )
 
-CALLER = OllamaProtocol()
+CALLER = caller(Protocol.OLLAMA)
 # ``/api/ps`` reports served models as loaded for this long.
 PS_EXPIRY = timedelta(days=365)
 

@@ -1,6 +1,6 @@
 """Type checks of a canonical (OpenAI) request, once, before any translator reads it.
 
-Translators (``providers.ollama``, ``providers.anthropic``, the caller protocols' renderers)
+Translators (``formats/<format>/upstream.py``, the caller formats' renderers)
 read fields of the canonical request as the types OpenAI documents. A well-formed but wrong
 value (``"stop": 5``, ``"tools": "x"``, a tool call whose ``function`` is a string) must be a
 400 naming the field, never a ``TypeError`` deep inside a translator (a 500). ``check_request``

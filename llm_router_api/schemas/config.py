@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -14,8 +14,6 @@ from pydantic import (
     field_validator,
 )
 
-ApiType = Literal["openai", "vllm", "ollama", "anthropic"]
-
 
 class ProviderConfig(BaseModel):
     """One upstream server that serves a model."""
@@ -24,7 +22,7 @@ class ProviderConfig(BaseModel):
 
     id: str = Field(min_length=1)
     api_host: str = Field(min_length=1)
-    api_type: ApiType
+    api_type: str
     api_token: SecretStr | None = None
     model_path: str | None = None
     weight: PositiveFloat = 1.0
@@ -34,6 +32,17 @@ class ProviderConfig(BaseModel):
     tool_calling: bool = False
     is_embedding: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("api_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        # The list is formats/registry.py's, read when a config is parsed: the registry imports
+        # the adapters, which import this module, so it cannot be imported at the top.
+        from llm_router_api.formats.registry import API_TYPES
+
+        if value not in API_TYPES:
+            raise ValueError("must be one of " + ", ".join(repr(t) for t in API_TYPES))
+        return value
 
     @field_validator("api_host")
     @classmethod

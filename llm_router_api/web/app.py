@@ -31,7 +31,7 @@ from llm_router_api.errors import (
     RouterError,
     ValidationFailed,
 )
-from llm_router_api.protocols.shapes import error_body
+from llm_router_api.formats.registry import error_body, protocol_for
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.settings import Settings, load_settings
 from llm_router_api.web.disconnect import client_gone_probe
@@ -46,8 +46,6 @@ log = logging.getLogger("llm_router")
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_ID = 128
 READ_CHUNK = 65536
-# Ollama's routes, served at /api/... and at P/... (P = LLM_ROUTER_EP_PREFIX).
-OLLAMA_ROUTES = ("chat", "generate", "embed", "tags", "show", "ps", "pull", "version")
 
 
 def create_app(settings: Settings | None = None, chooser: ProviderChooser | None = None) -> Flask:
@@ -175,16 +173,6 @@ def to_response(result: Reply | Any) -> Response:
         g.model = result.model
         return response
     return Response(orjson.dumps(result), status=200, content_type="application/json")
-
-
-def protocol_for(path: str, prefix: str = "/api") -> Protocol:
-    """Whose error shape a path gets when no endpoint matched it."""
-    if path.startswith("/v1/messages"):
-        return Protocol.ANTHROPIC
-    for root in dict.fromkeys(("/api", prefix)):
-        if path.startswith(tuple(f"{root}/{route}" for route in OLLAMA_ROUTES)):
-            return Protocol.OLLAMA
-    return Protocol.OPENAI
 
 
 def request_id(given: str) -> str:

@@ -1,4 +1,5 @@
-"""The provider adapter interface: one small class per upstream ``api_type``.
+"""The upstream side of a format: one small adapter class per upstream wire format
+(``formats/registry.py`` names the ``api_type`` values each serves).
 
 An adapter knows one upstream wire format. It offers two ways to make a call:
 
@@ -33,13 +34,14 @@ import orjson
 
 from llm_router_api.errors import (
     DeadlineExceeded,
+    UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
     upstream_status_error,
 )
-from llm_router_api.providers.redact import Redacted, secrets_for
-from llm_router_api.providers.transport import Transport, UpstreamResponse
-from llm_router_api.schemas.calls import Call, Protocol
+from llm_router_api.http.redact import Redacted, secrets_for
+from llm_router_api.http.transport import Transport, UpstreamResponse
+from llm_router_api.schemas.calls import Call
 from llm_router_api.schemas.config import ProviderConfig
 
 HEALTH_TIMEOUT = 5.0
@@ -51,11 +53,10 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-class ProviderAdapter(ABC):
-    """Talks to every provider of one ``api_type``."""
+class UpstreamAdapter(ABC):
+    """Talks to every provider of one upstream wire format. Which caller protocol (if any) it
+    can ``forward`` to without translation is said by its line in ``formats/registry.py``."""
 
-    #: The caller protocol this adapter can forward without translation.
-    protocol: ClassVar[Protocol]
     #: The path probed by the background health check.
     health_path: ClassVar[str]
 
@@ -65,10 +66,11 @@ class ProviderAdapter(ABC):
         #: Every configured provider token: hidden in every answer, whichever provider sent it.
         self.tokens = tuple(sorted(set(tokens)))
 
-    @abstractmethod
     def forward(self, provider: ProviderConfig, upstream_model: str,
                 call: Call) -> Iterator[bytes]:
-        """Same-protocol call: caller's JSON in, upstream bytes out."""
+        """Same-protocol call: caller's JSON in, upstream bytes out. Only called when the
+        adapter's registry line names the caller protocol it forwards."""
+        raise NotImplementedError(f"{type(self).__name__} forwards no caller protocol")
 
     @abstractmethod
     def complete(self, provider: ProviderConfig, upstream_model: str,
@@ -156,6 +158,11 @@ def _retry_after(raw: str | None) -> float | None:
         return float(raw) if raw else None
     except ValueError:
         return None
+
+
+def truncated() -> UpstreamError:
+    """The failure of a stream that ended before the format's last event."""
+    return UpstreamConnectError("the provider ended the stream early")
 
 
 def parse_json(raw: bytes) -> Any:

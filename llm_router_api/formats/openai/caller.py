@@ -14,17 +14,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from llm_router_api.errors import RouterError
-from llm_router_api.protocols.base import CallerProtocol, dumps
-from llm_router_api.protocols.shapes import openai_error
-from llm_router_api.schemas.calls import Op, Protocol
+from llm_router_api.formats.caller import CallerFormat, dumps
+from llm_router_api.formats.canonical import Usage
+from llm_router_api.formats.openai.vocab import DONE_FRAME, error_shape, usage_of
+from llm_router_api.schemas.calls import Op
 
-DONE_FRAME = b"data: [DONE]\n\n"
 
-
-class OpenAIProtocol(CallerProtocol):
-    protocol = Protocol.OPENAI
-    stream_content_type = "text/event-stream"
-    stream_default = False
+class OpenAICaller(CallerFormat):
 
     def canonical(self, op: Op, body: dict[str, Any]) -> dict[str, Any]:
         return body
@@ -51,10 +47,13 @@ class OpenAIProtocol(CallerProtocol):
         yield DONE_FRAME
 
     def error_body(self, error: RouterError, detail: bool = False) -> dict[str, Any]:
-        return openai_error(error, detail)
+        return error_shape(error, detail)
 
     def error_frame(self, error: RouterError) -> bytes:
-        return b"data: " + dumps(openai_error(error)) + b"\n\n" + DONE_FRAME
+        return b"data: " + dumps(error_shape(error)) + b"\n\n" + DONE_FRAME
+
+    def usage_of(self, obj: Any) -> Usage | None:
+        return usage_of(obj)
 
 
 def _base64(vector: Any) -> Any:

@@ -13,43 +13,45 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from llm_router_api.errors import ClientError, UpstreamConnectError, UpstreamError
-from llm_router_api.providers.base import (
-    ProviderAdapter,
-    line_blocks,
-    parse_json,
-    relay,
-    upstream_message,
+from llm_router_api.errors import ClientError, UpstreamError, UpstreamProtocolError
+from llm_router_api.formats.anthropic.vocab import (
+    API_VERSION,
+    DEFAULT_MAX_TOKENS,
+    FIELDS,
+    PATH,
+    SAMPLING,
+    anthropic_tool,
+    anthropic_tool_choice,
+    canonical_call,
+    finish_reason,
+    image_block,
+    is_tool_use,
+    stop_sequences,
+    tool_use_block,
 )
-from llm_router_api.providers.transport import UpstreamResponse
-from llm_router_api.schemas.calls import Call, Op, Protocol
-from llm_router_api.schemas.canonical import (
+from llm_router_api.formats.canonical import (
     ChunkMaker,
     chat_response,
     data_url,
-    dumps_arguments,
     image_urls,
-    loads_arguments,
-    new_id,
     prompt_text,
-    split_data_url,
     text_of,
     text_response,
 )
+from llm_router_api.formats.upstream import (
+    UpstreamAdapter,
+    line_blocks,
+    parse_json,
+    relay,
+    truncated,
+    upstream_message,
+)
+from llm_router_api.http.transport import UpstreamResponse
+from llm_router_api.schemas.calls import Call, Op
 from llm_router_api.schemas.config import ProviderConfig
 
-PATH = "/v1/messages"
-API_VERSION = "2023-06-01"
-DEFAULT_MAX_TOKENS = 4096
-# Fields Anthropic's Messages API takes; provider ``options`` outside these are not sent.
-FIELDS = frozenset({"max_tokens", "temperature", "top_p", "top_k", "stop_sequences",
-                    "metadata", "system", "tools", "tool_choice", "thinking", "service_tier"})
-STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
-                "tool_use": "tool_calls", "pause_turn": "stop", "refusal": "content_filter"}
 
-
-class AnthropicAdapter(ProviderAdapter):
-    protocol = Protocol.ANTHROPIC
+class AnthropicAdapter(UpstreamAdapter):
     health_path = "/v1/models"
 
     def headers(self, provider: ProviderConfig, call: Call | None) -> dict[str, str]:
@@ -121,12 +123,12 @@ def anthropic_request(request: dict[str, Any], model: str, stream: bool) -> dict
     max_tokens = request.get("max_completion_tokens") or request.get("max_tokens")
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
-    for key in ("temperature", "top_p", "top_k"):
+    for key in SAMPLING:
         if request.get(key) is not None:
             body[key] = request[key]
     stop = request.get("stop")
     if stop:
-        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+        body["stop_sequences"] = stop_sequences(stop)
     if request.get("tools"):
         body["tools"] = [anthropic_tool(t) for t in request["tools"]]
         choice = anthropic_tool_choice(request.get("tool_choice"),
@@ -136,28 +138,6 @@ def anthropic_request(request: dict[str, Any], model: str, stream: bool) -> dict
     if isinstance(request.get("user"), str):
         body["metadata"] = {"user_id": request["user"]}
     return body
-
-
-def anthropic_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    function = tool.get("function") or tool
-    out = {"name": function.get("name", ""),
-           "input_schema": function.get("parameters") or {"type": "object", "properties": {}}}
-    if function.get("description"):
-        out["description"] = function["description"]
-    return out
-
-
-def anthropic_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
-    if choice is None and parallel is not False:
-        return None
-    out: dict[str, Any]
-    if isinstance(choice, dict):
-        out = {"type": "tool", "name": (choice.get("function") or {}).get("name", "")}
-    else:
-        out = {"type": {"required": "any", "none": "none"}.get(str(choice), "auto")}
-    if parallel is False and out["type"] != "none":
-        out["disable_parallel_tool_use"] = True
-    return out
 
 
 def anthropic_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
@@ -187,33 +167,18 @@ def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
     text = text_of(content)
     if text:
         blocks.append({"type": "text", "text": text})
-    blocks += [_image_block(url) for url in image_urls(content)]
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        blocks.append({"type": "tool_use", "id": call.get("id") or new_id("toolu_"),
-                       "name": function.get("name", ""),
-                       "input": loads_arguments(function.get("arguments"))})
+    blocks += [image_block(url) for url in image_urls(content)]
+    blocks += [tool_use_block(call) for call in message.get("tool_calls") or []]
     return blocks or [{"type": "text", "text": ""}]
-
-
-def _image_block(url: str) -> dict[str, Any]:
-    parts = split_data_url(url)
-    if parts is None:
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    return {"type": "image", "source": {"type": "base64", "media_type": parts[0],
-                                        "data": parts[1]}}
 
 
 # -- Anthropic -> canonical -------------------------------------------------------------------
 def _response(op: Op, message: Any, model: str) -> dict[str, Any]:
     if not isinstance(message, dict) or not isinstance(message.get("content"), list):
-        raise UpstreamConnectError("the provider sent an answer that could not be read")
+        raise UpstreamProtocolError("the provider sent an answer that could not be read")
     text = "".join(b.get("text", "") for b in message["content"] if b.get("type") == "text")
-    calls = [{"id": b.get("id") or new_id("call_"), "type": "function",
-              "function": {"name": b.get("name", ""),
-                           "arguments": dumps_arguments(b.get("input"))}}
-             for b in message["content"] if b.get("type") == "tool_use"]
-    finish = STOP_REASONS.get(message.get("stop_reason") or "", "stop")
+    calls = [canonical_call(b) for b in message["content"] if is_tool_use(b)]
+    finish = finish_reason(message.get("stop_reason"))
     used = message.get("usage") or {}
     prompt, completion = used.get("input_tokens"), used.get("output_tokens")
     if op == Op.COMPLETION:
@@ -246,19 +211,18 @@ def _chunks(events: Iterator[dict[str, Any]], maker: ChunkMaker) -> Iterator[dic
             prompt = used.get("input_tokens", 0)
         elif kind == "content_block_start":
             block = event.get("content_block") or {}
-            if block.get("type") == "tool_use":
+            if is_tool_use(block):
                 tools[event.get("index", 0)] = len(tools)
-                yield maker.delta({"tool_calls": [{
-                    "index": len(tools) - 1, "id": block.get("id") or new_id("call_"),
-                    "type": "function",
-                    "function": {"name": block.get("name", ""), "arguments": ""}}]})
+                call = canonical_call({**block, "input": None})
+                yield maker.delta({"tool_calls": [{**call, "index": len(tools) - 1,
+                                                   "function": {**call["function"],
+                                                                "arguments": ""}}]})
         elif kind == "content_block_delta":
             chunk = _delta_chunk(event, tools, maker)
             if chunk is not None:
                 yield chunk
         elif kind == "message_delta":
-            finish = STOP_REASONS.get((event.get("delta") or {}).get("stop_reason") or "",
-                                      "stop")
+            finish = finish_reason((event.get("delta") or {}).get("stop_reason"))
             used = event.get("usage") or {}
             completion = used.get("output_tokens", completion)
             prompt = used.get("input_tokens") or prompt
@@ -266,7 +230,7 @@ def _chunks(events: Iterator[dict[str, Any]], maker: ChunkMaker) -> Iterator[dic
             yield maker.piece("", finish)
             yield maker.usage(prompt, completion)
             return
-    raise UpstreamConnectError("the provider ended the stream early")
+    raise truncated()
 
 
 def _delta_chunk(event: dict[str, Any], tools: dict[int, int],
@@ -293,7 +257,7 @@ def _sse_blocks(response: UpstreamResponse) -> Iterator[bytes]:
         done = done or b"message_stop" in block
         yield block
     if not done:
-        raise UpstreamConnectError("the provider ended the stream early")
+        raise truncated()
 
 
 def _error_message(rest: bytes) -> str:

@@ -9,36 +9,33 @@ become JSON strings. A failure after the stream began is one last line ``{"error
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from llm_router_api.errors import RouterError
-from llm_router_api.protocols.base import CallerProtocol, dumps
-from llm_router_api.protocols.shapes import ollama_error
-from llm_router_api.schemas.calls import Op, Protocol
-from llm_router_api.schemas.canonical import (
-    ToolCallCollector,
-    data_url,
-    dumps_arguments,
-    loads_arguments,
-    rfc3339_now,
+from llm_router_api.formats.caller import CallerFormat, dumps
+from llm_router_api.formats.canonical import ToolCallCollector, Usage, data_url, rfc3339_now
+from llm_router_api.formats.ollama.vocab import (
+    CALLER_ROUTES,
+    STREAM_CONTENT_TYPE,
+    canonical_call,
+    canonical_format,
+    canonical_options,
+    done_reason,
+    error_shape,
+    ollama_call,
+    usage_of,
 )
+from llm_router_api.schemas.calls import Op
 
-# Ollama ``options`` and their canonical (OpenAI / vLLM) names.
-CANONICAL_OPTIONS = {
-    "num_predict": "max_tokens", "temperature": "temperature", "top_p": "top_p",
-    "top_k": "top_k", "seed": "seed", "stop": "stop", "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty", "repeat_penalty": "repetition_penalty",
-    "min_p": "min_p", "typical_p": "typical_p",
-}
-DONE_REASONS = {"length": "length"}
+_DONE = re.compile(rb'"done"\s*:\s*true')
 
 
-class OllamaProtocol(CallerProtocol):
-    protocol = Protocol.OLLAMA
-    stream_content_type = "application/x-ndjson"
-    stream_default = True
+class OllamaCaller(CallerFormat):
+    stream_content_type = STREAM_CONTENT_TYPE
+    text_fields = ("content", "response", "thinking")
 
     def canonical(self, op: Op, body: dict[str, Any]) -> dict[str, Any]:
         request: dict[str, Any] = {"model": body.get("model")}
@@ -79,31 +76,24 @@ class OllamaProtocol(CallerProtocol):
         yield from _lines(key, events, model, started)
 
     def error_body(self, error: RouterError, detail: bool = False) -> dict[str, Any]:
-        return ollama_error(error, detail)
+        return error_shape(error, detail)
 
     def error_frame(self, error: RouterError) -> bytes:
-        return dumps(ollama_error(error)) + b"\n"
+        return dumps(error_shape(error)) + b"\n"
+
+    def usage_of(self, obj: Any) -> Usage | None:
+        return usage_of(obj)
+
+    def usage_json(self, line: bytes) -> bytes | None:
+        """NDJSON: the last (``"done": true``) line carries the counts."""
+        return line if _DONE.search(line) else None
+
+    def owns_path(self, path: str, prefix: str) -> bool:
+        return any(path.startswith(tuple(f"{root}/{route}" for route in CALLER_ROUTES))
+                   for root in dict.fromkeys(("/api", prefix)))
 
 
 # -- Ollama -> canonical ----------------------------------------------------------------------
-def canonical_options(options: Any) -> dict[str, Any]:
-    if not isinstance(options, dict):
-        return {}
-    out = {CANONICAL_OPTIONS[k]: v for k, v in options.items()
-           if k in CANONICAL_OPTIONS and v is not None}
-    if isinstance(out.get("max_tokens"), int) and out["max_tokens"] < 0:
-        del out["max_tokens"]  # -1 / -2: no limit
-    return out
-
-
-def canonical_format(fmt: Any) -> dict[str, Any] | None:
-    if fmt == "json":
-        return {"type": "json_object"}
-    if isinstance(fmt, dict):
-        return {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt}}
-    return None
-
-
 def canonical_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ollama messages as OpenAI's; tool results get the id of the call they answer."""
     out: list[dict[str, Any]] = []
@@ -113,7 +103,7 @@ def canonical_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {"role": role, "content": _content(message)}
         calls = message.get("tool_calls") or []
         if calls:
-            item["tool_calls"] = [_tool_call(c, f"call_{position}_{i}")
+            item["tool_calls"] = [canonical_call(c, f"call_{position}_{i}")
                                   for i, c in enumerate(calls)]
             pending = [(c["id"], c["function"]["name"]) for c in item["tool_calls"]]
         if role == "tool":
@@ -130,13 +120,6 @@ def _content(message: dict[str, Any]) -> Any:
     parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
     return parts + [{"type": "image_url", "image_url": {"url": data_url(b64)}}
                     for b64 in images if isinstance(b64, str)]
-
-
-def _tool_call(call: dict[str, Any], call_id: str) -> dict[str, Any]:
-    function = call.get("function") or {}
-    return {"id": call_id, "type": "function",
-            "function": {"name": function.get("name", ""),
-                         "arguments": dumps_arguments(function.get("arguments"))}}
 
 
 def _answered(pending: list[tuple[str, str]], name: Any, position: int) -> str:
@@ -156,17 +139,6 @@ def _stats(usage: Any, started: int) -> dict[str, Any]:
             "eval_count": usage.get("completion_tokens", 0), "eval_duration": elapsed}
 
 
-def _done_reason(finish: Any) -> str:
-    return DONE_REASONS.get(str(finish), "stop")
-
-
-def _ollama_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"function": {"name": (c.get("function") or {}).get("name", ""),
-                          "arguments": loads_arguments((c.get("function") or {})
-                                                       .get("arguments"))}}
-            for c in calls]
-
-
 def _whole_body(op: Op, event: dict[str, Any], model: str, started: int) -> dict[str, Any]:
     choice = (event.get("choices") or [{}])[0]
     body: dict[str, Any] = {"model": model, "created_at": rfc3339_now()}
@@ -174,11 +146,11 @@ def _whole_body(op: Op, event: dict[str, Any], model: str, started: int) -> dict
         message = choice.get("message") or {}
         out: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
         if message.get("tool_calls"):
-            out["tool_calls"] = _ollama_calls(message["tool_calls"])
+            out["tool_calls"] = [ollama_call(c) for c in message["tool_calls"]]
         body["message"] = out
     else:
         body["response"] = choice.get("text") or ""
-    return {**body, "done": True, "done_reason": _done_reason(choice.get("finish_reason")),
+    return {**body, "done": True, "done_reason": done_reason(choice.get("finish_reason")),
             **_stats(event.get("usage"), started)}
 
 
@@ -198,10 +170,11 @@ def _lines(key: str, events: Iterator[dict[str, Any]], model: str,
                 piece = {"role": "assistant", "content": text} if key == "message" else text
                 yield _line(model, key, piece, {"done": False})
     if tools:
-        message = {"role": "assistant", "content": "", "tool_calls": _ollama_calls(tools.calls())}
+        calls = [ollama_call(c) for c in tools.calls()]
+        message = {"role": "assistant", "content": "", "tool_calls": calls}
         yield _line(model, key, message, {"done": False})
     empty: Any = {"role": "assistant", "content": ""} if key == "message" else ""
-    yield _line(model, key, empty, {"done": True, "done_reason": _done_reason(finish),
+    yield _line(model, key, empty, {"done": True, "done_reason": done_reason(finish),
                                     **_stats(usage, started)})
 
 

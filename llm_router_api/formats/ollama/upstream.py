@@ -13,52 +13,40 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from llm_router_api.errors import (
-    ClientError,
-    UpstreamConnectError,
-    UpstreamError,
-    UpstreamProtocolError,
-)
-from llm_router_api.providers.base import (
-    ProviderAdapter,
-    line_blocks,
-    parse_json,
-    relay,
-    upstream_message,
-)
-from llm_router_api.providers.transport import UpstreamResponse
-from llm_router_api.schemas.calls import Call, Op, Protocol
-from llm_router_api.schemas.canonical import (
+from llm_router_api.errors import ClientError, UpstreamError, UpstreamProtocolError
+from llm_router_api.formats.canonical import (
     ChunkMaker,
     chat_response,
-    dumps_arguments,
     image_urls,
-    loads_arguments,
-    new_id,
     prompt_text,
     split_data_url,
     text_of,
     text_response,
 )
+from llm_router_api.formats.ollama.vocab import (
+    ROUTES,
+    TOP_LEVEL,
+    canonical_call,
+    finish_reason,
+    ollama_call,
+    ollama_format,
+    ollama_options,
+    option_name,
+)
+from llm_router_api.formats.upstream import (
+    UpstreamAdapter,
+    line_blocks,
+    parse_json,
+    relay,
+    truncated,
+    upstream_message,
+)
+from llm_router_api.http.transport import UpstreamResponse
+from llm_router_api.schemas.calls import Call, Op
 from llm_router_api.schemas.config import ProviderConfig
 
-ROUTES = {Op.CHAT: "/api/chat", Op.COMPLETION: "/api/generate", Op.EMBEDDING: "/api/embed"}
-# Canonical (OpenAI / vLLM) sampling fields and their names in Ollama's ``options``.
-OPTION_NAMES = {
-    "max_tokens": "num_predict", "max_completion_tokens": "num_predict",
-    "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "seed": "seed",
-    "stop": "stop", "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty", "repetition_penalty": "repeat_penalty",
-    "min_p": "min_p", "typical_p": "typical_p",
-}
-# Provider ``options`` keys that are top-level Ollama request fields, not ``options``.
-TOP_LEVEL = frozenset({"format", "keep_alive", "think", "raw", "template", "truncate",
-                       "dimensions"})
-FINISH = {"length": "length"}
 
-
-class OllamaAdapter(ProviderAdapter):
-    protocol = Protocol.OLLAMA
+class OllamaAdapter(UpstreamAdapter):
     health_path = "/api/tags"
 
     def forward(self, provider: ProviderConfig, upstream_model: str,
@@ -94,7 +82,7 @@ def with_defaults(provider: ProviderConfig, body: dict[str, Any]) -> dict[str, A
         if key in TOP_LEVEL:
             top[key] = value
         else:
-            options[OPTION_NAMES.get(key, key)] = value
+            options[option_name(key)] = value
     if provider.keep_alive is not None:
         top["keep_alive"] = provider.keep_alive
     merged = {**top, **body}
@@ -122,34 +110,13 @@ def ollama_request(op: Op, request: dict[str, Any], model: str, stream: bool) ->
         for key in ("suffix", "images"):
             if request.get(key):
                 body[key] = request[key]
-    options = _options(request)
+    options = ollama_options(request)
     if options:
         body["options"] = options
     fmt = ollama_format(request.get("response_format"))
     if fmt is not None:
         body["format"] = fmt
     return body
-
-
-def _options(request: dict[str, Any]) -> dict[str, Any]:
-    options = {OPTION_NAMES[k]: v for k, v in request.items()
-               if k in OPTION_NAMES and v is not None}
-    if isinstance(options.get("stop"), str):
-        options["stop"] = [options["stop"]]
-    return options
-
-
-def ollama_format(response_format: Any) -> Any:
-    """OpenAI ``response_format`` as Ollama ``format``: ``"json"`` or a JSON schema."""
-    if not isinstance(response_format, dict):
-        return None
-    kind = response_format.get("type")
-    if kind == "json_object":
-        return "json"
-    if kind == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
-        return schema if isinstance(schema, dict) else "json"
-    return None
 
 
 def ollama_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -164,18 +131,12 @@ def ollama_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
             item["images"] = images
         calls = message.get("tool_calls") or []
         if calls:
-            item["tool_calls"] = [_ollama_tool_call(c) for c in calls]
+            item["tool_calls"] = [ollama_call(c) for c in calls]
             names.update({c.get("id", ""): c["function"]["name"] for c in calls})
         if role == "tool" and message.get("tool_call_id") in names:
             item["tool_name"] = names[message["tool_call_id"]]
         out.append(item)
     return out
-
-
-def _ollama_tool_call(call: dict[str, Any]) -> dict[str, Any]:
-    function = call.get("function") or {}
-    return {"function": {"name": function.get("name", ""),
-                         "arguments": loads_arguments(function.get("arguments"))}}
 
 
 def _base64_image(url: str) -> str:
@@ -201,12 +162,6 @@ def _objects(response: UpstreamResponse) -> Iterator[dict[str, Any]]:
             yield _check(parse_json(line))
 
 
-def _finish(obj: dict[str, Any], tools: bool) -> str:
-    if tools:
-        return "tool_calls"
-    return FINISH.get(obj.get("done_reason") or "", "stop")
-
-
 def _response(op: Op, obj: dict[str, Any], model: str) -> dict[str, Any]:
     prompt, completion = obj.get("prompt_eval_count"), obj.get("eval_count")
     if op == Op.EMBEDDING:
@@ -215,26 +170,15 @@ def _response(op: Op, obj: dict[str, Any], model: str) -> dict[str, Any]:
         return {"object": "list", "data": data, "model": model,
                 "usage": {"prompt_tokens": prompt or 0, "total_tokens": prompt or 0}}
     if op == Op.COMPLETION:
-        return text_response(model, obj.get("response", ""), _finish(obj, False), prompt,
+        return text_response(model, obj.get("response", ""), finish_reason(obj, False), prompt,
                              completion)
     message = obj.get("message") or {}
     out: dict[str, Any] = {"role": "assistant", "content": message.get("content", "")}
-    calls = [_openai_tool_call(c) for c in message.get("tool_calls") or []]
+    calls = [canonical_call(c) for c in message.get("tool_calls") or []]
     if calls:
         out["tool_calls"] = calls
         out["content"] = out["content"] or None
-    return chat_response(model, out, _finish(obj, bool(calls)), prompt, completion)
-
-
-def _openai_tool_call(call: dict[str, Any], index: int | None = None) -> dict[str, Any]:
-    function = call.get("function") or {}
-    out: dict[str, Any] = {
-        "id": call.get("id") or new_id("call_"), "type": "function",
-        "function": {"name": function.get("name", ""),
-                     "arguments": dumps_arguments(function.get("arguments"))}}
-    if index is not None:
-        out["index"] = index
-    return out
+    return chat_response(model, out, finish_reason(obj, bool(calls)), prompt, completion)
 
 
 def _chunks(op: Op, objects: Iterator[dict[str, Any]], model: str) -> Iterator[dict[str, Any]]:
@@ -246,13 +190,13 @@ def _chunks(op: Op, objects: Iterator[dict[str, Any]], model: str) -> Iterator[d
         if text:
             yield maker.piece(text)
         for call in message.get("tool_calls") or []:
-            yield maker.delta({"tool_calls": [_openai_tool_call(call, tools)]})
+            yield maker.delta({"tool_calls": [canonical_call(call, index=tools)]})
             tools += 1
         if obj.get("done"):
-            yield maker.piece("", _finish(obj, tools > 0))
+            yield maker.piece("", finish_reason(obj, tools > 0))
             yield maker.usage(obj.get("prompt_eval_count"), obj.get("eval_count"))
             return
-    raise UpstreamConnectError("the provider ended the stream early")
+    raise truncated()
 
 
 def _ndjson_blocks(response: UpstreamResponse) -> Iterator[bytes]:
@@ -268,7 +212,7 @@ def _ndjson_blocks(response: UpstreamResponse) -> Iterator[bytes]:
         if error is not None:
             raise UpstreamError(error)
     if not last or _check(parse_json(last)).get("done") is not True:
-        raise UpstreamConnectError("the provider ended the stream early")
+        raise truncated()
 
 
 def split_error(block: bytes) -> tuple[bytes, str | None]:

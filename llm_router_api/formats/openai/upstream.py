@@ -9,31 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from llm_router_api.errors import ClientError, UpstreamConnectError, UpstreamError
-from llm_router_api.providers.base import (
-    ProviderAdapter,
+from llm_router_api.errors import ClientError, UpstreamError
+from llm_router_api.formats.openai.vocab import DONE_LINE, ROUTES, VLLM_ONLY
+from llm_router_api.formats.upstream import (
+    UpstreamAdapter,
     error_in,
     line_blocks,
     parse_json,
     relay,
+    truncated,
 )
-from llm_router_api.schemas.calls import Call, Op, Protocol
+from llm_router_api.schemas.calls import Call, Op
 from llm_router_api.schemas.config import ProviderConfig
-
-ROUTES = {
-    Op.CHAT: "/v1/chat/completions",
-    Op.COMPLETION: "/v1/completions",
-    Op.EMBEDDING: "/v1/embeddings",
-}
-
-# Sampling fields only vLLM understands (vLLM's "extra parameters").
-VLLM_ONLY = frozenset({
-    "top_k", "min_p", "repetition_penalty", "typical_p", "length_penalty", "min_tokens",
-    "ignore_eos", "skip_special_tokens", "spaces_between_special_tokens", "use_beam_search",
-    "best_of", "guided_json", "guided_regex", "guided_choice", "guided_grammar",
-    "guided_decoding_backend", "chat_template_kwargs", "truncate_prompt_tokens",
-})
-DONE_LINE = b"data: [DONE]"
 
 
 def upstream_body(provider: ProviderConfig, upstream_model: str,
@@ -48,8 +35,7 @@ def upstream_body(provider: ProviderConfig, upstream_model: str,
     return body
 
 
-class OpenAIAdapter(ProviderAdapter):
-    protocol = Protocol.OPENAI
+class OpenAIAdapter(UpstreamAdapter):
     health_path = "/v1/models"
 
     def forward(self, provider: ProviderConfig, upstream_model: str,
@@ -103,7 +89,7 @@ def _sse_blocks(response: Any) -> Iterator[bytes]:
         done = done or DONE_LINE in block
         yield block
     if not done:
-        raise UpstreamConnectError("the provider ended the stream early")
+        raise truncated()
 
 
 def split_sse_error(block: bytes) -> tuple[bytes, Any]:

@@ -13,10 +13,10 @@ from pydantic import BaseModel, ValidationError
 
 from llm_router_api.endpoints.base import validation_error
 from llm_router_api.errors import ValidationFailed
-from llm_router_api.protocols.anthropic import AnthropicProtocol
-from llm_router_api.protocols.ollama import OllamaProtocol
-from llm_router_api.providers.anthropic import anthropic_request
-from llm_router_api.providers.ollama import ollama_request
+from llm_router_api.formats.anthropic.caller import AnthropicCaller
+from llm_router_api.formats.anthropic.upstream import anthropic_request
+from llm_router_api.formats.ollama.caller import OllamaCaller
+from llm_router_api.formats.ollama.upstream import ollama_request
 from llm_router_api.schemas.calls import Op
 from llm_router_api.schemas.checks import check_request
 from llm_router_lib.data_models.anthropic import AnthropicMessagesRequest
@@ -163,7 +163,7 @@ def test_valid_caller_requests_give_a_canonical_that_passes() -> None:
         "tool_choice": {"type": "tool", "name": "f"}, "metadata": {"user_id": "u"},
         "stop_sequences": ["x"], "max_tokens": 9}
     AnthropicMessagesRequest.model_validate(anthropic)
-    check_request(Op.CHAT, AnthropicProtocol().canonical(Op.CHAT, anthropic))
+    check_request(Op.CHAT, AnthropicCaller().canonical(Op.CHAT, anthropic))
     ollama = {"model": "m", "messages": [
         {"role": "assistant", "content": "", "tool_calls": [
             {"function": {"name": "f", "arguments": {"a": 1}}}]},
@@ -171,7 +171,7 @@ def test_valid_caller_requests_give_a_canonical_that_passes() -> None:
         {"role": "user", "content": "see", "images": ["iVBOR"]}],
         "options": {"num_predict": 3, "stop": ["x"]}, "format": "json"}
     OllamaChatRequest.model_validate(ollama)
-    check_request(Op.CHAT, OllamaProtocol().canonical(Op.CHAT, ollama))
+    check_request(Op.CHAT, OllamaCaller().canonical(Op.CHAT, ollama))
 
 
 # -- end to end ----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Small helpers on the canonical (OpenAI) format, shared by caller protocols and adapters.
+"""The canonical (OpenAI-shaped) inner format: its typed shapes and small helpers, shared by
+every caller side and upstream side in ``formats/``.
 
 Canonical events, by operation:
 
@@ -16,8 +17,83 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Generic, Literal, NotRequired, TypedDict, TypeVar
+
+K = TypeVar("K")
+
+
+# -- typed shapes -----------------------------------------------------------------------------
+class FunctionCall(TypedDict):
+    name: str
+    #: A JSON string, as in OpenAI (Ollama and Anthropic carry objects).
+    arguments: str
+
+
+class ToolCall(TypedDict):
+    id: str
+    type: Literal["function"]
+    function: FunctionCall
+    #: Only on stream deltas: which call of the answer this piece belongs to.
+    index: NotRequired[int]
+
+
+class FunctionSpec(TypedDict, total=False):
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class Tool(TypedDict):
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class Message(TypedDict, total=False):
+    role: str
+    #: Text, or a list of parts (``{"type": "text"}`` / ``{"type": "image_url"}``); ``None``
+    #: on an assistant turn that only calls tools.
+    content: str | list[dict[str, Any]] | None
+    tool_calls: list[ToolCall]
+    tool_call_id: str
+
+
+class TokenCounts(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens one answer used, in any wire format's terms."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class TwoWay(Generic[K]):
+    """One vocabulary table read both ways: ``pairs`` of (the format's word, the canonical word).
+    Where a word appears twice, its first pair is its translation: two native words may mean
+    one canonical word, which goes back as the first of them."""
+
+    def __init__(self, pairs: Iterable[tuple[K, K]], native_default: K | None = None,
+                 canonical_default: K | None = None) -> None:
+        self.to_canonical: dict[K, K] = {}
+        self.to_native: dict[K, K] = {}
+        for native, canonical in pairs:
+            self.to_canonical.setdefault(native, canonical)
+            self.to_native.setdefault(canonical, native)
+        self._native_default = native_default
+        self._canonical_default = canonical_default
+
+    def canonical(self, native: Any) -> Any:
+        return self.to_canonical.get(native, self._canonical_default)
+
+    def native(self, canonical: Any) -> Any:
+        return self.to_native.get(canonical, self._native_default)
 
 # The first base64 characters of each image format, so a bare base64 image gets a media type.
 _IMAGE_MAGIC = {"iVBOR": "image/png", "/9j/": "image/jpeg", "R0lGOD": "image/gif",
@@ -80,10 +156,15 @@ def split_data_url(url: str) -> tuple[str, str] | None:
     return head or DEFAULT_IMAGE_TYPE, b64
 
 
-def usage(prompt: Any, completion: Any) -> dict[str, int]:
+def usage(prompt: Any, completion: Any) -> TokenCounts:
     p = prompt if isinstance(prompt, int) else 0
     c = completion if isinstance(completion, int) else 0
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def count(value: Any) -> int:
+    """A token count as sent, or 0 when it is not a positive integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def loads_arguments(arguments: Any) -> Any:

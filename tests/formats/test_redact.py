@@ -1,11 +1,11 @@
-"""Secret masking on the bytes of an upstream answer (``providers.redact``)."""
+"""Secret masking on the bytes of an upstream answer (``http.redact``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from llm_router_api.providers.openai import split_sse_error
-from llm_router_api.providers.redact import MASK, Redacted, redact, secrets_for
+from llm_router_api.formats.openai.upstream import split_sse_error
+from llm_router_api.http.redact import MASK, Redacted, redact, secrets_for
 
 HOST = "http://10.1.2.3:8000"
 TOKEN = "sk-live-0123456789"

@@ -10,25 +10,33 @@ blocks become image parts, ``stop_sequences`` → ``stop``. A failure after the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from llm_router_api.errors import RouterError
-from llm_router_api.protocols.base import CallerProtocol, dumps
-from llm_router_api.protocols.shapes import anthropic_error
-from llm_router_api.schemas.calls import Op, Protocol
-from llm_router_api.schemas.canonical import data_url, loads_arguments, new_id
+from llm_router_api.formats.anthropic.vocab import (
+    PATH,
+    SAMPLING,
+    anthropic_usage,
+    canonical_call,
+    canonical_tool,
+    canonical_tool_choice,
+    empty_tool_use,
+    error_shape,
+    image_url,
+    stop_reason,
+    tool_use_block,
+    usage_of,
+)
+from llm_router_api.formats.caller import CallerFormat, dumps
+from llm_router_api.formats.canonical import ToolCall, Usage, new_id
+from llm_router_api.schemas.calls import Op
 
-STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                "function_call": "tool_use", "content_filter": "refusal"}
 PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 
 
-class AnthropicProtocol(CallerProtocol):
-    protocol = Protocol.ANTHROPIC
-    stream_content_type = "text/event-stream"
-    stream_default = False
+class AnthropicCaller(CallerFormat):
+    text_fields = ("text", "partial_json", "thinking")
 
     def canonical(self, op: Op, body: dict[str, Any]) -> dict[str, Any]:
         messages = canonical_messages(body.get("messages") or [])
@@ -37,14 +45,14 @@ class AnthropicProtocol(CallerProtocol):
             messages.insert(0, {"role": "system", "content": system})
         request: dict[str, Any] = {"model": body.get("model"), "messages": messages,
                                    "stream": body.get("stream") is True}
-        for key in ("max_tokens", "temperature", "top_p", "top_k"):
+        for key in ("max_tokens", *SAMPLING):
             if body.get(key) is not None:
                 request[key] = body[key]
         if body.get("stop_sequences"):
             request["stop"] = body["stop_sequences"]
         if body.get("tools"):
-            request["tools"] = [_tool(t) for t in body["tools"]]
-            request.update(_tool_choice(body.get("tool_choice")))
+            request["tools"] = [canonical_tool(t) for t in body["tools"]]
+            request.update(canonical_tool_choice(body.get("tool_choice")))
         user = (body.get("metadata") or {}).get("user_id")
         if isinstance(user, str):
             request["user"] = user
@@ -59,10 +67,16 @@ class AnthropicProtocol(CallerProtocol):
         yield from _SSE(model).frames(events)
 
     def error_body(self, error: RouterError, detail: bool = False) -> dict[str, Any]:
-        return anthropic_error(error, detail)
+        return error_shape(error, detail)
 
     def error_frame(self, error: RouterError) -> bytes:
-        return _event("error", anthropic_error(error))
+        return _event("error", error_shape(error))
+
+    def usage_of(self, obj: Any) -> Usage | None:
+        return usage_of(obj)
+
+    def owns_path(self, path: str, prefix: str) -> bool:
+        return path.startswith(PATH)
 
 
 # -- Anthropic -> canonical -------------------------------------------------------------------
@@ -73,28 +87,6 @@ def _text(content: Any) -> str:
         return "\n".join(b.get("text", "") for b in content
                          if isinstance(b, dict) and b.get("type") == "text")
     return ""
-
-
-def _tool(tool: dict[str, Any]) -> dict[str, Any]:
-    function: dict[str, Any] = {"name": tool.get("name", ""),
-                                "parameters": tool.get("input_schema") or {"type": "object"}}
-    if tool.get("description"):
-        function["description"] = tool["description"]
-    return {"type": "function", "function": function}
-
-
-def _tool_choice(choice: Any) -> dict[str, Any]:
-    if not isinstance(choice, dict):
-        return {}
-    kind = choice.get("type")
-    out: dict[str, Any] = {}
-    if kind == "tool":
-        out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name", "")}}
-    elif kind in ("auto", "any", "none"):
-        out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
-    if choice.get("disable_parallel_tool_use") is True:
-        out["parallel_tool_calls"] = False
-    return out
 
 
 def canonical_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -116,17 +108,15 @@ def canonical_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _turn(role: Any, blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
     parts: list[dict[str, Any]] = []
-    calls: list[dict[str, Any]] = []
+    calls: list[ToolCall] = []
     for block in blocks:
         kind = block.get("type")
         if kind == "text":
             parts.append({"type": "text", "text": block.get("text", "")})
         elif kind == "image":
-            parts.append({"type": "image_url", "image_url": {"url": _image_url(block)}})
+            parts.append({"type": "image_url", "image_url": {"url": image_url(block)}})
         elif kind == "tool_use":
-            calls.append({"id": block.get("id") or new_id("call_"), "type": "function",
-                          "function": {"name": block.get("name", ""),
-                                       "arguments": json.dumps(block.get("input") or {})}})
+            calls.append(canonical_call(block))
     if not parts and not calls:
         return None
     item: dict[str, Any] = {"role": role}
@@ -138,22 +128,9 @@ def _turn(role: Any, blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
     return item
 
 
-def _image_url(block: dict[str, Any]) -> str:
-    source = block.get("source") or {}
-    if source.get("type") == "url":
-        return str(source.get("url", ""))
-    return data_url(str(source.get("data", "")), source.get("media_type"))
-
-
 # -- canonical -> Anthropic -------------------------------------------------------------------
 def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + dumps(data) + b"\n\n"
-
-
-def _usage(usage: Any) -> dict[str, int]:
-    usage = usage if isinstance(usage, dict) else {}
-    return {"input_tokens": usage.get("prompt_tokens", 0),
-            "output_tokens": usage.get("completion_tokens", 0)}
 
 
 def _message(event: dict[str, Any], model: str) -> dict[str, Any]:
@@ -162,15 +139,11 @@ def _message(event: dict[str, Any], model: str) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     if message.get("content"):
         content.append({"type": "text", "text": message["content"]})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id") or new_id("toolu_"),
-                        "name": function.get("name", ""),
-                        "input": loads_arguments(function.get("arguments"))})
+    content += [tool_use_block(call) for call in message.get("tool_calls") or []]
     return {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": model,
             "content": content,
-            "stop_reason": STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn"),
-            "stop_sequence": None, "usage": _usage(event.get("usage"))}
+            "stop_reason": stop_reason(choice.get("finish_reason")),
+            "stop_sequence": None, "usage": anthropic_usage(event.get("usage"))}
 
 
 class _SSE:
@@ -198,9 +171,9 @@ class _SSE:
         yield self._close()
         yield _event("message_delta", {
             "type": "message_delta",
-            "delta": {"stop_reason": STOP_REASONS.get(str(self.finish), "end_turn"),
+            "delta": {"stop_reason": stop_reason(self.finish),
                       "stop_sequence": None},
-            "usage": _usage(self.usage)})
+            "usage": anthropic_usage(self.usage)})
         yield _event("message_stop", {"type": "message_stop"})
 
     def _start(self) -> bytes:
@@ -219,8 +192,7 @@ class _SSE:
             key = f"tool{call.get('index', 0)}"
             function = call.get("function") or {}
             if self.open != key:
-                block = {"type": "tool_use", "id": call.get("id") or new_id("toolu_"),
-                         "name": function.get("name", ""), "input": {}}
+                block = empty_tool_use(call.get("id") or "", function.get("name", ""))
                 yield self._close() + self._open(key, block)
             if function.get("arguments"):
                 yield self._block_delta({"type": "input_json_delta",

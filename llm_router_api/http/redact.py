@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from llm_router_api.errors import UpstreamProtocolError
-from llm_router_api.providers.transport import UpstreamResponse, split_lines
+from llm_router_api.http.transport import UpstreamResponse, split_lines
 
 MASK = b"***"
 MIN_TOKEN = 4

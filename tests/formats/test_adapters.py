@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from llm_router_api.errors import ClientError, UpstreamConnectError, UpstreamError
-from llm_router_api.providers.anthropic import AnthropicAdapter, anthropic_request
-from llm_router_api.providers.ollama import OllamaAdapter, split_error
-from llm_router_api.providers.openai import OpenAIAdapter
-from llm_router_api.providers.transport import Urllib3Transport
+from llm_router_api.formats.anthropic.upstream import AnthropicAdapter, anthropic_request
+from llm_router_api.formats.ollama.upstream import OllamaAdapter, split_error
+from llm_router_api.formats.openai.upstream import OpenAIAdapter
+from llm_router_api.http.transport import Urllib3Transport
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.config import ProviderConfig
 from standin import StandIn
@@ -163,4 +163,4 @@ def test_health_paths(adapter_type: type[OllamaAdapter] | type[AnthropicAdapter]
                       fresh_upstream: StandIn, transport: Urllib3Transport) -> None:
     kind = "ollama" if adapter_type is OllamaAdapter else "anthropic"
     assert adapter_type(transport, 5).health(provider(fresh_upstream, kind))
-    assert fresh_upstream.requests[-1]["path"] == path
+    assert fresh_upstream.all_requests[-1]["path"] == path

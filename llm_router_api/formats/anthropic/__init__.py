@@ -1,0 +1,1 @@
+"""Anthropic's Messages API: caller side, upstream side, vocabulary."""

@@ -1,0 +1,1 @@
+"""Ollama's wire format: caller side, upstream side, vocabulary."""

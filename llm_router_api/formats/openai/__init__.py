@@ -1,0 +1,1 @@
+"""OpenAI's wire format (also vLLM's): caller side, upstream side, vocabulary."""
