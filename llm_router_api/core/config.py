@@ -31,6 +31,11 @@ def load_models_config(path: str | Path, environ: Mapping[str, str]) -> ModelsCo
     return ModelsConfig(models=models, mtime=file.stat().st_mtime)
 
 
+def parse_models_config(raw: Any, source: str, environ: Mapping[str, str]) -> ModelsConfig:
+    """Validate an already-parsed config (``source`` names it in messages), as at startup."""
+    return ModelsConfig(models=_parse(Path(source), raw, environ))
+
+
 def _parse(file: Path, raw: Any, environ: Mapping[str, str]) -> dict[str, ModelConfig]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: $: expected an object")
