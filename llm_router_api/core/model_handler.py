@@ -148,6 +148,8 @@ class ModelHandler:
             deadline = time.monotonic() + self._limits.acquire_timeout
         failure: RouterError | None = None
         for candidate in self.models.chain(model):
+            if isinstance(failure, UpstreamError) and time.monotonic() >= deadline:
+                break  # out of time after a failed attempt: no further model is tried
             if failure is not None:
                 log.warning("model %s cannot serve (%s); falling back to %s", model.name,
                             failure.message, candidate.name)
@@ -159,6 +161,8 @@ class ModelHandler:
                     raise
                 if not isinstance(failure, UpstreamError) or isinstance(exc, UpstreamError):
                     failure = exc  # an attempt's failure says more than "none acquirable"
+        # Every model failed, or time ran out. A model whose slots were all busy until the
+        # deadline still lets the next one take a free slot at once (the chooser tries once).
         assert failure is not None  # the chain is never empty
         raise failure
 
@@ -166,12 +170,12 @@ class ModelHandler:
                     deadline: float) -> tuple[Lease, T, Iterator[T]]:
         """Acquire, open and read the first item on one model, failing over between its
         providers (bounded) before that item arrives."""
+        slot_deadline = min(deadline, time.monotonic() + self._limits.acquire_timeout)
         tried: set[str] = set()
         failure: UpstreamError | None = None
         for _ in range(self._limits.max_attempts):
             try:
-                lease = self.chooser.acquire(model, exclude=tried, deadline=min(
-                    deadline, time.monotonic() + self._limits.acquire_timeout))
+                lease = self.chooser.acquire(model, exclude=tried, deadline=slot_deadline)
             except NoProviderAvailable:
                 if failure is not None:
                     raise failure from None

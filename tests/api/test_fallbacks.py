@@ -69,6 +69,12 @@ def config(servers: dict[str, StandIn], directory: Path) -> Path:
         "picky": {"providers": [{"id": "picky-p", "api_host": servers["picky"].url,
                                  "api_type": "openai"}],
                   "fallback_models": ["backup-openai"]},
+        # nothing in this chain can serve: the last failure is the answer
+        "dead-end": {"providers": [{"id": "dead-end-p", "api_host": closed,
+                                    "api_type": "openai"}],
+                     "fallback_models": ["lonely"]},
+        "lonely": {"providers": [{"id": "lonely-p", "api_host": servers["broken"].url,
+                                  "api_type": "openai"}]},
         # two hops: chain -> refused (down too) -> backup-openai (refused's own fallback)
         "chain": {"providers": [{"id": "chain-p", "api_host": closed, "api_type": "ollama"}],
                   "fallback_models": ["refused"]},
@@ -181,6 +187,25 @@ def test_a_request_the_provider_refuses_as_invalid_does_not_fall_back(
     assert servers["good"].count == served_before
 
 
+def test_when_no_model_of_the_chain_can_serve_the_last_failure_is_the_answer(
+        gateway: Gateway) -> None:
+    def message(reply: requests.Response, protocol: str) -> str:
+        assert reply.headers["Content-Type"] == "application/json"
+        assert HEADER not in reply.headers
+        body = reply.json()
+        return {"openai": lambda: body["error"]["message"], "ollama": lambda: body["error"],
+                "anthropic": lambda: body["error"]["message"]}[protocol]()
+
+    first = ask(gateway, "openai", "dead-end", stream=True)
+    assert first.status_code == 502  # the fallback's provider answered 500
+    assert "500" in message(first, "openai")
+    # now every provider of the chain cools down: nothing can be acquired anywhere
+    for protocol in ("ollama", "anthropic"):
+        reply = ask(gateway, protocol, "dead-end", stream=True)
+        assert reply.status_code == 503 and int(reply.headers["Retry-After"]) >= 1
+        assert "cooling down" in message(reply, protocol)
+
+
 def test_a_model_that_serves_names_itself(gateway: Gateway) -> None:
     reply = ask(gateway, "openai", "backup-openai", stream=False)
     assert reply.status_code == 200
@@ -211,7 +236,7 @@ def test_fallbacks_and_the_failures_behind_them_are_counted(gateway: Gateway) ->
     # label values are configured pairs only, present from the start (zero until used)
     assert set(fallbacks) == {(("fallback", f), ("model", m)) for m, f in [
         *KINDS.items(), ("chain", "refused"), ("chain", "backup-openai"),
-        ("picky", "backup-openai")]}
+        ("picky", "backup-openai"), ("dead-end", "lonely")]}
     errors = found["llm_router_provider_errors_total"]
     assert errors[(("kind", "connection"), ("model", "refused"), ("provider", "refused-p"))] >= 1
     assert errors[(("kind", "status"), ("model", "broken"), ("provider", "broken-p"))] >= 1
