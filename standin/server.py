@@ -53,6 +53,7 @@ class StandIn:
         self._behaviour = self._default
         self._records: deque[dict[str, Any]] = deque(maxlen=record_limit)
         self._count = 0
+        self._probes = 0
         self._lock = threading.Lock()
         self._extra = f"X-Standin-Name: {name}\r\n".encode("latin-1")
         self._server: asyncio.Server | None = None
@@ -82,13 +83,19 @@ class StandIn:
 
     @property
     def count(self) -> int:
+        """Model calls (every request but a GET) since the last reset."""
         return self._count
+
+    @property
+    def probes(self) -> int:
+        """GET requests (model lists: the gateway's health probes) since the last reset."""
+        return self._probes
 
     def reset(self) -> None:
         """Forget recorded requests and restore the behaviour given at construction."""
         with self._lock:
             self._records.clear()
-            self._count = 0
+            self._count = self._probes = 0
         self._behaviour = self._default
 
     def stats(self) -> dict[str, Any]:
@@ -250,7 +257,10 @@ class StandIn:
         }
         with self._lock:
             self._records.append(entry)
-            self._count += 1
+            if request.method == "GET":
+                self._probes += 1
+            else:
+                self._count += 1
 
     def _control(self, request: Request) -> Reply:
         if request.method == "GET" and request.path == "/_stats":

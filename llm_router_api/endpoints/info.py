@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from llm_router_api import __version__
+from llm_router_api.core.background import UNREACHABLE_KEY
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
 from llm_router_api.protocols.base import dumps
@@ -48,7 +49,8 @@ class OllamaRoot(EndpointI):
 
 
 class Health(EndpointI):
-    """Readiness as the router sees it: 503 when some model has no healthy provider."""
+    """Readiness as the router sees it: 503 when some model has no healthy provider (every one
+    cooling down after failures, or not answering its probe since startup)."""
 
     access = "info"
     paths = ("{prefix}/health",)
@@ -58,13 +60,15 @@ class Health(EndpointI):
         chooser = self.services.handler.chooser
         models: dict[str, Any] = {}
         ready = True
+        unreachable = set(chooser.store.get_hash(UNREACHABLE_KEY))
         for model in self.services.models.models.values():
             ids = [p.id for p in model.providers]
-            cooling = chooser.store.cooling(ids)
+            down = chooser.store.cooling(ids) | (unreachable & set(ids))
             in_flight = chooser.store.in_flight(ids)
-            providers = [{"id": pid, "healthy": pid not in cooling,
+            providers = [{"id": pid, "healthy": pid not in down,
+                          "reachable": pid not in unreachable,
                           "in_flight": in_flight.get(pid, 0)} for pid in ids]
-            healthy = len(ids) - len(cooling)
+            healthy = len(ids) - len(down)
             ready = ready and healthy > 0
             models[model.name] = {"healthy": healthy > 0, "providers": providers}
         body = {"status": "ok" if ready else "degraded", "models": models}
