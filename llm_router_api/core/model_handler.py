@@ -1,9 +1,11 @@
 """``ModelHandler``: the one path every model call takes.
 
-    resolve model ─► loop (at most MAX_ATTEMPTS):
-        acquire a lease ─► open the upstream ─► read its FIRST frame
-            failed before the first frame?  release (cool down), try another provider
-        ─► status and headers are fixed ─► stream the rest ─► release in ``finally``
+    resolve model ─► for each model of its chain (the model, then its fallback_models):
+        loop (at most MAX_ATTEMPTS):
+            acquire a lease ─► open the upstream ─► read its FIRST frame
+                failed before the first frame?  release (cool down), try another provider
+        no provider of the model could serve?  the next model of the chain (same deadline)
+    ─► status and headers are fixed ─► stream the rest ─► release in ``finally``
 
 A non-stream answer is the same chain collected into one body, released before it is returned.
 A stream that fails after its first frame ends with one error frame in the caller's format.
