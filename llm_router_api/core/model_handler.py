@@ -244,10 +244,7 @@ class ModelHandler:
         return any(forwards(p.api_type) != call.protocol for p in model.providers)
 
     def adapter(self, provider: ProviderConfig) -> UpstreamAdapter:
-        adapter = self._adapters.get(provider.api_type)
-        if adapter is None:
-            raise UpstreamError(f"api_type '{provider.api_type}' is not supported yet")
-        return adapter
+        return self._adapters[provider.api_type]  # every registered api_type has one
 
     def events(self, call: Call, model: ModelConfig,
                provider: ProviderConfig) -> Iterator[dict[str, Any]]:

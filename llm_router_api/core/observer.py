@@ -35,9 +35,6 @@ from llm_router_api.errors import (
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.schemas.config import ModelsConfig
 
-#: Values of the ``kind`` label of provider errors.
-ERROR_KINDS = ("timeout", "connection", "status", "protocol", "client", "other")
-
 
 def error_kind(error: BaseException) -> str:
     """Bucket an attempt's failure: timeout, connection, status (the provider answered an error
