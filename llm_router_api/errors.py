@@ -22,6 +22,7 @@
         ├── UpstreamRejected (502)        401/403/404 upstream: the provider is misconfigured
         ├── UpstreamRateLimited (429)     408/429 upstream
         └── UpstreamProtocolError (502)   an answer we cannot read
+            └── UpstreamTruncated (502)   a stream that ended before its format's last event
 
 Adapters translate transport exceptions into ``UpstreamError`` subclasses once, with
 ``raise ... from``. One Flask error handler renders any ``RouterError`` in the caller's protocol.
@@ -190,6 +191,14 @@ class UpstreamRateLimited(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     default_message = "the provider sent an answer that could not be read"
+
+
+class UpstreamTruncated(UpstreamProtocolError):
+    """The upstream closed a stream cleanly but before its last event (``[DONE]``, Ollama's
+    ``done`` line, Anthropic's ``message_stop``): the answer is incomplete. A connection that
+    broke mid-stream is an ``UpstreamConnectError`` instead (the transport sees it)."""
+
+    default_message = "the provider ended the stream early"
 
 
 def upstream_status_error(status: int, message: str, retry_after: float | None) -> RouterError:

@@ -34,9 +34,9 @@ import orjson
 
 from llm_router_api.errors import (
     DeadlineExceeded,
-    UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamTruncated,
     upstream_status_error,
 )
 from llm_router_api.http.redact import Redacted, secrets_for
@@ -162,7 +162,7 @@ def _retry_after(raw: str | None) -> float | None:
 
 def truncated() -> UpstreamError:
     """The failure of a stream that ended before the format's last event."""
-    return UpstreamConnectError("the provider ended the stream early")
+    return UpstreamTruncated()
 
 
 def parse_json(raw: bytes) -> Any:
