@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Mapping
 
+from llm_router_api.auth.access import Access
 from llm_router_api.auth.keys import ApiKey, KeyRing
 from llm_router_api.auth.limits import Admission, Limiter, MemoryLimiter, limited
 from llm_router_api.auth.redis_limits import RedisLimiter
@@ -26,7 +27,6 @@ from llm_router_api.settings import Settings
 
 log = logging.getLogger("llm_router.auth")
 
-OPEN, INFO, ADMIN, KEY = "open", "info", "admin", "key"
 
 
 class Guard:
@@ -48,11 +48,11 @@ class Guard:
                                    redis_address(settings))
         return cls(limiter, settings.protect_info_endpoints)
 
-    def authenticate(self, access: str, headers: Mapping[str, str],
+    def authenticate(self, access: Access, headers: Mapping[str, str],
                      keys: KeyRing) -> ApiKey | None:
         """The caller's key when this access level needs one (401 when missing or wrong)."""
-        if not keys.enabled or access in (OPEN, ADMIN) or (access == INFO
-                                                           and not self.protect_info):
+        if not keys.enabled or access in (Access.OPEN, Access.ADMIN) or (
+                access == Access.INFO and not self.protect_info):
             return None
         return keys.authenticate(headers)
 

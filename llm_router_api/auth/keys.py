@@ -108,12 +108,22 @@ class KeyRing:
         return found
 
 
+def header(headers: Mapping[str, str], name: str) -> str:
+    """A request header by case-insensitive name (``""`` when absent)."""
+    name = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == name), "")
+
+
+def bearer_token(headers: Mapping[str, str]) -> str:
+    """The token of ``Authorization: Bearer <token>`` (``""`` when there is none): the one
+    parser for caller keys and the admin token."""
+    scheme, _, value = header(headers, "authorization").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
+
+
 def presented_key(headers: Mapping[str, str]) -> str:
-    auth = headers.get("Authorization") or headers.get("authorization") or ""
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return (headers.get("x-api-key") or headers.get("X-Api-Key") or "").strip()
+    """A caller key: the Bearer token, else ``x-api-key`` (Anthropic's header)."""
+    return bearer_token(headers) or header(headers, "x-api-key").strip()
 
 
 def _short(n: int) -> ApiKey:

@@ -17,11 +17,12 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, PositiveFloat
 
+from llm_router_api.auth.access import Access
+from llm_router_api.auth.keys import bearer_token
 from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
 from llm_router_api.endpoints.base import EndpointI, Incoming
 from llm_router_api.errors import Unauthorized, ValidationFailed
 
-BEARER = "bearer "
 WEIGHTS_PATH = "{prefix}/admin/weights"
 
 
@@ -36,7 +37,7 @@ class AdminEndpoint(EndpointI):
     """Base of the admin endpoints (no paths of its own, so it is not mounted)."""
 
     admin_only = True
-    access = "admin"  # the admin token, checked here, not a caller key
+    access = Access.ADMIN  # the admin token, checked here, not a caller key
 
     def handle(self, incoming: Incoming) -> Any:
         self.authorize(incoming)
@@ -50,8 +51,7 @@ class AdminEndpoint(EndpointI):
         raise NotImplementedError
 
     def authorize(self, incoming: Incoming) -> None:
-        given = next((v for k, v in incoming.headers.items() if k.lower() == "authorization"), "")
-        token = given[len(BEARER):].strip() if given.lower().startswith(BEARER) else ""
+        token = bearer_token(incoming.headers)
         if not hmac.compare_digest(token.encode(), self.settings.admin_token.encode()):
             raise Unauthorized("missing or invalid admin token")
 

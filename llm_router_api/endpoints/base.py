@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from llm_router_api.auth.access import Access
 from llm_router_api.core.generation import ConfigHolder, Generation
 from llm_router_api.core.model_handler import ModelHandler, Reply
 from llm_router_api.errors import ValidationFailed
@@ -71,9 +72,8 @@ class EndpointI(ABC):
     methods: ClassVar[tuple[str, ...]] = ("POST",)
     protocol: ClassVar[Protocol] = Protocol.OPENAI
     request_model: ClassVar[type[BaseModel] | None] = None
-    #: Who may call it: "key" (an API key when keys are configured), "info" (open unless
-    #: LLM_ROUTER_PROTECT_INFO_ENDPOINTS), "open", or "admin" (the endpoint checks the admin token).
-    access: ClassVar[str] = "key"
+    #: Who may call it (``auth/access.py``).
+    access: ClassVar[Access] = Access.KEY
     #: Built-in utilities need the prompt library; they are not served with LLM_ROUTER_MINIMUM.
     needs_prompts: ClassVar[bool] = False
     #: Only registered when an admin token is configured.

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from llm_router_api import __version__
+from llm_router_api.auth.access import Access
 from llm_router_api.core.background import UNREACHABLE_KEY
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
@@ -19,7 +20,7 @@ from llm_router_api.schemas.config import ModelConfig
 
 
 class Ping(EndpointI):
-    access = "open"
+    access = Access.OPEN
     paths = ("{prefix}/ping",)
     methods = ("GET",)
 
@@ -28,7 +29,7 @@ class Ping(EndpointI):
 
 
 class Version(EndpointI):
-    access = "open"
+    access = Access.OPEN
     paths = ("{prefix}/version", "/api/version")
     methods = ("GET",)
 
@@ -39,7 +40,7 @@ class Version(EndpointI):
 class OllamaRoot(EndpointI):
     """Ollama clients probe ``GET /``."""
 
-    access = "open"
+    access = Access.OPEN
     paths = ("/",)
     methods = ("GET", "HEAD")
     protocol = Protocol.OLLAMA
@@ -52,7 +53,7 @@ class Health(EndpointI):
     """Readiness as the router sees it: 503 when some model has no healthy provider (every one
     cooling down after failures, or not answering its probe since startup)."""
 
-    access = "info"
+    access = Access.INFO
     paths = ("{prefix}/health",)
     methods = ("GET",)
 
@@ -81,7 +82,7 @@ def _created(models_mtime: float) -> int:
 
 
 class OpenAIModels(EndpointI):
-    access = "info"
+    access = Access.INFO
     paths = ("/v1/models",)
     methods = ("GET",)
 
@@ -92,7 +93,7 @@ class OpenAIModels(EndpointI):
 
 
 class OpenAIModel(EndpointI):
-    access = "info"
+    access = Access.INFO
     paths = ("/v1/models/<path:model_id>",)
     methods = ("GET",)
 
@@ -108,7 +109,7 @@ def _openai_model(model: ModelConfig, created: int) -> dict[str, Any]:
 class Tags(EndpointI):
     """Ollama's ``/api/tags`` schema, so ``ollama list``-style clients work."""
 
-    access = "info"
+    access = Access.INFO
     paths = ("{prefix}/tags", "/api/tags")
     methods = ("GET",)
     protocol = Protocol.OLLAMA

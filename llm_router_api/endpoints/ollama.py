@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel
 
+from llm_router_api.auth.access import Access
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
 from llm_router_api.endpoints.info import _ollama_tag
@@ -119,7 +120,7 @@ def _capabilities(model: ModelConfig) -> list[str]:
 class OllamaShow(EndpointI):
     """``POST /api/show``: a served model's details in Ollama's schema (404 if not served)."""
 
-    access = "info"
+    access = Access.INFO
     paths = ("/api/show", "{prefix}/show")
     protocol = Protocol.OLLAMA
     request_model: ClassVar[type[BaseModel]] = OllamaShowRequest
@@ -140,7 +141,7 @@ class OllamaShow(EndpointI):
 class OllamaPs(EndpointI):
     """``GET /api/ps``: every served model, reported as loaded."""
 
-    access = "info"
+    access = Access.INFO
     paths = ("/api/ps", "{prefix}/ps")
     methods = ("GET",)
     protocol = Protocol.OLLAMA

@@ -17,6 +17,7 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from llm_router_api.auth.access import Access
 from llm_router_api.auth.guard import Guard
 from llm_router_api.base.lb.chooser import ProviderChooser
 from llm_router_api.closing import ClosingBody
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     mounted = _mount(app, services, guard)
     if parts.metrics is not None:
         mount_metrics(app, settings.prefix, parts.metrics,
-                      lambda: guard.authenticate("info", dict(request.headers),
+                      lambda: guard.authenticate(Access.INFO, dict(request.headers),
                                                  parts.config.current.keys))
     _install_hooks(app, settings, parts.metrics)
     parts.maintenance.start()
