@@ -53,80 +53,6 @@ class SettingsError(ValueError):
     """A variable holds a value that cannot be used; the message names it."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the service reads from its environment. Build with ``load_settings``."""
-
-    prompts_dir: str = DEFAULT_PROMPTS_DIR
-    models_config: str = DEFAULT_MODELS_CONFIG
-    default_ep_language: str = DEFAULT_EP_LANGUAGE
-    timeout: float = DEFAULT_TIMEOUT
-    external_timeout: float = DEFAULT_EXTERNAL_TIMEOUT
-    log_filename: str = ""
-    log_level: str = DEFAULT_LOG_LEVEL
-    log_json: bool = False
-    ep_prefix: str = DEFAULT_EP_PREFIX
-    minimum: bool = False
-    in_debug: bool = False
-    balance_strategy: str = DEFAULT_BALANCE_STRATEGY
-    redis_host: str = ""
-    redis_port: int = DEFAULT_REDIS_PORT
-    redis_db: int = 0
-    redis_password: str = field(default="", repr=False)
-    redis_prefix: str = DEFAULT_REDIS_PREFIX
-    #: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or ``unix://``; wins over
-    #: host and port.
-    redis_url: str = field(default="", repr=False)
-    #: Sentinels as ``host:port`` pairs; with them the primary is asked of Sentinel and followed.
-    redis_sentinels: tuple[tuple[str, int], ...] = ()
-    redis_sentinel_master: str = DEFAULT_SENTINEL_MASTER
-    server_type: str = DEFAULT_SERVER_TYPE
-    server_port: int = DEFAULT_SERVER_PORT
-    server_host: str = DEFAULT_SERVER_HOST
-    server_workers_count: int = DEFAULT_WORKERS
-    server_threads_count: int = DEFAULT_THREADS
-    server_worker_class: str = ""
-    use_prometheus: bool = False
-    acquire_timeout: float = DEFAULT_ACQUIRE_TIMEOUT
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    cooldown: float = DEFAULT_COOLDOWN
-    health_interval: float = DEFAULT_HEALTH_INTERVAL
-    lease_ttl: float = DEFAULT_LEASE_TTL
-    max_request_body_size: int = DEFAULT_MAX_BODY
-    builtin_concurrency: int = DEFAULT_BUILTIN_CONCURRENCY
-    #: Texts one built-in request may carry (more: 413).
-    builtin_max_texts: int = DEFAULT_BUILTIN_MAX_TEXTS
-    #: Seconds from a request's start to the upstream's first byte: slot waits and every
-    #: attempt (then 504, or 503 when nothing could be acquired).
-    first_byte_deadline: float = DEFAULT_FIRST_BYTE_DEADLINE
-    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
-    admin_token: str = field(default="", repr=False)
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    api_keys_file: str = ""
-    protect_info_endpoints: bool = False
-    ca_bundle: str = ""
-    http_proxy: str = ""
-    https_proxy: str = ""
-    no_proxy: str = ""
-    #: Reload the configuration when the models-config file changes (hot reload).
-    config_watch: bool = False
-    #: Not a variable: the launcher's file that tells its workers to reload (core.reload).
-    reload_signal_file: str = ""
-    # Prometheus' own variable; under gunicorn the launcher sets it (web.multiproc).
-    prometheus_multiproc_dir: str = ""
-    # The environment as it was at load time, for `env:NAME` secrets in models-config.json.
-    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def uses_redis(self) -> bool:
-        return bool(self.redis_host or self.redis_url or self.redis_sentinels)
-
-    @property
-    def prefix(self) -> str:
-        """The endpoint prefix without a trailing slash ('' for the root)."""
-        return self.ep_prefix.rstrip("/")
-
-
 T = TypeVar("T")
 
 
@@ -187,8 +113,12 @@ def _prefix(name: str, raw: str) -> str:
 
 
 def _strategy(name: str, raw: str) -> str:
+    # The names are the strategy registry's (base/lb/registry.py); it imports only base/lb,
+    # read here when the variable is set, so settings stays importable first.
+    from llm_router_api.base.lb.registry import STRATEGIES
+
     value = raw.strip()
-    known = ("balanced", "weighted", "dynamic_weighted", "first_available")
+    known = tuple(STRATEGIES)
     if value in known or (":" in value and all(value.split(":", 1))):
         return value
     raise SettingsError(
@@ -226,52 +156,87 @@ def _text(name: str, raw: str) -> str:
 _int = _number(int, "a whole number")
 _float = _number(float, "a number of seconds")
 
-# field name -> parser; the variable is PREFIX + field name upper-cased.
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
-    "prompts_dir": _text,
-    "models_config": _text,
-    "default_ep_language": _text,
-    "timeout": _float,
-    "external_timeout": _positive(_float),
-    "log_filename": _text,
-    "log_level": _choice(LOG_LEVELS, upper=True),
-    "log_json": parse_bool,
-    "ep_prefix": _prefix,
-    "minimum": parse_bool,
-    "in_debug": parse_bool,
-    "balance_strategy": _strategy,
-    "redis_host": _text,
-    "redis_port": _port,
-    "redis_db": _int,
-    "redis_password": _text,
-    "redis_prefix": _text,
-    "redis_url": _redis_url,
-    "redis_sentinels": _addresses,
-    "redis_sentinel_master": _text,
-    "server_type": _choice(SERVER_TYPES),
-    "server_port": _port,
-    "server_host": _text,
-    "server_workers_count": _positive(_int),
-    "server_threads_count": _positive(_int),
-    "server_worker_class": _text,
-    "use_prometheus": parse_bool,
-    "acquire_timeout": _float,
-    "max_attempts": _positive(_int),
-    "cooldown": _float,
-    "health_interval": _positive(_float),
-    "lease_ttl": _positive(_float),
-    "max_request_body_size": _positive(_int),
-    "builtin_concurrency": _positive(_int),
-    "builtin_max_texts": _positive(_int),
-    "first_byte_deadline": _positive(_float),
-    "shutdown_grace": _float,
-    "admin_token": _text,
-    "api_keys": _keys,
-    "api_keys_file": _text,
-    "protect_info_endpoints": parse_bool,
-    "ca_bundle": _text,
-    "config_watch": parse_bool,
-}
+
+def var(default: Any, parse: Callable[[str, str], Any], **options: Any) -> Any:
+    """A field read from ``LLM_ROUTER_<FIELD NAME>`` by ``parse`` (name, raw) -> value."""
+    return field(default=default, metadata={"parse": parse}, **options)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment. Build with ``load_settings``."""
+
+    prompts_dir: str = var(DEFAULT_PROMPTS_DIR, _text)
+    models_config: str = var(DEFAULT_MODELS_CONFIG, _text)
+    default_ep_language: str = var(DEFAULT_EP_LANGUAGE, _text)
+    timeout: float = var(DEFAULT_TIMEOUT, _float)
+    external_timeout: float = var(DEFAULT_EXTERNAL_TIMEOUT, _positive(_float))
+    log_filename: str = var("", _text)
+    log_level: str = var(DEFAULT_LOG_LEVEL, _choice(LOG_LEVELS, upper=True))
+    log_json: bool = var(False, parse_bool)
+    ep_prefix: str = var(DEFAULT_EP_PREFIX, _prefix)
+    minimum: bool = var(False, parse_bool)
+    in_debug: bool = var(False, parse_bool)
+    balance_strategy: str = var(DEFAULT_BALANCE_STRATEGY, _strategy)
+    redis_host: str = var("", _text)
+    redis_port: int = var(DEFAULT_REDIS_PORT, _port)
+    redis_db: int = var(0, _int)
+    redis_password: str = var("", _text, repr=False)
+    redis_prefix: str = var(DEFAULT_REDIS_PREFIX, _text)
+    #: ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS) or ``unix://``; wins over
+    #: host and port.
+    redis_url: str = var("", _redis_url, repr=False)
+    #: Sentinels as ``host:port`` pairs; with them the primary is asked of Sentinel and followed.
+    redis_sentinels: tuple[tuple[str, int], ...] = var((), _addresses)
+    redis_sentinel_master: str = var(DEFAULT_SENTINEL_MASTER, _text)
+    server_type: str = var(DEFAULT_SERVER_TYPE, _choice(SERVER_TYPES))
+    server_port: int = var(DEFAULT_SERVER_PORT, _port)
+    server_host: str = var(DEFAULT_SERVER_HOST, _text)
+    server_workers_count: int = var(DEFAULT_WORKERS, _positive(_int))
+    server_threads_count: int = var(DEFAULT_THREADS, _positive(_int))
+    server_worker_class: str = var("", _text)
+    use_prometheus: bool = var(False, parse_bool)
+    acquire_timeout: float = var(DEFAULT_ACQUIRE_TIMEOUT, _float)
+    max_attempts: int = var(DEFAULT_MAX_ATTEMPTS, _positive(_int))
+    cooldown: float = var(DEFAULT_COOLDOWN, _float)
+    health_interval: float = var(DEFAULT_HEALTH_INTERVAL, _positive(_float))
+    lease_ttl: float = var(DEFAULT_LEASE_TTL, _positive(_float))
+    max_request_body_size: int = var(DEFAULT_MAX_BODY, _positive(_int))
+    builtin_concurrency: int = var(DEFAULT_BUILTIN_CONCURRENCY, _positive(_int))
+    #: Texts one built-in request may carry (more: 413).
+    builtin_max_texts: int = var(DEFAULT_BUILTIN_MAX_TEXTS, _positive(_int))
+    #: Seconds from a request's start to the upstream's first byte: slot waits and every
+    #: attempt (then 504, or 503 when nothing could be acquired).
+    first_byte_deadline: float = var(DEFAULT_FIRST_BYTE_DEADLINE, _positive(_float))
+    shutdown_grace: float = var(DEFAULT_SHUTDOWN_GRACE, _float)
+    admin_token: str = var("", _text, repr=False)
+    api_keys: tuple[str, ...] = var((), _keys, repr=False)
+    api_keys_file: str = var("", _text)
+    protect_info_endpoints: bool = var(False, parse_bool)
+    ca_bundle: str = var("", _text)
+    http_proxy: str = ""
+    https_proxy: str = ""
+    no_proxy: str = ""
+    #: Reload the configuration when the models-config file changes (hot reload).
+    config_watch: bool = var(False, parse_bool)
+    #: Not a variable: the launcher's file that tells its workers to reload (core.reload).
+    reload_signal_file: str = ""
+    # Prometheus' own variable; under gunicorn the launcher sets it (web.multiproc).
+    prometheus_multiproc_dir: str = ""
+    # The environment as it was at load time, for `env:NAME` secrets in models-config.json.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def uses_redis(self) -> bool:
+        return bool(self.redis_host or self.redis_url or self.redis_sentinels)
+
+    @property
+    def prefix(self) -> str:
+        """The endpoint prefix without a trailing slash ('' for the root)."""
+        return self.ep_prefix.rstrip("/")
+
+
+
 
 # Standard proxy variables (either case), honoured by the upstream transport.
 _PROXY_VARS = {"http_proxy": "HTTP_PROXY", "https_proxy": "HTTPS_PROXY", "no_proxy": "NO_PROXY"}
@@ -286,10 +251,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     """Read every variable from ``environ`` (default: ``os.environ``); ``overrides`` win."""
     env = dict(os.environ if environ is None else environ)
     values: dict[str, Any] = {}
-    for name, parse in _PARSERS.items():
-        raw = env.get(env_name(name))
-        if raw is not None:
-            values[name] = parse(env_name(name), raw)
+    for item in fields(Settings):
+        raw = env.get(env_name(item.name))
+        if raw is not None and "parse" in item.metadata:
+            values[item.name] = item.metadata["parse"](env_name(item.name), raw)
     for name, var in _PROXY_VARS.items():
         raw = env.get(var, env.get(var.lower(), ""))
         values[name] = raw.strip()
