@@ -29,8 +29,9 @@ def _patch_gevent_first() -> None:
 def main() -> int:
     _patch_gevent_first()
     from llm_router_api.auth.keys import KeyRing, KeysFileError
+    from llm_router_api.builtins.prompts import PromptError
+    from llm_router_api.builtins.registry import load_prompt_library
     from llm_router_api.core.config import ConfigError, load_models_config
-    from llm_router_api.core.prompts import PromptError, load_prompt_library
     from llm_router_api.settings import SettingsError, load_settings
 
     try:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
 from llm_router_api.base.lb.registry import build_strategy
 from llm_router_api.base.lb.state import MemoryStore, StateStore
+from llm_router_api.builtins.prompts import PromptLibrary
 from llm_router_api.core.background import Maintenance
 from llm_router_api.core.generation import ConfigHolder, first_generation, load_inputs
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
-from llm_router_api.core.prompts import PromptLibrary
 from llm_router_api.core.reload import Reloader, read_signals, signals_for
 from llm_router_api.formats.registry import build_adapters
 from llm_router_api.formats.upstream import UpstreamAdapter

@@ -22,9 +22,10 @@ import time
 from dataclasses import dataclass
 
 from llm_router_api.auth.keys import KeyRing, KeysFileError
+from llm_router_api.builtins.prompts import PromptError, PromptLibrary
+from llm_router_api.builtins.registry import load_prompt_library
 from llm_router_api.core.config import ConfigError, load_models_config
 from llm_router_api.core.model_handler import ModelHandler
-from llm_router_api.core.prompts import PromptError, PromptLibrary, load_prompt_library
 from llm_router_api.schemas.config import ModelsConfig
 from llm_router_api.settings import Settings
 

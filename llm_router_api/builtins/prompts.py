@@ -4,11 +4,12 @@
         builtin/system/en/translate.prompt      area "builtin/system", language "en"
         builtin/system/pl/translate.prompt
 
-``load_prompt_library(settings)`` reads every ``*.prompt`` file at startup into memory (nothing
-is read per request). For the built-in utilities' area it checks that every prompt in
-``BUILTIN_PROMPTS`` exists in the default language and in every other language directory
-present, so a language is either complete or startup stops with ``PromptError`` naming the
-missing file. In proxy-only mode (``LLM_ROUTER_MINIMUM``) it is not loaded at all.
+``load_prompts`` (called by ``builtins/registry.load_prompt_library``) reads every ``*.prompt``
+file at startup into memory (nothing is read per request). For the built-in utilities' area it
+checks that every prompt a built-in needs (``required``, from the built-ins' registry) exists in
+the default language and in every other language directory present, so a language is either
+complete or startup stops with ``PromptError`` naming the missing file. In proxy-only mode
+(``LLM_ROUTER_MINIMUM``) it is not loaded at all.
 
 A request's ``language`` is only ever a key into the loaded table: it is checked against
 ``LANGUAGE_CODE`` first and never joined to a path, so no value can reach outside the directory.
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llm_router_api.errors import RouterError, ValidationFailed
-from llm_router_api.settings import Settings
 
 log = logging.getLogger("llm_router.prompts")
 
@@ -35,20 +35,6 @@ BUILTIN_AREA = "builtin/system"
 SUFFIX = ".prompt"
 LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]+)?$")
 PLACEHOLDER = re.compile(r"##([A-Z0-9_]+)##")
-
-#: Every prompt the shipped built-in utilities use (``<endpoint>.prompt``, plus parts).
-BUILTIN_PROMPTS = (
-    "conversation_with_model",
-    "extended_conversation_with_model",
-    "generate_questions",
-    "translate",
-    "simplify_text",
-    "generate_article_from_text",
-    "create_full_article_from_texts",
-    "generative_answer",
-    "generative_answer_doc_names",
-)
-
 
 class PromptError(ValueError):
     """The prompts directory cannot serve the built-ins; the message names the file."""
@@ -113,7 +99,7 @@ def read_prompts(root: Path) -> dict[tuple[str, str, str], str]:
 
 
 def load_prompts(root: str | Path, default_language: str,
-                 required: Iterable[str] = BUILTIN_PROMPTS) -> PromptLibrary:
+                 required: Iterable[str]) -> PromptLibrary:
     """Load and check the library; ``PromptError`` says which prompt file is missing."""
     base = Path(root)
     if not base.is_dir():
@@ -131,10 +117,3 @@ def load_prompts(root: str | Path, default_language: str,
                                   f"prompt in each language; languages found: "
                                   f"{', '.join(sorted(languages))})")
     return PromptLibrary(texts=texts, default_language=default_language)
-
-
-def load_prompt_library(settings: Settings) -> PromptLibrary | None:
-    """The library the settings ask for; ``None`` in proxy-only mode (it is not read at all)."""
-    if settings.minimum:
-        return None
-    return load_prompts(settings.prompts_dir, settings.default_ep_language)
