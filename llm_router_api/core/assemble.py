@@ -6,11 +6,13 @@ No Flask here; ``web.app.create_app`` calls ``assemble`` and mounts the endpoint
 
 from __future__ import annotations
 
+import atexit
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from llm_router_api.auth.guard import Guard
 from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
 from llm_router_api.base.lb.registry import build_strategy
 from llm_router_api.base.lb.state import MemoryStore, StateStore
@@ -33,15 +35,22 @@ log = logging.getLogger("llm_router")
 
 @dataclass
 class Parts:
-    """The service's parts. ``config`` holds the current configuration generation (models,
-    handler, keys, prompts), which hot reload replaces; everything else lives as long as the
-    app."""
+    """The service's parts: the one container the web layer and the endpoints get.
 
+    ``config`` holds the current configuration generation (models, handler, keys, prompts),
+    which hot reload replaces; everything else lives as long as the app. Lifecycle:
+    ``assemble`` builds them (nothing running), ``start`` starts the background threads,
+    ``close`` (idempotent; also run at interpreter exit once started) stops them and closes
+    the connections.
+    """
+
+    settings: Settings
     config: ConfigHolder
     chooser: ProviderChooser
     transport: Transport
     maintenance: Maintenance
     reloader: Reloader
+    guard: Guard
     metrics: PrometheusMetrics | None = None
 
     @property
@@ -57,9 +66,16 @@ class Parts:
         """``None`` in proxy-only mode (``LLM_ROUTER_MINIMUM``): the built-ins are not served."""
         return self.config.current.prompts
 
+    def start(self) -> None:
+        self.maintenance.start()
+        self.reloader.start()
+        atexit.register(self.close)
+
     def close(self) -> None:
+        atexit.unregister(self.close)
         self.reloader.stop()
         self.maintenance.stop()
+        self.guard.close()
         self.transport.close()
         self.chooser.store.close()
 
@@ -116,7 +132,8 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                         observer=handler.observer,
                         on_swap=[maintenance.reprobe,
                                  lambda generation: mask_tokens(adapters, generation.models)])
-    return Parts(config, chooser, transport, maintenance, reloader, metrics)
+    guard = Guard.from_settings(settings, config.current.keys)
+    return Parts(settings, config, chooser, transport, maintenance, reloader, guard, metrics)
 
 
 def build_metrics(settings: Settings, models: ModelsConfig,

@@ -1,10 +1,11 @@
 """``EndpointI``: the base of every endpoint, and ``EndpointAutoLoader``, which finds them.
 
 An endpoint is a small class: its paths, methods, caller protocol and request model are class
-attributes; ``handle`` validates (via ``parse``), asks ``ModelHandler`` or the services, and
-returns a ``Reply`` or a JSON-able value. The web layer turns that into a response, and any
-``RouterError`` into the endpoint protocol's error shape. Paths may contain ``{prefix}``
-(``LLM_ROUTER_EP_PREFIX``) and Flask converters such as ``<path:model_id>``.
+attributes; ``handle`` validates (via ``parse``), asks ``ModelHandler`` or the parts
+(``core.assemble.Parts``), and returns a ``Reply`` or a JSON-able value. The web layer turns
+that into a response, and any ``RouterError`` into the endpoint protocol's error shape. Paths
+may contain ``{prefix}`` (``LLM_ROUTER_EP_PREFIX``) and Flask converters such as
+``<path:model_id>``.
 """
 
 from __future__ import annotations
@@ -13,42 +14,20 @@ import importlib
 import pkgutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from llm_router_api.auth.access import Access
-from llm_router_api.core.generation import ConfigHolder, Generation
-from llm_router_api.core.model_handler import ModelHandler, Reply
+from llm_router_api.core.assemble import Parts
+from llm_router_api.core.generation import Generation
+from llm_router_api.core.model_handler import Reply
 from llm_router_api.errors import ValidationFailed
 from llm_router_api.schemas.calls import Protocol
-from llm_router_api.schemas.config import ModelsConfig
 from llm_router_api.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass
-class Services:
-    """What endpoints may use; built once per app by ``create_app``. The configuration
-    (models, handler, keys, prompts) is not here but in ``Incoming.config``: the generation
-    current when the request came in, read once (hot reload swaps ``config.current``)."""
-
-    settings: Settings
-    config: ConfigHolder
-    started_at: float
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def models(self) -> ModelsConfig:
-        """The current generation's models (outside a request; a request uses its own)."""
-        return self.config.current.models
-
-    @property
-    def handler(self) -> ModelHandler:
-        """The current generation's handler (outside a request; a request uses its own)."""
-        return self.config.current.handler
 
 
 @dataclass(frozen=True)
@@ -81,9 +60,9 @@ class EndpointI(ABC):
     #: Whether a POST/PUT/PATCH carries a JSON body to read (False: none needed, none read).
     takes_body: ClassVar[bool] = True
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.settings = services.settings
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.settings = parts.settings
 
     @abstractmethod
     def handle(self, incoming: Incoming) -> Reply | Any:

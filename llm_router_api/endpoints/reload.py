@@ -37,7 +37,7 @@ class AdminReload(AdminEndpoint):
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
         self.authorize(incoming)
-        reloader: Reloader = self.services.extras["parts"].reloader
+        reloader: Reloader = self.parts.reloader
         try:
             generation = reloader.reload_and_announce("admin call")
         except ConfigRejected as exc:

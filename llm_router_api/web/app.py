@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +20,9 @@ from llm_router_api.auth.access import Access
 from llm_router_api.auth.guard import Guard
 from llm_router_api.base.lb.chooser import ProviderChooser
 from llm_router_api.closing import ClosingBody
-from llm_router_api.core.assemble import assemble
+from llm_router_api.core.assemble import Parts, assemble
 from llm_router_api.core.model_handler import Reply
-from llm_router_api.endpoints.base import EndpointAutoLoader, EndpointI, Incoming, Services
+from llm_router_api.endpoints.base import EndpointAutoLoader, EndpointI, Incoming
 from llm_router_api.errors import (
     InvalidJSON,
     MethodNotAllowed,
@@ -53,20 +52,17 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     settings = settings or load_settings()
     configure_logging(settings)
     parts = assemble(settings, chooser)
-    guard = Guard.from_settings(settings, parts.config.current.keys)
-    services = Services(settings=settings, config=parts.config, started_at=time.time(),
-                        extras={"parts": parts, "guard": guard})
+    guard = parts.guard
     app = RouterFlask("llm_router_api", static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_body_size, PROPAGATE_EXCEPTIONS=False)
-    app.extensions["llm_router"] = services
-    mounted = _mount(app, services, guard)
+    app.extensions["llm_router"] = parts  # tests close it: app.extensions["llm_router"].close()
+    mounted = _mount(app, parts, guard)
     if parts.metrics is not None:
         mount_metrics(app, settings.prefix, parts.metrics,
                       lambda: guard.authenticate(Access.INFO, dict(request.headers),
                                                  parts.config.current.keys))
     _install_hooks(app, settings, parts.metrics)
-    parts.maintenance.start()
-    parts.reloader.start()
+    parts.start()
     log.info("llm-router ready: %d models, %d routes, strategy %s%s", len(parts.models.models),
              mounted, type(parts.chooser.strategy).__name__,
              " (proxy-only mode: built-in utilities are off)" if settings.minimum else "")
@@ -84,12 +80,12 @@ class RouterFlask(Flask):
         return response
 
 
-def _mount(app: Flask, services: Services, guard: Guard) -> int:
+def _mount(app: Flask, parts: Parts, guard: Guard) -> int:
     count = 0
-    for cls in EndpointAutoLoader().endpoints(services.settings):
-        endpoint = cls(services)
+    for cls in EndpointAutoLoader().endpoints(parts.settings):
+        endpoint = cls(parts)
         view = _view(endpoint, guard)
-        for index, route in enumerate(cls.routes(services.settings.prefix)):
+        for index, route in enumerate(cls.routes(parts.settings.prefix)):
             app.add_url_rule(route, endpoint=f"{cls.__module__}.{cls.__name__}.{index}",
                              view_func=view, methods=list(cls.methods))
             count += 1
@@ -99,7 +95,7 @@ def _mount(app: Flask, services: Services, guard: Guard) -> int:
 def _view(endpoint: EndpointI, guard: Guard) -> Any:
     def view(**path_params: str) -> Response:
         g.protocol = endpoint.protocol
-        config = endpoint.services.config.current  # this request's configuration, read once
+        config = endpoint.parts.config.current  # this request's configuration, read once
         headers = dict(request.headers)
         key = guard.authenticate(endpoint.access, headers, config.keys)
         body = (_json_body(endpoint.settings.max_request_body_size)

@@ -166,7 +166,7 @@ def make_app(config: Path) -> Iterator[Any]:
 
     yield make
     for app in apps:
-        app.extensions["llm_router"].extras["parts"].close()
+        app.extensions["llm_router"].close()
 
 
 def test_health_is_503_when_a_model_has_no_healthy_provider(make_app: Any) -> None:

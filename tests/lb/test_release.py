@@ -71,7 +71,7 @@ def setup(standins: tuple[StandIn, StandIn], tmp_path: Path
                                                    cooldown=30))
     app = create_app(settings, chooser=chooser)
     yield app.test_client(), store, chooser
-    app.extensions["llm_router"].extras["parts"].close()
+    app.extensions["llm_router"].close()
 
 
 def settled(store: CountingStore, chooser: ProviderChooser) -> bool:
