@@ -7,7 +7,10 @@
         no provider of the model could serve?  the next model of the chain (same deadline)
     ─► status and headers are fixed ─► stream the rest ─► release in ``finally``
 
-A non-stream answer is the same chain collected into one body, released before it is returned.
+Once the first frame came, every answer takes one chain (``_delivered``): it yields the items,
+counts their tokens once and ends the lease in its ``finally``. A non-stream answer is that
+chain collected into one body (released before it is returned; a failure raises); a stream is
+that chain framed (``_framed``); ``run_events`` is that chain over canonical events.
 A stream that fails after its first frame ends with one error frame in the caller's format.
 Every acquire has exactly one release: on success, on failure, and when the client goes away
 (the WSGI server closes the body, which runs the generator's ``finally``; ``ClosingBody.close``
@@ -33,6 +36,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from typing import Protocol as Interface
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
 from llm_router_api.closing import ClosingBody, close_if_closable
@@ -61,6 +65,16 @@ T = TypeVar("T")
 MODEL_HEADER = "X-LLM-Router-Model"
 #: Opens one provider for a call: caller bytes (``frames``) or canonical events (``events``).
 Opener = Callable[[Call, ModelConfig, ProviderConfig], Iterator[T]]
+
+
+class Counter(Interface[T]):
+    """Counts the tokens of the items it is fed (bytes: ``core.usage.Meter``; canonical
+    events: ``EventTokens``), passing each item on unchanged."""
+
+    def feed(self, item: T) -> T: ...
+
+    @property
+    def usage(self) -> Usage: ...
 
 
 @dataclass
@@ -132,35 +146,16 @@ class ModelHandler:
         fallback's that served instead.
         """
         lease, first, events = self._open(call, self.events, deadline)
-        latency = time.monotonic() - lease.started  # time to first token for a stream
-        if call.stream:
-            self.observer.first_token(lease, latency)
-        failure: RouterError | None = None
-        tokens = EventTokens()
-        try:
-            shown = self.shown_name(call, lease.model)
-            first["model"] = shown
-            yield tokens.feed(first)
-            for event in events:
-                event["model"] = shown
-                yield tokens.feed(event)
-        except RouterError as exc:
-            failure = exc
-            self.observer.attempt_failed(lease, exc)
-            raise
-        except BaseException:
-            failure = RouterError()  # closed early or broke: no latency sample, no cool-down
-            raise
-        finally:
-            try:
-                close_if_closable(events)
-            finally:
-                if not call.stream:
-                    latency = time.monotonic() - lease.started
-                self.chooser.release(lease, failure=failure,
-                                     latency=None if failure else latency, stream=call.stream)
-                self.observer.finished(lease, tokens.usage)
-                _charge(call.on_usage, tokens.total)
+        shown = self.shown_name(call, lease.model)
+
+        def named(event: dict[str, Any]) -> dict[str, Any]:
+            event["model"] = shown
+            return event
+
+        # Closed before the end (a sibling job failed, the caller left): no latency sample,
+        # no cool-down, no success recorded.
+        yield from self._delivered(call, lease, named(first), map(named, events),
+                                   EventTokens(), closed=RouterError())
 
     def _open(self, call: Call, opener: Opener[T],
               deadline: float | None = None) -> tuple[Lease, T, Iterator[T]]:
@@ -273,33 +268,14 @@ class ModelHandler:
 
     def _reply(self, call: Call, lease: Lease, first: bytes, frames: Iterator[bytes]) -> Reply:
         protocol = self.protocol(call)
-        if not call.stream:
-            try:
-                body = first + b"".join(frames)
-            except RouterError as exc:
-                self.chooser.release(lease, failure=exc)
-                self.observer.attempt_failed(lease, exc)
-                raise
-            except BaseException as exc:
-                self.chooser.release(lease)
-                self.observer.attempt_failed(lease, exc)
-                raise
-            self.chooser.release(lease, latency=time.monotonic() - lease.started, stream=False)
-            meter = self._meter(call, stream=False)
-            meter.feed(body)
-            self.observer.finished(lease, meter.usage)
-            _charge(call.on_usage, meter.usage)
-            return Reply(200, "application/json", body,
-                         headers={MODEL_HEADER: self.shown_name(call, lease.model)},
+        chain = self._delivered(call, lease, first, frames, self._meter(call, call.stream))
+        headers = {MODEL_HEADER: self.shown_name(call, lease.model)}
+        if not call.stream:  # the same chain, collected; a failure raises (an HTTP error)
+            return Reply(200, "application/json", b"".join(chain), headers=headers,
                          provider_id=lease.provider.id, model=call.model)
-        ttft = time.monotonic() - lease.started
-        self.observer.first_token(lease, ttft)
-        stream = ClosingBody(self._stream(protocol, lease, first, frames, ttft,
-                                          self._meter(call, stream=True), call.on_usage),
-                             lambda: self._abandon(lease, frames))
+        stream = ClosingBody(_framed(protocol, chain), lambda: self._abandon(lease, frames))
         return Reply(200, protocol.stream_content_type, stream,
-                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-                              MODEL_HEADER: self.shown_name(call, lease.model)},
+                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **headers},
                      provider_id=lease.provider.id, model=call.model)
 
     def _meter(self, call: Call, stream: bool) -> Meter:
@@ -309,32 +285,48 @@ class ModelHandler:
             meter = meter_for(call.protocol, stream)
         return meter
 
-    def _stream(self, protocol: CallerFormat, lease: Lease, first: bytes,
-                frames: Iterator[bytes], ttft: float, meter: Meter,
-                on_usage: Callable[[int], None] | None) -> Generator[bytes, None, None]:
+    def _delivered(self, call: Call, lease: Lease, first: T, items: Iterator[T],
+                   meter: Counter[T],
+                   closed: RouterError | None = None) -> Generator[T, None, None]:
+        """The one chain every answer takes once its first item came: it yields the items,
+        counts their tokens (once) and ends the lease in its ``finally`` — exhausted, failed
+        (re-raised) or closed early (``closed``: what that counts as; ``None``, a success).
+
+        A stream's latency sample is its time to the first item; a whole answer's, its time
+        to the last."""
+        ttft = time.monotonic() - lease.started
+        if call.stream:
+            self.observer.first_token(lease, ttft)
         failure: RouterError | None = None
+        reported: BaseException | None = None  # what the observer is told failed
         try:
             yield meter.feed(first)
-            for frame in frames:
-                yield meter.feed(frame)
+            for item in items:
+                yield meter.feed(item)
+        except GeneratorExit:
+            failure = closed
+            raise
         except RouterError as exc:
-            failure = exc
-            log.warning("stream from provider %s failed: %s", lease.provider.id, exc.message)
-            yield protocol.error_frame(exc)
-        except Exception as exc:  # a bug must still end the stream well-formed
-            failure = RouterError()
-            log.exception("stream from provider %s broke", lease.provider.id, exc_info=exc)
-            yield protocol.error_frame(failure)
+            failure = reported = exc
+            log.warning("answer from provider %s failed: %s", lease.provider.id, exc.message)
+            raise
+        except BaseException as exc:  # a bug, or the worker stopping: not the provider's fault
+            failure, reported = RouterError(), exc
+            log.exception("answer from provider %s broke", lease.provider.id, exc_info=exc)
+            raise
         finally:
             try:
-                close_if_closable(frames)
+                close_if_closable(items)
             finally:
+                latency = ttft if call.stream else time.monotonic() - lease.started
                 self.chooser.release(lease, failure=failure,
-                                     latency=None if failure else ttft, stream=True)
-                if failure is not None:
-                    self.observer.attempt_failed(lease, failure)
-                self.observer.finished(lease, meter.usage)
-                _charge(on_usage, meter.usage)
+                                     latency=None if failure else latency, stream=call.stream)
+                if reported is not None:
+                    self.observer.attempt_failed(lease, reported)
+                if call.stream or failure is None:  # something was delivered
+                    usage = meter.usage
+                    self.observer.finished(lease, usage)
+                    _charge(call.on_usage, usage)
 
     def _abandon(self, lease: Lease, frames: Iterator[bytes]) -> None:
         """The body ended or was closed; a no-op unless it closed before the stream started."""
@@ -344,6 +336,17 @@ class ModelHandler:
             self.chooser.release(lease)
 
 
+def _framed(protocol: CallerFormat, chain: Iterator[bytes]) -> Generator[bytes, None, None]:
+    """A stream's frames; a failure after the first frame ends it with one error frame in
+    the caller's format (a bug too: the stream still ends well-formed)."""
+    try:
+        yield from chain
+    except RouterError as exc:
+        yield protocol.error_frame(exc)
+    except Exception:  # logged by the chain
+        yield protocol.error_frame(RouterError())
+
+
 def _late(failure: UpstreamError) -> UpstreamError:
     """The failure to report when the first-byte deadline has passed: a 504."""
     if isinstance(failure, UpstreamTimeout):
@@ -351,11 +354,11 @@ def _late(failure: UpstreamError) -> UpstreamError:
     return DeadlineExceeded()
 
 
-def _charge(on_usage: Callable[[int], None] | None, usage: Usage | int) -> None:
+def _charge(on_usage: Callable[[int], None] | None, usage: Usage) -> None:
     """Tell the caller's key what the answer used (never fails the request)."""
     if on_usage is None:
         return
-    tokens = usage if isinstance(usage, int) else usage.input_tokens + usage.output_tokens
+    tokens = usage.input_tokens + usage.output_tokens
     try:
         on_usage(tokens)
     except Exception:  # the budget store is down; the answer was already delivered
@@ -383,7 +386,3 @@ class EventTokens:
     @property
     def usage(self) -> Usage:
         return self.reported if self.reported is not None else Usage(0, self.counted)
-
-    @property
-    def total(self) -> int:
-        return self.usage.input_tokens + self.usage.output_tokens
