@@ -14,8 +14,10 @@ from llm_router_api.base.lb.registry import build_strategy
 from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.core.background import Maintenance
 from llm_router_api.core.config import load_models_config
+from llm_router_api.core.load_poller import LoadPoller
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
 from llm_router_api.core.prompts import PromptLibrary, load_prompt_library
+from llm_router_api.core.routing import RoutingHints
 from llm_router_api.protocols.anthropic import AnthropicProtocol
 from llm_router_api.protocols.base import CallerProtocol
 from llm_router_api.protocols.ollama import OllamaProtocol
@@ -84,18 +86,23 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
         limits = ChooserLimits(acquire_timeout=settings.acquire_timeout,
                                lease_ttl=settings.lease_ttl, cooldown=settings.cooldown,
                                max_cooldown=max(MAX_COOLDOWN, settings.cooldown))
-        chooser = ProviderChooser(build_strategy(settings.balance_strategy, store),
+        chooser = ProviderChooser(build_strategy(settings.balance_strategy, store, settings),
                                   store=store, limits=limits)
     transport = Urllib3Transport(ca_bundle=settings.ca_bundle, http_proxy=settings.http_proxy,
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
     adapters = build_adapters(transport, settings.external_timeout)
     metrics = build_metrics(settings, models, chooser)
+    strategy = chooser.strategy
     handler = ModelHandler(models, chooser, adapters, build_protocols(),
                            HandlerLimits(max_attempts=settings.max_attempts,
                                          acquire_timeout=settings.acquire_timeout),
-                           observer=metrics)
+                           observer=metrics,
+                           hints=(RoutingHints(settings.prefix_block_size)
+                                  if strategy.uses_hints else None))
+    poller = (LoadPoller(chooser.store, transport, models, settings.load_poll_interval)
+              if strategy.polls_load else None)
     maintenance = Maintenance(chooser, models, adapters, chooser.limits.lease_ttl,
-                              settings.health_interval)
+                              settings.health_interval, poller)
     return Parts(models, handler, chooser, transport, maintenance, prompts, metrics)
 
 

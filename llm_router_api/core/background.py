@@ -3,7 +3,8 @@
 Started by ``create_app`` (after fork, in each worker); a daemon, stopped with ``stop()``.
 Leases are renewed every TTL/3. Every ``HEALTH_INTERVAL`` each cooling provider is probed with
 its adapter's cheap health call: success brings it back at once; otherwise it returns when
-its cool-down ends, and the next failure doubles the cool-down.
+its cool-down ends, and the next failure doubles the cool-down. A ``LoadPoller`` handed in
+(strategies that use load signals) is started and stopped with it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Mapping
 
 from llm_router_api.base.lb.chooser import ProviderChooser
+from llm_router_api.core.load_poller import LoadPoller
 from llm_router_api.providers.base import ProviderAdapter
 from llm_router_api.schemas.config import ModelsConfig
 
@@ -22,8 +24,9 @@ log = logging.getLogger("llm_router.background")
 class Maintenance:
     def __init__(self, chooser: ProviderChooser, models: ModelsConfig,
                  adapters: Mapping[str, ProviderAdapter], lease_ttl: float,
-                 health_interval: float) -> None:
+                 health_interval: float, poller: LoadPoller | None = None) -> None:
         self._chooser = chooser
+        self.poller = poller
         self._models = models
         self._adapters = adapters
         self._tick = min(lease_ttl / 3, health_interval)
@@ -35,9 +38,13 @@ class Maintenance:
 
     def start(self) -> None:
         self._thread.start()
+        if self.poller is not None:
+            self.poller.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self.poller is not None:
+            self.poller.stop()
 
     def _run(self) -> None:
         since_lease = since_health = 0.0

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
+from llm_router_api.base.lb.hint import RoutingHint
 from llm_router_api.closing import ClosingBody, close_if_closable
 from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.usage import Meter, Usage, meter_for
@@ -44,6 +45,8 @@ log = logging.getLogger("llm_router.handler")
 T = TypeVar("T")
 #: Opens one provider for a call: caller bytes (``frames``) or canonical events (``events``).
 Opener = Callable[[Call, ModelConfig, ProviderConfig], Iterator[T]]
+#: Builds a call's routing hint for strategies that use one (``core.routing.RoutingHints``).
+Hinter = Callable[[Call], RoutingHint | None]
 
 
 @dataclass
@@ -69,13 +72,14 @@ class ModelHandler:
                  adapters: Mapping[str, ProviderAdapter],
                  protocols: Mapping[str, CallerProtocol],
                  limits: HandlerLimits | None = None,
-                 observer: CallObserver | None = None) -> None:
+                 observer: CallObserver | None = None, hints: Hinter | None = None) -> None:
         self.models = models
         self.chooser = chooser
         self._adapters = adapters
         self._protocols = protocols
         self._limits = limits or HandlerLimits()
         self.observer = observer or CallObserver()
+        self._hints = hints
 
     def resolve(self, name: str) -> ModelConfig:
         model = self.models.resolve(name)
@@ -140,9 +144,10 @@ class ModelHandler:
             deadline = time.monotonic() + self._limits.acquire_timeout
         tried: set[str] = set()
         failure: UpstreamError | None = None
+        hint = self._hints(call) if self._hints is not None else None
         for _ in range(self._limits.max_attempts):
             try:
-                lease = self.chooser.acquire(model, exclude=tried, deadline=deadline)
+                lease = self.chooser.acquire(model, exclude=tried, deadline=deadline, hint=hint)
             except NoProviderAvailable:
                 if failure is not None:
                     raise failure from None

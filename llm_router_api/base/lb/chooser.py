@@ -21,6 +21,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
+from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
 from llm_router_api.base.lb.state import StateStore
 from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
 from llm_router_api.base.leases import LeaseBook
@@ -37,6 +38,8 @@ class Lease:
     model: str
     provider: ProviderConfig
     started: float = field(default_factory=time.monotonic)
+    #: What a hint-aware strategy decided (``cache_aware``), for observers.
+    routing: RoutingOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -57,17 +60,17 @@ class ProviderChooser:
 
     # -- acquire -------------------------------------------------------------------------------
     def acquire(self, model: ModelConfig, exclude: Collection[str] = (),
-                deadline: float | None = None) -> Lease:
+                deadline: float | None = None, hint: RoutingHint | None = None) -> Lease:
         if deadline is None:
             deadline = time.monotonic() + self.limits.acquire_timeout
         while True:
             untried = self.untried(model, exclude)
             if self.strategy.skips_cooling:  # one store call when a slot is free
-                lease = self._try(model, untried)
+                lease = self._try(model, untried, hint)
                 if lease is None:
                     self.healthy(untried)  # raises at once when every one is cooling down
             else:
-                lease = self._try(model, self.healthy(untried))
+                lease = self._try(model, self.healthy(untried), hint)
             if lease is not None:
                 return lease
             if time.monotonic() + POLL_INTERVAL > deadline:
@@ -92,13 +95,14 @@ class ProviderChooser:
                                       retry_after=self.limits.cooldown)
         return healthy
 
-    def _try(self, model: ModelConfig, candidates: list[ProviderConfig]) -> Lease | None:
-        acquired = self.strategy.acquire(model.name, candidates, self.limits.lease_ttl)
-        if acquired is None:
+    def _try(self, model: ModelConfig, candidates: list[ProviderConfig],
+             hint: RoutingHint | None = None) -> Lease | None:
+        routed = self.strategy.route(model.name, candidates, self.limits.lease_ttl, hint)
+        if routed is None or routed[1] is None:
             return None
-        provider, lease_id = acquired
+        provider, lease_id, routing = routed[0], routed[1], routed[2]
         self._live.add(lease_id, provider.id)
-        return Lease(lease_id, model.name, provider)
+        return Lease(lease_id, model.name, provider, routing=routing)
 
     # -- release -------------------------------------------------------------------------------
     def release(self, lease: Lease, failure: RouterError | None = None,
