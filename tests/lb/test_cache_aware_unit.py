@@ -81,9 +81,9 @@ def view(pid: str, n: int = 0, matched: int = 0, age: float | None = None,
 
 
 def test_prefix_match_outweighs_load_until_saturated() -> None:
-    views = [view("a", n=6, matched=9, age=0.1, kv=0.5), view("b", age=0.1, kv=0.0)]
+    views = [view("a", n=4, matched=9, age=0.1, kv=0.5), view("b", age=0.1, kv=0.0)]
     assert decide(views, 10, "", {}, PARAMS).index == 0
-    saturated = [view("a", n=6, matched=9, age=0.1, waiting=5), view("b", age=0.1)]
+    saturated = [view("a", n=1, matched=9, age=0.1, waiting=5), view("b", age=0.1)]
     decision = decide(saturated, 10, "", {}, PARAMS)
     assert (decision.index, decision.saturation_skips) == (1, 1)
     # every one saturated: still pick, by score
@@ -219,3 +219,30 @@ def test_stale_signals_stop_counting(store: StateStore) -> None:
     assert {route(strategy, provs, hint_for(f"x{i} " * 10))[0] for i in range(4)} == {"p1"}
     time.sleep(0.3)  # older than the configured maximum age (0.2 s)
     assert "p0" in {route(strategy, provs, hint_for(f"y{i} " * 10))[0] for i in range(4)}
+
+
+def test_a_burst_on_one_cached_prefix_spreads_before_signals_arrive() -> None:
+    # no signals yet: the cached provider is crowded by the router's own in-flight count
+    crowded = [view("a", n=5, matched=10), view("b"), view("c")]
+    decision = decide(crowded, 10, "", {}, PARAMS)
+    assert decision.index != 0 and decision.saturation_skips == 1
+    assert decide([view("a", n=4, matched=10), view("b")], 10, "", {}, PARAMS).index == 0
+    # busy everywhere: a difference of 5 over 10 in flight is not an imbalance
+    assert decide([view("a", n=15, matched=10), view("b", n=10)], 10, "", {}, PARAMS).index == 0
+
+
+def test_in_flight_crowding_counts_as_saturation_in_the_store(store: StateStore) -> None:
+    strategy, provs = CacheAwareStrategy(store), providers(3)
+    text = "one giant shared prefix " * 30
+    held = []
+    for _ in range(5):  # the burst piles onto the provider that has the prefix...
+        routed = strategy.route("m", provs, TTL, hint_for(text + uuid.uuid4().hex))
+        assert routed is not None and routed[1] is not None
+        held.append(routed)
+    assert len({r[0].id for r in held}) == 1
+    spill = strategy.route("m", provs, TTL, hint_for(text + "next"))
+    assert spill is not None and spill[2] is not None and spill[1] is not None
+    assert spill[0].id != held[0][0].id and spill[2].saturation_skips == 1  # ...until crowded
+    for provider, lease, _ in [*held, spill]:
+        assert lease is not None
+        store.release_lease(provider.id, lease)

@@ -9,8 +9,11 @@ blocks) and its load signals with their age. Then:
   larger of that and the signals' load: KV-cache use, ``waiting / saturation_waiting`` (capped
   at 1), 1 when an Ollama server does not have the model loaded, ``1 - size_vram / size`` when
   it is partly offloaded to the CPU.
-- saturated: fresh signals with ``waiting ≥ saturation_waiting`` or KV use ≥ ``saturation_kv``.
-  Saturated candidates are skipped while an unsaturated one exists.
+- saturated: fresh signals with ``waiting ≥ saturation_waiting`` or KV use ≥ ``saturation_kv``;
+  or, the router's own view between polls, ``saturation_waiting`` or more requests in flight
+  beyond the least busy candidate and over ``IMBALANCE_FACTOR`` times its count (a burst on one
+  cached prefix must not queue on one server for a whole poll interval). Saturated candidates
+  are skipped while an unsaturated one exists.
 - session affinity: the session's last provider is taken when it is in the pool and its load is
   at most ``affinity_bound × mean load + AFFINITY_SLACK`` (bounded load); past the bound it is
   left out of this pick (when others exist), so the session moves.
@@ -31,6 +34,9 @@ from llm_router_api.base.lb.hint import AFFINITY_BREAK, AFFINITY_HIT
 SOFT_SLOTS = 8
 #: Absolute slack of the affinity bound, so a single request in flight does not move a session.
 AFFINITY_SLACK = 0.1
+#: In-flight imbalance that counts as saturation: ``n - fewest ≥ saturation_waiting`` and
+#: ``n > IMBALANCE_FACTOR × fewest``.
+IMBALANCE_FACTOR = 2
 EPSILON = 1e-9
 SEQ_FIELD = "__seq__"
 
@@ -70,19 +76,22 @@ class Decision:
     loads: dict[str, float]
 
 
-def load_of(view: View, most_in_flight: int, params: CacheParams) -> tuple[float, bool]:
+def load_of(view: View, most_in_flight: int, params: CacheParams,
+            fewest_in_flight: int = 0) -> tuple[float, bool]:
     """(load, saturated) of one candidate."""
+    crowded = (view.in_flight - fewest_in_flight >= params.saturation_waiting
+               and view.in_flight > IMBALANCE_FACTOR * fewest_in_flight)
     if view.cap:
         load = view.in_flight / view.cap
     else:
         load = view.in_flight / max(most_in_flight, SOFT_SLOTS)
     if view.age is None or view.age > params.max_signal_age:
-        return min(load, 1.0), False
-    sig, saturated = 0.0, False
+        return min(load, 1.0), crowded
+    sig, saturated = 0.0, crowded
     kv = view.signals.get("kv")
     if kv is not None:
         sig = max(sig, kv)
-        saturated = kv >= params.saturation_kv
+        saturated = saturated or kv >= params.saturation_kv
     waiting = view.signals.get("waiting")
     if waiting is not None:
         sig = max(sig, min(1.0, waiting / params.saturation_waiting))
@@ -98,10 +107,10 @@ def decide(views: Sequence[View], total_blocks: int, previous: str,
            state: Mapping[str, float], params: CacheParams) -> Decision:
     """Pick among non-empty ``views``. ``previous`` is the session's last provider when it is
     one of the request's candidates (available or not), else ''."""
-    most = max(v.in_flight for v in views)
+    most, fewest = max(v.in_flight for v in views), min(v.in_flight for v in views)
     loads, saturated = {}, set()
     for v in views:
-        loads[v.id], full = load_of(v, most, params)
+        loads[v.id], full = load_of(v, most, params, fewest)
         if full:
             saturated.add(v.id)
     pool = [i for i, v in enumerate(views) if v.id not in saturated] or list(range(len(views)))

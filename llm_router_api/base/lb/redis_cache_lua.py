@@ -13,7 +13,7 @@ no session), then per candidate i: KEYS[2 + 4(i-1) + 1..4] its lease set, cool-d
 set and signals hash; last the lease's tombstone.
 ARGV: ttl ms (-1: no lease), lease id, k, number of hashes, prefix weight, load weight,
 saturation waiting, saturation KV, max signal age ms, affinity bound, affinity slack, prefix
-entries, prefix ttl ms, has session (0/1), soft slots; then id and cap (-1) per candidate; then
+entries, prefix ttl ms, has session (0/1), soft slots, imbalance factor; then id and cap (-1) per candidate; then
 the hashes. -> {id, lease id or '', matched blocks, affinity, skips, then per available
 candidate: id, load, signal age ms (-1: none)} or nil.
 """
@@ -31,15 +31,16 @@ local wp, wl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local sat_wait, sat_kv, max_age = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local bound, slack, entries = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local pttl, has_session, soft = tonumber(ARGV[13]), ARGV[14] == '1', tonumber(ARGV[15])
+local imbalance = tonumber(ARGV[16])
 local state, session = KEYS[1], KEYS[2]
 if redis.call('EXISTS', KEYS[3 + 4 * k]) == 1 then return false end
 local hashes = {}
-for i = 1, nh do hashes[i] = ARGV[15 + 2 * k + i] end
+for i = 1, nh do hashes[i] = ARGV[16 + 2 * k + i] end
 local function num(v) if v then return tonumber(v) end return 0 end
 local avail = {}
 local known = {}
 for i = 1, k do
-  local id, cap = ARGV[15 + 2 * i - 1], tonumber(ARGV[15 + 2 * i])
+  local id, cap = ARGV[16 + 2 * i - 1], tonumber(ARGV[16 + 2 * i])
   local base = 2 + 4 * (i - 1)
   known[id] = true
   if redis.call('EXISTS', KEYS[base + 2]) == 0 then
@@ -52,8 +53,11 @@ for i = 1, k do
   end
 end
 if #avail == 0 then return false end
-local most = 0
-for _, c in ipairs(avail) do if c.n > most then most = c.n end end
+local most, fewest = 0, nil
+for _, c in ipairs(avail) do
+  if c.n > most then most = c.n end
+  if fewest == nil or c.n < fewest then fewest = c.n end
+end
 local oldest = now - pttl
 for _, c in ipairs(avail) do
   c.matched = 0
@@ -67,7 +71,7 @@ for _, c in ipairs(avail) do
   end
   if c.cap > 0 then c.load = c.n / c.cap else c.load = c.n / math.max(most, soft) end
   c.age = -1
-  c.saturated = false
+  c.saturated = c.n - fewest >= sat_wait and c.n > imbalance * fewest
   local raw = redis.call('HGETALL', c.sig)
   local sig = {}
   for i = 1, #raw, 2 do sig[raw[i]] = tonumber(raw[i + 1]) end
@@ -77,7 +81,7 @@ for _, c in ipairs(avail) do
       local s = 0
       if sig.kv then
         s = math.max(s, sig.kv)
-        c.saturated = sig.kv >= sat_kv
+        c.saturated = c.saturated or sig.kv >= sat_kv
       end
       if sig.waiting then
         s = math.max(s, math.min(1, sig.waiting / sat_wait))

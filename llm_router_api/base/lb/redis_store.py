@@ -36,7 +36,12 @@ import redis
 
 from llm_router_api.base import lease_lua
 from llm_router_api.base.lb import redis_cache_lua, redis_lua
-from llm_router_api.base.lb.cache_scoring import AFFINITY_SLACK, SOFT_SLOTS, CacheParams
+from llm_router_api.base.lb.cache_scoring import (
+    AFFINITY_SLACK,
+    IMBALANCE_FACTOR,
+    SOFT_SLOTS,
+    CacheParams,
+)
 from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
 from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.state import (
@@ -255,7 +260,7 @@ class RedisStore(StateStore):
             repr(params.saturation_waiting), repr(params.saturation_kv),
             _ms(params.max_signal_age), repr(params.affinity_bound), repr(AFFINITY_SLACK),
             params.prefix_entries, _ms(params.prefix_ttl), 1 if hint.session else 0,
-            SOFT_SLOTS]
+            SOFT_SLOTS, IMBALANCE_FACTOR]
         for c in candidates:
             args += [c.id, -1 if c.cap is None else c.cap]
         args += hint.hashes
