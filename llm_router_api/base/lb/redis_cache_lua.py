@@ -14,8 +14,8 @@ set and signals hash; last the lease's tombstone.
 ARGV: ttl ms (-1: no lease), lease id, k, number of hashes, prefix weight, load weight,
 saturation waiting, saturation KV, max signal age ms, affinity bound, affinity slack, prefix
 entries, prefix ttl ms, has session (0/1), soft slots, imbalance factor; then id and cap (-1)
-per candidate; then the hashes. -> {id, lease id or '', matched blocks, affinity, skips, then per available
-candidate: id, load, signal age ms (-1: none)} or nil.
+per candidate; then the hashes. -> {id, lease id or '', matched blocks, affinity, skips,
+then per available candidate: id, load, signal age ms (-1: none)} or nil.
 """
 
 from __future__ import annotations
