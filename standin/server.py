@@ -221,7 +221,7 @@ class StandIn:
         self._record(request, recorded_json(parsed))
         if (self.sim is not None and behaviour.mode == "ok" and isinstance(parsed, dict)
                 and request.path in MODEL_CALLS and not behaviour.fail_marker):
-            async with self.sim.serve(parsed):
+            async with self.sim.serve(parsed, behaviour):
                 reply = self._reply(request, parsed, behaviour)
                 return await self._send(writer, reply, request.keep_alive, behaviour)
         if behaviour.fail_marker and behaviour.fail_marker.encode() in request.body:
@@ -261,6 +261,8 @@ class StandIn:
                     fields = json.loads(request.body or b"{}")
                     if not isinstance(fields, dict):
                         raise ValueError("expected a JSON object of sim fields")
+                    if fields.pop("clear", False):
+                        sim.clear()
                     sim.update(**fields)
                 except (ValueError, TypeError) as exc:
                     return json_reply({"ok": False, "error": str(exc)}, 400)

@@ -11,17 +11,21 @@ from outside:
   character. Time to first token = queue wait + uncached characters × ``prefill_per_char``.
 - The cache is an LRU of ``cache_chars / block_chars`` blocks; a finished request's blocks go
   back deepest first, so a prompt's tail is evicted before its head (as vLLM frees blocks).
+  The answer it generates is cached too (rendered as the next turn will send it back,
+  ``assistant: <text>``), as vLLM caches the full blocks of generated tokens.
 - After the first token the stream runs at the behaviour's ``token_delay`` and the slot stays
   taken until the answer ends.
 - ``GET /metrics`` speaks vLLM's names (``vllm:num_requests_waiting``,
-  ``vllm:num_requests_running``, ``vllm:kv_cache_usage_perc``: the running requests' prompt
-  characters over the cache size, plus prefix-cache query/hit counters in characters);
+  ``vllm:num_requests_running``, ``vllm:kv_cache_usage_perc``: the blocks the running requests
+  hold, a shared prefix counted once as vLLM shares its blocks, over the cache size, plus
+  prefix-cache query/hit counters in characters);
   ``GET /api/ps`` speaks Ollama's (the model with ``size`` and ``size_vram``, or nothing when it
   is not loaded; a request to an unloaded model first waits ``load_seconds`` and loads it).
 - ``POST /_sim`` changes any parameter below at run time (``slots`` only before the first
-  request); ``override`` pins reported signals (``{"waiting": 7}``) for tests;
-  ``metrics_status`` makes ``/metrics`` and ``/api/ps`` fail with that status. ``GET /_sim``:
-  the counters (requests, prompt and cached characters, hit ratio) and the parameters.
+  request; ``{"clear": true}`` forgets the cache and counters); ``override`` pins reported
+  signals (``{"waiting": 7}``) for tests; ``metrics_status`` makes ``/metrics`` and
+  ``/api/ps`` fail with that status. ``GET /_sim``: the counters (requests, prompt and cached
+  characters, hit ratio) and the parameters.
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .common import content_text
+from .behaviour import Behaviour
+from .common import content_text, last_user_text, limit_of, messages_of, reply_tokens
 
 SIM_PATHS = frozenset({"/metrics", "/api/ps", "/_sim"})
 MODEL_CALLS = frozenset({"/v1/chat/completions", "/v1/completions", "/api/chat",
@@ -86,6 +91,13 @@ def prompt_text(body: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def answer_text(body: dict[str, Any], behaviour: Behaviour) -> str:
+    """The text the stand-in will answer (its tokens, cut at ``max_tokens``)."""
+    tokens = reply_tokens(behaviour, last_user_text(messages_of(body)))
+    limit = limit_of(body.get("max_tokens"))
+    return "".join(tokens if limit is None else tokens[:limit])
+
+
 class ServerSim:
     def __init__(self, params: SimParams | None = None) -> None:
         self.params = params or SimParams()
@@ -93,10 +105,15 @@ class ServerSim:
         self._slots: asyncio.Semaphore | None = None
         self.waiting = 0
         self.running = 0
-        self._running_chars = 0
+        self._in_use: Counter[bytes] = Counter()  # blocks held by running requests (shared once)
         self.requests = 0
         self.prompt_chars = 0
         self.cached_chars = 0
+
+    def clear(self) -> None:
+        """Forget the cache and the counters (between benchmark runs)."""
+        self._cache.clear()
+        self.requests = self.prompt_chars = self.cached_chars = 0
 
     def update(self, **fields: Any) -> SimParams:
         self.params = self.params.updated(**fields)
@@ -104,9 +121,11 @@ class ServerSim:
 
     # -- serving -----------------------------------------------------------------------------
     @asynccontextmanager
-    async def serve(self, body: dict[str, Any]) -> AsyncIterator[None]:
+    async def serve(self, body: dict[str, Any],
+                    behaviour: Behaviour | None = None) -> AsyncIterator[None]:
         """Hold a slot for one request: queue, then load and prefill; the body streams inside."""
         text = prompt_text(body)
+        answer = "assistant: " + answer_text(body, behaviour or Behaviour()) + "\n"
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.params.slots)
         self.waiting += 1
@@ -115,22 +134,23 @@ class ServerSim:
         finally:
             self.waiting -= 1
         self.running += 1
-        self._running_chars += len(text)
+        blocks = self._blocks(text)
+        self._in_use.update(blocks)
         try:
             if not self.params.loaded:
                 await asyncio.sleep(self.params.load_seconds)
                 self.params = self.params.updated(loaded=True)
-            blocks = self._blocks(text)
             cached = self._lookup(blocks) * self.params.block_chars
             self.requests += 1
             self.prompt_chars += len(text)
             self.cached_chars += cached
             await asyncio.sleep((len(text) - cached) * self.params.prefill_per_char)
-            self._insert(blocks)
+            self._insert(self._blocks(text + answer))
             yield
         finally:
             self.running -= 1
-            self._running_chars -= len(text)
+            self._in_use.subtract(blocks)
+            self._in_use += Counter()  # drop the blocks no running request holds
             self._slots.release()
 
     def _blocks(self, text: str) -> list[bytes]:
@@ -160,7 +180,7 @@ class ServerSim:
 
     # -- what it reports ---------------------------------------------------------------------
     def signals(self) -> dict[str, float]:
-        kv = min(1.0, self._running_chars / self.params.cache_chars)
+        kv = min(1.0, len(self._in_use) * self.params.block_chars / self.params.cache_chars)
         values = {"waiting": float(self.waiting), "running": float(self.running), "kv": kv}
         values.update({k: float(v) for k, v in self.params.override.items()})
         return values
