@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.cache_aware", description=__doc__)
     p.add_argument("--quick", action="store_true", help="a smaller run (a smoke test)")
     p.add_argument("--json", type=Path, default=None, help="where to write the JSON")
+    p.add_argument("--workloads", default="multi-turn,hot-spot",
+                   help="comma-separated workloads (default: both)")
     return p.parse_args(argv)
 
 
@@ -181,7 +183,8 @@ def table(result: dict[str, Any]) -> str:
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     multi = MultiTurn(conversations=24, turns=6) if args.quick else MultiTurn()
     hot = HotSpot(requests=72) if args.quick else HotSpot()
-    workloads = {"multi-turn": (multi_turn, multi), "hot-spot": (hot_spot, hot)}
+    every = {"multi-turn": (multi_turn, multi), "hot-spot": (hot_spot, hot)}
+    workloads = {name: every[name] for name in args.workloads.split(",") if name in every}
     redis_proc, redis_port = start_redis()
     sims, ports = start_sims()
     try:
@@ -195,7 +198,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return {"meta": {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "servers": SERVERS,
                      "sim": {**asdict(SIM), "tokens": TOKENS, "token_delay_s": TOKEN_DELAY},
                      "mode": "gunicorn + gevent, 2 workers, Redis",
-                     "workloads": {"multi-turn": asdict(multi), "hot-spot": asdict(hot)}},
+                     "workloads": {name: asdict(spec) for name, (_, spec) in workloads.items()}},
             "workloads": list(workloads), "strategies": strategies}
 
 

@@ -6,9 +6,11 @@ blocks) and its load signals with their age. Then:
 
 - ``load`` ∈ [0, 1]: the router's own in-flight share (``n / cap``, or without a cap
   ``n / max(most in flight, SOFT_SLOTS)``); when the signals are fresh (age ≤ ``max_age``) the
-  larger of that and the signals' load: KV-cache use, ``waiting / saturation_waiting`` (capped
-  at 1), 1 when an Ollama server does not have the model loaded, ``1 - size_vram / size`` when
-  it is partly offloaded to the CPU.
+  larger of that and the signals' load: KV-cache use, 1 when an Ollama server does not have the
+  model loaded, ``1 - size_vram / size`` when it is partly offloaded to the CPU. The queue
+  length counts through saturation only: blended into the load, a queue seen up to a poll
+  interval ago makes every decision avoid that server at once and pile onto the others
+  (herding), while the router's own in-flight count is current.
 - saturated: fresh signals with ``waiting ≥ saturation_waiting`` or KV use ≥ ``saturation_kv``;
   or, the router's own view between polls, ``saturation_waiting`` or more requests in flight
   beyond the least busy candidate and over ``IMBALANCE_FACTOR`` times its count (a burst on one
@@ -94,7 +96,6 @@ def load_of(view: View, most_in_flight: int, params: CacheParams,
         saturated = saturated or kv >= params.saturation_kv
     waiting = view.signals.get("waiting")
     if waiting is not None:
-        sig = max(sig, min(1.0, waiting / params.saturation_waiting))
         saturated = saturated or waiting >= params.saturation_waiting
     if view.signals.get("loaded") == 0:
         sig = 1.0

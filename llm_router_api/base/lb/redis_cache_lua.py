@@ -83,10 +83,7 @@ for _, c in ipairs(avail) do
         s = math.max(s, sig.kv)
         c.saturated = c.saturated or sig.kv >= sat_kv
       end
-      if sig.waiting then
-        s = math.max(s, math.min(1, sig.waiting / sat_wait))
-        c.saturated = c.saturated or sig.waiting >= sat_wait
-      end
+      if sig.waiting then c.saturated = c.saturated or sig.waiting >= sat_wait end
       if sig.loaded == 0 then s = 1
       elseif sig.vram then s = math.max(s, 1 - sig.vram) end
       c.load = math.max(c.load, s)
