@@ -25,7 +25,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from llm_router_api.base.lb.state import StateStore
 from llm_router_api.providers.transport import Transport
@@ -102,11 +102,11 @@ def _latest(name: str) -> str:
 class LoadPoller:
     """One daemon thread per worker; ``start`` after fork, ``stop`` on shutdown."""
 
-    def __init__(self, store: StateStore, transport: Transport, models: ModelsConfig,
-                 interval: float) -> None:
+    def __init__(self, store: StateStore, transport: Transport,
+                 models: Callable[[], ModelsConfig], interval: float) -> None:
         self._store = store
         self._transport = transport
-        self._targets = list(_targets(models))
+        self._models = models  # the current configuration (hot reload may replace it)
         self._interval = interval
         self._token = uuid.uuid4().hex
         self._stop = threading.Event()
@@ -114,8 +114,7 @@ class LoadPoller:
                                         daemon=True)
 
     def start(self) -> None:
-        if self._targets:
-            self._thread.start()
+        self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -130,7 +129,7 @@ class LoadPoller:
             self._stop.wait(self._interval)
 
     def poll_once(self) -> None:
-        for provider, upstream_model in self._targets:
+        for provider, upstream_model in _targets(self._models()):
             signals = self.read(provider, upstream_model)
             if signals is not None:
                 self._store.put_signals(provider.id, signals)

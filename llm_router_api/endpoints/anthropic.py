@@ -32,4 +32,4 @@ class AnthropicMessages(EndpointI):
                     request_id=incoming.request_id,
                     on_usage=incoming.on_usage, extra_headers=extra,
                     session=incoming.session)
-        return self.services.handler.run(call)
+        return incoming.config.handler.run(call)

@@ -10,7 +10,12 @@ import pytest
 
 from llm_router_api.base.lb.cache_aware import CacheAwareStrategy
 from llm_router_api.base.lb.cache_scoring import CacheParams, View, decide, load_of
-from llm_router_api.base.lb.hint import AFFINITY_BREAK, AFFINITY_HIT, RoutingHint
+from llm_router_api.base.lb.hint import (
+    AFFINITY_BREAK,
+    AFFINITY_HIT,
+    RoutingHint,
+    RoutingOutcome,
+)
 from llm_router_api.base.lb.prefix import PrefixTable, block_hashes
 from llm_router_api.base.lb.state import StateStore
 from llm_router_api.core.routing import RoutingHints, render_prompt
@@ -131,9 +136,23 @@ def hint_for(text: str, session: str = "") -> RoutingHint:
     return RoutingHint(block_hashes(text, 16, "m"), session)
 
 
+Went = tuple[ProviderConfig, str, RoutingOutcome]
+
+
+def go(strategy: CacheAwareStrategy, provs: list[ProviderConfig],
+       hint: RoutingHint) -> Went | None:
+    """``route`` as ``(provider, lease id, outcome)``."""
+    routed = strategy.route("m", provs, TTL, hint)
+    if routed is None:
+        return None
+    (provider, lease_id), outcome = routed
+    assert outcome is not None
+    return provider, lease_id, outcome
+
+
 def route(strategy: CacheAwareStrategy, provs: list[ProviderConfig],
           hint: RoutingHint) -> tuple[str, float]:
-    routed = strategy.route("m", provs, TTL, hint)
+    routed = go(strategy, provs, hint)
     assert routed is not None and routed[1] is not None and routed[2] is not None
     strategy.store.release_lease(routed[0].id, routed[1])
     return routed[0].id, routed[2].prefix_match
@@ -161,7 +180,7 @@ def test_saturation_skip_and_signal_age_in_the_store(store: StateStore) -> None:
     other = "p1" if pid == "p0" else "p0"
     store.put_signals(pid, {"waiting": 9.0, "running": 4.0, "kv": 0.5})
     store.put_signals(other, {"waiting": 0.0, "kv": 0.1})
-    routed = strategy.route("m", provs, TTL, hint_for(text + "more " * 5))
+    routed = go(strategy, provs, hint_for(text + "more " * 5))
     assert routed is not None and routed[2] is not None
     assert routed[0].id == other and routed[2].saturation_skips == 1
     assert routed[2].signal_ages[pid] < 3.0
@@ -178,11 +197,11 @@ def test_sessions_stick_then_move_past_the_bound(store: StateStore) -> None:
     home = seen[0]
     for p in provs:
         store.put_signals(p.id, {"kv": 0.7 if p.id == home else 0.05})
-    routed = strategy.route("m", provs, TTL, hint_for("again " * 10, "sess"))
+    routed = go(strategy, provs, hint_for("again " * 10, "sess"))
     assert routed is not None and routed[2] is not None and routed[1] is not None
     assert routed[0].id != home and routed[2].affinity == AFFINITY_BREAK
     store.release_lease(routed[0].id, routed[1])
-    again = strategy.route("m", provs, TTL, hint_for("and again " * 10, "sess"))
+    again = go(strategy, provs, hint_for("and again " * 10, "sess"))
     assert again is not None and again[2] is not None and again[1] is not None
     assert again[0].id == routed[0].id and again[2].affinity == AFFINITY_HIT
     store.release_lease(again[0].id, again[1])
@@ -199,10 +218,10 @@ def test_prefix_table_honours_its_bound_in_the_store(store: StateStore) -> None:
 def test_caps_hold_and_cooling_providers_are_skipped(store: StateStore) -> None:
     strategy, provs = CacheAwareStrategy(store), providers(2, cap=1)
     text = "same prompt " * 20
-    a = strategy.route("m", provs, TTL, hint_for(text))
-    b = strategy.route("m", provs, TTL, hint_for(text))
+    a = go(strategy, provs, hint_for(text))
+    b = go(strategy, provs, hint_for(text))
     assert a is not None and b is not None and a[0].id != b[0].id  # the cap beats the match
-    assert strategy.route("m", provs, TTL, hint_for(text)) is None
+    assert go(strategy, provs, hint_for(text)) is None
     for routed in (a, b):
         assert routed[1] is not None
         store.release_lease(routed[0].id, routed[1])
@@ -236,13 +255,37 @@ def test_in_flight_crowding_counts_as_saturation_in_the_store(store: StateStore)
     text = "one giant shared prefix " * 30
     held = []
     for _ in range(5):  # the burst piles onto the provider that has the prefix...
-        routed = strategy.route("m", provs, TTL, hint_for(text + uuid.uuid4().hex))
+        routed = go(strategy, provs, hint_for(text + uuid.uuid4().hex))
         assert routed is not None and routed[1] is not None
         held.append(routed)
     assert len({r[0].id for r in held}) == 1
-    spill = strategy.route("m", provs, TTL, hint_for(text + "next"))
+    spill = go(strategy, provs, hint_for(text + "next"))
     assert spill is not None and spill[2] is not None and spill[1] is not None
     assert spill[0].id != held[0][0].id and spill[2].saturation_skips == 1  # ...until crowded
     for provider, lease, _ in [*held, spill]:
         assert lease is not None
         store.release_lease(provider.id, lease)
+
+
+def test_a_half_open_provider_takes_one_trial_at_a_time(store: StateStore) -> None:
+    strategy, provs = CacheAwareStrategy(store), providers(2)
+    text = "prefix that lives on p0 " * 20
+    store.record_failure("p0", None, 0.05, 0.05)  # cooled down for 50 ms, then half-open
+    time.sleep(0.1)  # past the cool-down: half-open
+    hint = RoutingHint(block_hashes(text, 16, "m"))
+    trial = go(strategy, provs, hint)
+    assert trial is not None
+    if trial[0].id != "p0":  # it went to p1 (no prefix yet): send p0 its trial explicitly
+        store.release_lease(trial[0].id, trial[1])
+        trial = go(strategy, provs[:1], hint)
+        assert trial is not None
+    routed = strategy.route("m", provs[:1], TTL, hint)
+    assert routed is None  # p0 already runs its one trial
+    (provider, lease_id), _ = strategy.route("m", provs, TTL, hint) or ((None, ""), None)
+    assert provider is not None and provider.id == "p1"  # the prefix's home is busy with it
+    store.release_lease("p1", lease_id)
+    store.release_lease("p0", trial[1])
+    # the grant said so: a trial, with the failure sequence number it saw
+    again = strategy.route("m", provs[:1], TTL, hint)
+    assert again is not None and again[0].trial and again[0].seq == 1
+    store.release_lease("p0", again[0][1])

@@ -20,7 +20,7 @@ from typing import ClassVar
 from llm_router_api.base.lb.cache_scoring import CacheParams
 from llm_router_api.base.lb.hint import RoutingHint
 from llm_router_api.base.lb.picking import Candidate
-from llm_router_api.base.lb.state import StateStore
+from llm_router_api.base.lb.state import Cached, StateStore
 from llm_router_api.base.lb.strategy import Acquired, ChooseProviderStrategyI, Routed
 from llm_router_api.schemas.config import ProviderConfig
 from llm_router_api.settings import Settings
@@ -54,25 +54,33 @@ class CacheAwareStrategy(ChooseProviderStrategyI):
     def state_key(self, model: str) -> str:
         return f"{self.name}:{model}"
 
-    def route(self, model: str, providers: Sequence[ProviderConfig], ttl: float | None,
-              hint: RoutingHint | None) -> Routed | None:
+    def _choose(self, model: str, providers: Sequence[ProviderConfig], ttl: float | None,
+                hint: RoutingHint | None) -> tuple[ProviderConfig, Cached] | None:
         candidates = [Candidate(p.id, self.cap(p)) for p in providers]
         chosen = self.store.choose_cached(self.state_key(model), candidates, hint or NO_HINT,
                                           self.params, ttl)
         if chosen is None:
             return None
         by_id = {p.id: p for p in providers}
-        return by_id[chosen[0]], chosen[1], chosen[2]
+        return by_id[chosen[0][0]], chosen
+
+    def route(self, model: str, providers: Sequence[ProviderConfig], ttl: float,
+              hint: RoutingHint | None) -> Routed | None:
+        chosen = self._choose(model, providers, ttl, hint)
+        if chosen is None:
+            return None
+        provider, (grant, outcome) = chosen
+        if grant[1] is None:
+            return None
+        return Acquired(provider, grant[1], grant.seq, grant.trial), outcome
 
     def get_provider(self, model: str,
                      providers: Sequence[ProviderConfig]) -> ProviderConfig | None:
         """The pick (state advanced) without a lease; ``ProviderChooser`` uses ``route``."""
-        routed = self.route(model, providers, None, None)
-        return None if routed is None else routed[0]
+        chosen = self._choose(model, providers, None, None)
+        return None if chosen is None else chosen[0]
 
     def acquire(self, model: str, providers: Sequence[ProviderConfig],
                 ttl: float) -> Acquired | None:
         routed = self.route(model, providers, ttl, None)
-        if routed is None or routed[1] is None:
-            return None
-        return routed[0], routed[1]
+        return None if routed is None else routed[0]

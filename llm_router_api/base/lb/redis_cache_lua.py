@@ -10,22 +10,25 @@ session's provider — all in one round trip.
 
 Keys: KEYS[1] the strategy's state hash, KEYS[2] the session's key (a placeholder when there is
 no session), then per candidate i: KEYS[2 + 4(i-1) + 1..4] its lease set, cool-down key, prefix
-set and signals hash; last the lease's tombstone.
+set and signals hash; then the lease's tombstone, the failures hash and the failure sequence
+hash (a half-open provider takes one lease at most, as in ``redis_lua.CHOOSE``).
 ARGV: ttl ms (-1: no lease), lease id, k, number of hashes, prefix weight, load weight,
 saturation waiting, saturation KV, max signal age ms, affinity bound, affinity slack, prefix
 entries, prefix ttl ms, has session (0/1), soft slots, imbalance factor; then id and cap (-1)
 per candidate; then the hashes. -> {id, lease id or '', matched blocks, affinity, skips,
-then per available candidate: id, load, signal age ms (-1: none)} or nil.
+failure seq, 1 if half-open else 0, then per available candidate: id, load, signal age ms
+(-1: none)} or nil.
 """
 
 from __future__ import annotations
 
 from llm_router_api.base import lease_lua
+from llm_router_api.base.lb import redis_lua
 
 _NOW = lease_lua.NOW
 _KEEP_KEY = lease_lua.KEEP_KEY
 
-CHOOSE_CACHED = _NOW + _KEEP_KEY + """
+CHOOSE_CACHED = _NOW + _KEEP_KEY + redis_lua._HALF_OPEN + """
 local ttl, lease_id, k, nh = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local wp, wl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local sat_wait, sat_kv, max_age = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -33,6 +36,7 @@ local bound, slack, entries = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(A
 local pttl, has_session, soft = tonumber(ARGV[13]), ARGV[14] == '1', tonumber(ARGV[15])
 local imbalance = tonumber(ARGV[16])
 local state, session = KEYS[1], KEYS[2]
+local failures, failseq = KEYS[4 + 4 * k], KEYS[5 + 4 * k]
 if redis.call('EXISTS', KEYS[3 + 4 * k]) == 1 then return false end
 local hashes = {}
 for i = 1, nh do hashes[i] = ARGV[16 + 2 * k + i] end
@@ -40,7 +44,8 @@ local function num(v) if v then return tonumber(v) end return 0 end
 local avail = {}
 local known = {}
 for i = 1, k do
-  local id, cap = ARGV[16 + 2 * i - 1], tonumber(ARGV[16 + 2 * i])
+  local id = ARGV[16 + 2 * i - 1]
+  local cap = half_open_cap(failures, id, tonumber(ARGV[16 + 2 * i]))
   local base = 2 + 4 * (i - 1)
   known[id] = true
   if redis.call('EXISTS', KEYS[base + 2]) == 0 then
@@ -147,7 +152,10 @@ if nh > 0 then
   redis.call('PEXPIRE', chosen.pfx, pttl)
 end
 if has_session then redis.call('SET', session, chosen.id, 'PX', pttl) end
-local answer = {chosen.id, '', tostring(chosen.matched), affinity, tostring(skips)}
+local trial = '0'
+if tonumber(redis.call('HGET', failures, chosen.id) or '0') > 0 then trial = '1' end
+local answer = {chosen.id, '', tostring(chosen.matched), affinity, tostring(skips),
+                redis.call('HGET', failseq, chosen.id) or '0', trial}
 for _, c in ipairs(avail) do
   answer[#answer + 1] = c.id
   answer[#answer + 1] = string.format('%.17g', c.load)
