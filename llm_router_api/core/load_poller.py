@@ -14,7 +14,8 @@ reads them with their age.
 
 A signal the server does not offer is left out; a failed poll writes nothing, so the last
 signals age and ``cache_aware`` ignores them after three intervals. One poller per worker
-process; with Redis a lock (``hold_lock``, SET NX PX of three intervals) lets only one poller in
+process; with Redis a lock (``hold_lock``, SET NX PX of ``LOCK_INTERVALS`` intervals, so a
+dead holder is replaced before its last signals go stale) lets only one poller in
 the whole cluster poll at a time. It runs only for strategies that use load signals
 (``polls_load``); ``/api/health`` shows whatever signals the store holds.
 """
@@ -34,6 +35,7 @@ from llm_router_api.schemas.config import ModelsConfig, ProviderConfig
 log = logging.getLogger("llm_router.load")
 
 LOCK_NAME = "load-poller"
+LOCK_INTERVALS = 2
 #: The longest a poll may take (s); never longer than one interval.
 POLL_TIMEOUT = 2.0
 MAX_METRICS_BYTES = 4 * 1024 * 1024
@@ -122,7 +124,8 @@ class LoadPoller:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if self._store.hold_lock(LOCK_NAME, self._token, 3 * self._interval):
+                if self._store.hold_lock(LOCK_NAME, self._token,
+                                          LOCK_INTERVALS * self._interval):
                     self.poll_once()
             except Exception:  # the store may be down; keep trying, say so
                 log.exception("load poll failed")
