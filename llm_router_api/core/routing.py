@@ -5,7 +5,8 @@ template lays it out: tool definitions first (templates put them in the system t
 Anthropic's and OpenAI's prompt caches treat ``tools → system → messages`` as the prefix), then
 every message (the system prompt is the first) with its role, text, tool calls and tool-call id;
 a plain ``prompt`` (completions) is its own text. Its full blocks are hashed in a chain seeded
-with the public model name (``base.lb.prefix``); at most ``MAX_BLOCKS`` are tracked.
+with the public name of the model being tried (a fallback model has its own chain;
+``base.lb.prefix``); at most ``MAX_BLOCKS`` are tracked.
 
 The session is the first of: the ``X-Session-ID`` header (``Call.session``), Anthropic
 ``metadata.user_id``, Responses ``previous_response_id``, OpenAI ``prompt_cache_key``, OpenAI
@@ -34,11 +35,11 @@ class RoutingHints:
     def __init__(self, block_size: int) -> None:
         self.block_size = block_size
 
-    def __call__(self, call: Call) -> RoutingHint | None:
+    def __call__(self, call: Call, model: str) -> RoutingHint | None:
         if call.op is Op.EMBEDDING:
-            return RoutingHint(session=session_key(call))
+            return RoutingHint(session=session_key(call, model))
         text = render_prompt(call.canonical)[: MAX_BLOCKS * self.block_size]
-        return RoutingHint(block_hashes(text, self.block_size, call.model), session_key(call))
+        return RoutingHint(block_hashes(text, self.block_size, model), session_key(call, model))
 
 
 def render_prompt(canonical: dict[str, Any]) -> str:
@@ -65,11 +66,11 @@ def _text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def session_key(call: Call) -> str:
+def session_key(call: Call, model: str) -> str:
     raw = call.session or _body_session(call.body)
     if not raw:
         return ""
-    return hashlib.blake2b(f"{call.model}\0{raw}".encode(), digest_size=12).hexdigest()
+    return hashlib.blake2b(f"{model}\0{raw}".encode(), digest_size=12).hexdigest()
 
 
 def _body_session(body: dict[str, Any]) -> str:

@@ -69,7 +69,7 @@ def test_session_comes_from_header_or_body(body: dict[str, object], header: str,
 
     def hint(b: dict[str, object], h: str) -> RoutingHint:
         made = hints(Call(Protocol.OPENAI, Op.CHAT, "m", {"messages": [], **b},
-                          {"messages": []}, False, session=h))
+                          {"messages": []}, False, session=h), "m")
         assert made is not None
         return made
 
