@@ -42,6 +42,16 @@ DEFAULT_REDIS_PREFIX = "llm_router:"
 DEFAULT_SENTINEL_MASTER = "mymaster"
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_SHUTDOWN_GRACE = 30.0
+# cache_aware (SPEC §11)
+DEFAULT_PREFIX_BLOCK_SIZE = 256
+DEFAULT_PREFIX_CACHE_ENTRIES = 100_000
+DEFAULT_PREFIX_CACHE_TTL = 3600.0
+DEFAULT_LOAD_POLL_INTERVAL = 1.0
+DEFAULT_PREFIX_WEIGHT = 3.0
+DEFAULT_LOAD_WEIGHT = 1.0
+DEFAULT_SATURATION_WAITING = 5.0
+DEFAULT_SATURATION_KV = 0.8
+DEFAULT_AFFINITY_BOUND = 1.25
 
 SERVER_TYPES = ("flask", "gunicorn", "waitress")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -221,6 +231,18 @@ class Settings:
     config_watch: bool = var(False, parse_bool)
     #: Not a variable: the launcher's file that tells its workers to reload (core.reload).
     reload_signal_file: str = ""
+    prefix_block_size: int = var(DEFAULT_PREFIX_BLOCK_SIZE, _positive(_int))
+    prefix_cache_entries: int = var(DEFAULT_PREFIX_CACHE_ENTRIES, _positive(_int))
+    prefix_cache_ttl: float = var(DEFAULT_PREFIX_CACHE_TTL, _positive(_float))
+    load_poll_interval: float = var(DEFAULT_LOAD_POLL_INTERVAL, _positive(_float))
+    cache_aware_prefix_weight: float = var(DEFAULT_PREFIX_WEIGHT, _number(float, "a number"))
+    cache_aware_load_weight: float = var(DEFAULT_LOAD_WEIGHT, _number(float, "a number"))
+    cache_aware_saturation_waiting: float = var(DEFAULT_SATURATION_WAITING,
+                                                _positive(_number(float, "a number")))
+    cache_aware_saturation_kv: float = var(DEFAULT_SATURATION_KV,
+                                           _positive(_number(float, "a number")))
+    cache_aware_affinity_bound: float = var(DEFAULT_AFFINITY_BOUND,
+                                            _positive(_number(float, "a number")))
     # Prometheus' own variable; under gunicorn the launcher sets it (web.multiproc).
     prometheus_multiproc_dir: str = ""
     # The environment as it was at load time, for `env:NAME` secrets in models-config.json.
