@@ -8,6 +8,8 @@ import pytest
 
 from llm_router_api.core.config import ConfigError, load_models_config
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

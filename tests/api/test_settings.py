@@ -4,6 +4,8 @@ import pytest
 
 from llm_router_api.settings import Settings, SettingsError, load_settings
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults_match_the_documented_table() -> None:
     settings = load_settings({})

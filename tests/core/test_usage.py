@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from llm_router_api.core.usage import Usage, meter_for
 from llm_router_api.schemas.calls import Protocol
+
+pytestmark = pytest.mark.unit
 
 
 def feed(protocol: Protocol, stream: bool, frames: list[bytes]) -> Usage:

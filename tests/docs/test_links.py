@@ -9,6 +9,8 @@ import pytest
 
 from tests.docs.markdown import ROOT, anchors, links, markdown_files, slug
 
+pytestmark = pytest.mark.unit
+
 EXTERNAL = ("http://", "https://", "mailto:")
 
 

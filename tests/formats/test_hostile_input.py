@@ -93,6 +93,7 @@ BAD_CANONICAL = [
 ]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("op,change,param", BAD_CANONICAL)
 def test_canonical_check_names_the_field(op: Op, change: dict[str, Any], param: str) -> None:
     base: dict[str, Any] = {Op.CHAT: {"messages": USER}, Op.COMPLETION: {"prompt": "x"},
@@ -103,6 +104,7 @@ def test_canonical_check_names_the_field(op: Op, change: dict[str, Any], param: 
     assert param in caught.value.message
 
 
+@pytest.mark.unit
 def test_a_rich_valid_request_passes_and_translates() -> None:
     check_request(Op.CHAT, GOOD_CHAT)
     assert ollama_request(Op.CHAT, GOOD_CHAT, "up", True)["messages"][2]["tool_calls"]
@@ -115,6 +117,7 @@ def first_param(model: type[BaseModel], body: dict[str, Any]) -> str:
     return str(validation_error(caught.value).param)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("messages,param", [
     ([{"role": "assistant", "tool_calls": [{"function": "x"}]}],
      "messages.0.tool_calls.0.function"),
@@ -127,6 +130,7 @@ def test_ollama_caller_fields_are_typed(messages: list[Any], param: str) -> None
     assert first_param(OllamaChatRequest, {"model": "m", "messages": messages}) == param
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("change,param", [
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]},
      "messages.0.content.0.text"),
@@ -149,6 +153,7 @@ def test_anthropic_caller_fields_are_typed(change: dict[str, Any], param: str) -
     assert first_param(AnthropicMessagesRequest, body) == param
 
 
+@pytest.mark.unit
 def test_valid_caller_requests_give_a_canonical_that_passes() -> None:
     anthropic = {"model": "m", "system": [{"type": "text", "text": "s"}], "messages": [
         {"role": "user", "content": [{"type": "text", "text": "hi"},

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+import pytest
+
 from llm_router_api.formats.openai.upstream import split_sse_error
 from llm_router_api.http.redact import MASK, Redacted, redact, secrets_for
+
+pytestmark = pytest.mark.unit
 
 HOST = "http://10.1.2.3:8000"
 TOKEN = "sk-live-0123456789"

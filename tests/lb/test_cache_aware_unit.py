@@ -22,6 +22,8 @@ from llm_router_api.core.routing import RoutingHints, render_prompt
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.config import ProviderConfig
 
+pytestmark = pytest.mark.unit
+
 TTL = 30.0
 PARAMS = CacheParams()
 

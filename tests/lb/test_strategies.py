@@ -18,6 +18,8 @@ from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
 from llm_router_api.base.lb.weighted import DynamicWeightedStrategy, WeightedStrategy
 from llm_router_api.schemas.config import ProviderConfig
 
+pytestmark = pytest.mark.unit
+
 TTL = 30.0
 
 

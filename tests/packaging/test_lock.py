@@ -6,6 +6,7 @@ constraints.txt with pyproject.toml.
 
 from __future__ import annotations
 
+import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -16,6 +17,8 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: pytest brings tomli there
     import tomli as tomllib  # type: ignore[no-redef]
+
+pytestmark = pytest.mark.unit
 
 
 def pins() -> dict[str, str]:

@@ -69,7 +69,7 @@ class AnthropicAdapter(UpstreamAdapter):
                 call: Call) -> Iterator[bytes]:
         body = with_defaults(provider, {**call.body, "model": upstream_model,
                                         "stream": call.stream})
-        yield from relay(self.open(provider, PATH, body, call), call.stream, _sse_blocks)
+        yield from relay(self.open(provider, PATH, body, call), call.stream, sse_blocks)
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:
@@ -85,10 +85,11 @@ class AnthropicAdapter(UpstreamAdapter):
         try:
             if not call.stream:
                 message = parse_json(response.read())
-                yield _response(call.op, message, upstream_model)
+                yield canonical_response(call.op, message, upstream_model)
                 return
             object_type = "chat.completion.chunk" if call.op == Op.CHAT else "text_completion"
-            yield from _chunks(_events(response), ChunkMaker(upstream_model, object_type))
+            maker = ChunkMaker(upstream_model, object_type)
+            yield from canonical_chunks(anthropic_events(response), maker)
         finally:
             response.close()
 
@@ -173,7 +174,7 @@ def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # -- Anthropic -> canonical -------------------------------------------------------------------
-def _response(op: Op, message: Any, model: str) -> dict[str, Any]:
+def canonical_response(op: Op, message: Any, model: str) -> dict[str, Any]:
     if not isinstance(message, dict) or not isinstance(message.get("content"), list):
         raise UpstreamProtocolError("the provider sent an answer that could not be read")
     text = "".join(b.get("text", "") for b in message["content"] if b.get("type") == "text")
@@ -189,7 +190,7 @@ def _response(op: Op, message: Any, model: str) -> dict[str, Any]:
     return chat_response(model, out, finish, prompt, completion)
 
 
-def _events(response: UpstreamResponse) -> Iterator[dict[str, Any]]:
+def anthropic_events(response: UpstreamResponse) -> Iterator[dict[str, Any]]:
     for line in response.lines():
         if line.startswith(b"data:"):
             event = parse_json(line[5:])
@@ -199,7 +200,8 @@ def _events(response: UpstreamResponse) -> Iterator[dict[str, Any]]:
                 yield event
 
 
-def _chunks(events: Iterator[dict[str, Any]], maker: ChunkMaker) -> Iterator[dict[str, Any]]:
+def canonical_chunks(events: Iterator[dict[str, Any]],
+                     maker: ChunkMaker) -> Iterator[dict[str, Any]]:
     tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool-call index
     prompt: Any = 0
     completion: Any = 0
@@ -245,7 +247,7 @@ def _delta_chunk(event: dict[str, Any], tools: dict[int, int],
     return None
 
 
-def _sse_blocks(response: UpstreamResponse) -> Iterator[bytes]:
+def sse_blocks(response: UpstreamResponse) -> Iterator[bytes]:
     """Forward SSE as it comes; an ``error`` event or no ``message_stop`` fails the stream."""
     done = False
     for block in line_blocks(response):

@@ -55,7 +55,7 @@ class OllamaAdapter(UpstreamAdapter):
         if call.op != Op.EMBEDDING:
             body["stream"] = call.stream
         response = self.open(provider, ROUTES[call.op], with_defaults(provider, body), call)
-        yield from relay(response, call.stream, _ndjson_blocks,
+        yield from relay(response, call.stream, ndjson_blocks,
                          check=lambda raw: _check(parse_json(raw)))
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
@@ -65,9 +65,10 @@ class OllamaAdapter(UpstreamAdapter):
         response = self.open(provider, ROUTES[call.op], body, call)
         try:
             if not call.stream:
-                yield _response(call.op, _check(parse_json(response.read())), upstream_model)
+                answer = _check(parse_json(response.read()))
+                yield canonical_response(call.op, answer, upstream_model)
                 return
-            yield from _chunks(call.op, _objects(response), upstream_model)
+            yield from canonical_chunks(call.op, _objects(response), upstream_model)
         finally:
             response.close()
 
@@ -162,7 +163,7 @@ def _objects(response: UpstreamResponse) -> Iterator[dict[str, Any]]:
             yield _check(parse_json(line))
 
 
-def _response(op: Op, obj: dict[str, Any], model: str) -> dict[str, Any]:
+def canonical_response(op: Op, obj: dict[str, Any], model: str) -> dict[str, Any]:
     prompt, completion = obj.get("prompt_eval_count"), obj.get("eval_count")
     if op == Op.EMBEDDING:
         data = [{"object": "embedding", "index": i, "embedding": v}
@@ -181,7 +182,8 @@ def _response(op: Op, obj: dict[str, Any], model: str) -> dict[str, Any]:
     return chat_response(model, out, finish_reason(obj, bool(calls)), prompt, completion)
 
 
-def _chunks(op: Op, objects: Iterator[dict[str, Any]], model: str) -> Iterator[dict[str, Any]]:
+def canonical_chunks(op: Op, objects: Iterator[dict[str, Any]],
+                     model: str) -> Iterator[dict[str, Any]]:
     maker = ChunkMaker(model, "chat.completion.chunk" if op == Op.CHAT else "text_completion")
     tools = 0
     for obj in objects:
@@ -199,7 +201,7 @@ def _chunks(op: Op, objects: Iterator[dict[str, Any]], model: str) -> Iterator[d
     raise truncated()
 
 
-def _ndjson_blocks(response: UpstreamResponse) -> Iterator[bytes]:
+def ndjson_blocks(response: UpstreamResponse) -> Iterator[bytes]:
     """Forward NDJSON as it comes; an error line or a missing ``done`` line fails the stream."""
     last = b""
     for block in line_blocks(response):

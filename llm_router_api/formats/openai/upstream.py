@@ -42,7 +42,7 @@ class OpenAIAdapter(UpstreamAdapter):
                 call: Call) -> Iterator[bytes]:
         body = upstream_body(provider, upstream_model, call.body)
         yield from relay(self.open(provider, ROUTES[call.op], body, call), call.stream,
-                         _sse_blocks)
+                         sse_blocks)
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:
@@ -59,7 +59,7 @@ class OpenAIAdapter(UpstreamAdapter):
             if not call.stream:
                 yield _answer(parse_json(response.read()))
                 return
-            for block in _sse_blocks(response):
+            for block in sse_blocks(response):
                 for line in block.splitlines():
                     if line.startswith(b"data:") and line != DONE_LINE:
                         yield _answer(parse_json(line[5:]))
@@ -74,7 +74,7 @@ def _answer(obj: Any) -> Any:
     return obj
 
 
-def _sse_blocks(response: Any) -> Iterator[bytes]:
+def sse_blocks(response: Any) -> Iterator[bytes]:
     """Forward SSE lines as they come; an upstream that stops before ``[DONE]`` has failed.
     The upstream's own ``data: {"error": ...}`` line is not forwarded: it ends the stream as
     a failure, which the caller gets as the gateway's one error event."""
