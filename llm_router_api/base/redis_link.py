@@ -43,13 +43,15 @@ T = TypeVar("T")
 Settle = Callable[[bool], Any]
 
 
-def _options(decode_responses: bool) -> dict[str, Any]:
-    return {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT,
+def _options(decode_responses: bool, socket_timeout: float) -> dict[str, Any]:
+    return {"socket_timeout": socket_timeout, "socket_connect_timeout": SOCKET_TIMEOUT,
             "retry": Retry(NoBackoff(), 0), "decode_responses": decode_responses}
 
 
-def redis_client(settings: Settings, decode_responses: bool = True) -> redis.Redis:
-    options = _options(decode_responses)
+def redis_client(settings: Settings, decode_responses: bool = True,
+                 socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
+    """A client; a longer ``socket_timeout`` is for a pool that blocks (``BLPOP``) on purpose."""
+    options = _options(decode_responses, socket_timeout)
     if settings.redis_url:
         return redis.Redis.from_url(settings.redis_url, **options)
     password = settings.redis_password or None
@@ -61,6 +63,15 @@ def redis_client(settings: Settings, decode_responses: bool = True) -> redis.Red
                                    password=password, **options)
     return redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
                        password=password, **options)
+
+
+def blocking_twin(client: redis.Redis, socket_timeout: float) -> redis.Redis:
+    """A client on its own pool, like ``client``'s but with ``socket_timeout`` (for ``BLPOP``).
+    Not for a Sentinel-managed client: ``redis_client(..., socket_timeout=...)`` makes those."""
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs, socket_timeout=socket_timeout)
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, **kwargs))
 
 
 def redis_address(settings: Settings) -> str:

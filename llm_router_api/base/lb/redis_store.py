@@ -6,6 +6,9 @@ Layout (under ``LLM_ROUTER_REDIS_PREFIX``, default ``llm_router:``)::
     cool:<provider>    string with a TTL: present while the provider cools down
     h:<key>            hash of counters (strategy state, health failures, latencies, weights)
     gone:<lease>       tombstone of a lease released late (one TTL)
+    q:<model>          sorted set: waiting tickets -> arrival (us), the model's fair queue
+    qx:<model>         sorted set: waiting tickets -> expiry (ms)
+    w:<ticket>         list: a waiter's wake token (``BLPOP``-ed by the waiter)
     probe              written by the outage prober
 
 Every multi-step operation is one Lua script (``redis_lua``), so caps and pick rules hold across
@@ -20,6 +23,11 @@ grant whose call failed (Redis may still run it) is released then too, tombstone
 both stores (a lease lives in the one that granted it; the other ignores it). Renewals re-create
 leases Redis lost, including those granted from memory during an outage, so in-flight requests
 count again in Redis within one renewal round.
+
+Waiting (``waiting``): the routing script queues a caller whose turn has not come; the waiter
+then blocks in ``BLPOP`` on its own wake list (on a second connection pool whose socket timeout
+outlasts one ``WAIT_SLICE``; under gevent the block is cooperative), and a release pushes the
+head's token. While Redis is down, waiting uses the in-process queue like everything else.
 """
 
 from __future__ import annotations
@@ -34,9 +42,12 @@ from llm_router_api.base import lease_lua
 from llm_router_api.base.lb import redis_lua
 from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.state import MemoryStore, StateStore, new_lease_id
+from llm_router_api.base.lb.waiting import TICKET_TTL, WAIT_SLICE, Waiter
 from llm_router_api.base.redis_link import (
     PROBE_TTL_MS,
+    SOCKET_TIMEOUT,
     Fallback,
+    blocking_twin,
     redis_address,
     redis_client,
     warn_if_keys_can_be_evicted,
@@ -48,6 +59,9 @@ log = logging.getLogger("llm_router.redis")
 T = TypeVar("T")
 #: How long a tombstone of a lease released late lives (ms): longer than any call can be late.
 TOMBSTONE_MS = 120_000
+TICKET_TTL_MS = int(TICKET_TTL * 1000)
+#: The waiting pool's socket timeout: one ``BLPOP`` of a ``WAIT_SLICE``, and a reply's time.
+WAIT_SOCKET_TIMEOUT = WAIT_SLICE + SOCKET_TIMEOUT
 
 
 def _ms(seconds: float) -> int:
@@ -56,14 +70,17 @@ def _ms(seconds: float) -> int:
 
 class RedisStore(StateStore):
     def __init__(self, client: redis.Redis, prefix: str = "llm_router:",
-                 where: str = "redis") -> None:
+                 where: str = "redis", waiting: redis.Redis | None = None) -> None:
         self._redis = client
+        self._waiting = waiting if waiting is not None else blocking_twin(client,
+                                                                          WAIT_SOCKET_TIMEOUT)
         self._prefix = prefix
         self._where = where
         self._memory = MemoryStore()
         self._fallback = Fallback(where, "load-balancing state", self._probe)
         self._scripts = {name: client.register_script(getattr(redis_lua, name))
-                         for name in ("ACQUIRE", "IN_FLIGHT", "EWMA", "CHOOSE")}
+                         for name in ("ACQUIRE", "IN_FLIGHT", "EWMA", "CHOOSE",
+                                      "RELEASE_WAKE", "LEAVE")}
         self._scripts.update({name: client.register_script(getattr(lease_lua, name))
                               for name in ("RELEASE", "RENEW")})
 
@@ -71,7 +88,8 @@ class RedisStore(StateStore):
     def from_settings(cls, settings: Settings) -> RedisStore:
         client, where = redis_client(settings), redis_address(settings)
         warn_if_keys_can_be_evicted(client, where)
-        return cls(client, settings.redis_prefix, where)
+        return cls(client, settings.redis_prefix, where,
+                   redis_client(settings, socket_timeout=WAIT_SOCKET_TIMEOUT))
 
     def _probe(self) -> None:
         self._redis.set(f"{self._prefix}probe", "1", px=PROBE_TTL_MS)
@@ -103,6 +121,13 @@ class RedisStore(StateStore):
     def _tomb_key(self, lease_id: str) -> str:
         return f"{self._prefix}gone:{lease_id}"
 
+    def _queue_keys(self, queue: str) -> list[str]:
+        return [f"{self._prefix}q:{queue}", f"{self._prefix}qx:{queue}"]
+
+    @property
+    def _wake_prefix(self) -> str:
+        return f"{self._prefix}w:"
+
     # -- leases ----------------------------------------------------------------------------------
     def acquire_lease(self, provider_id: str, cap: int | None, ttl: float) -> str | None:
         lease_id = new_lease_id()
@@ -117,14 +142,17 @@ class RedisStore(StateStore):
                          self._undo(lease_id, [provider_id]))
 
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
-                     ttl: float | None) -> tuple[str, str | None] | None:
+                     ttl: float | None, waiter: Waiter | None = None
+                     ) -> tuple[str, str | None] | None:
         lease_id = new_lease_id()
         ids = [c.id for c in candidates]
         keys = ([self._hash_key(state_key)] + [self._lease_key(i) for i in ids]
-                + [self._cool_key(i) for i in ids] + [self._tomb_key(lease_id)])
+                + [self._cool_key(i) for i in ids] + [self._tomb_key(lease_id)]
+                + self._queue_keys(waiter.queue if waiter else state_key))
         args: list[Any] = [rule, -1 if ttl is None else _ms(ttl), lease_id, len(candidates)]
         for c in candidates:
             args += [c.id, -1 if c.cap is None else c.cap, repr(float(c.weight))]
+        args += [waiter.ticket if waiter else "", TICKET_TTL_MS, self._wake_prefix]
 
         def shared() -> tuple[str, str | None] | None:
             answer = self._scripts["CHOOSE"](keys=keys, args=args)
@@ -133,7 +161,7 @@ class RedisStore(StateStore):
             return str(answer[0]), (str(answer[1]) or None)
 
         return self._run(shared, lambda: self._memory.choose_lease(rule, state_key,
-                                                                   candidates, ttl),
+                                                                   candidates, ttl, waiter),
                          None if ttl is None else self._undo(lease_id, ids))
 
     def _undo(self, lease_id: str, provider_ids: Sequence[str]) -> Callable[[bool], Any]:
@@ -144,9 +172,37 @@ class RedisStore(StateStore):
         keys = [self._lease_key(p) for p in provider_ids] + [self._tomb_key(lease_id)]
         self._scripts["RELEASE"](keys=keys, args=[lease_id, TOMBSTONE_MS if late else 0])
 
-    def release_lease(self, provider_id: str, lease_id: str) -> None:
-        self._memory.release_lease(provider_id, lease_id)
-        self._fallback.settle(lambda late: self._release(lease_id, [provider_id], late))
+    def _release_and_wake(self, lease_id: str, provider_id: str, queue: str,
+                          late: bool) -> None:
+        keys = [self._lease_key(provider_id), self._tomb_key(lease_id),
+                *self._queue_keys(queue)]
+        self._scripts["RELEASE_WAKE"](keys=keys, args=[lease_id, TOMBSTONE_MS if late else 0,
+                                                       self._wake_prefix, TICKET_TTL_MS])
+
+    def release_lease(self, provider_id: str, lease_id: str, queue: str | None = None) -> None:
+        self._memory.release_lease(provider_id, lease_id, queue)
+        if queue is None:
+            self._fallback.settle(lambda late: self._release(lease_id, [provider_id], late))
+        else:
+            self._fallback.settle(lambda late: self._release_and_wake(lease_id, provider_id,
+                                                                      queue, late))
+
+    # -- waiting ---------------------------------------------------------------------------------
+    def wait_turn(self, waiter: Waiter, timeout: float) -> bool:
+        """Block until a release (or a waiter before us) wakes us, at most ``timeout`` (and one
+        ``WAIT_SLICE``). True when woken."""
+        timeout = min(timeout, WAIT_SLICE)
+        if timeout <= 0:
+            return False
+        return self._run(
+            lambda: self._waiting.blpop([self._wake_prefix + waiter.ticket], timeout) is not None,
+            lambda: self._memory.wait_turn(waiter, timeout))
+
+    def leave_queue(self, waiter: Waiter) -> None:
+        self._memory.leave_queue(waiter)
+        self._run(lambda: self._scripts["LEAVE"](
+            keys=self._queue_keys(waiter.queue),
+            args=[waiter.ticket, self._wake_prefix, TICKET_TTL_MS]), lambda: None)
 
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
         self._memory.renew_leases(leases, ttl)
@@ -222,3 +278,4 @@ class RedisStore(StateStore):
     def close(self) -> None:
         self._fallback.close()
         self._redis.close()
+        self._waiting.close()

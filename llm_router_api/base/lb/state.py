@@ -7,7 +7,10 @@ requests run, so a crashed worker's leases expire by themselves.
 
 ``choose_lease`` is the one-step routing decision of the built-in strategies: among the given
 candidates it skips those cooling down or at their cap, applies a pick rule (``picking``) to the
-rest and leases the pick, all atomically (one Redis round trip).
+rest and leases the pick, all atomically (one Redis round trip). With a ``Waiter`` it also
+keeps the model's queue fair (``waiting``): a caller takes a slot only when its turn has come,
+else its ticket waits in line; ``wait_turn`` sleeps until a release wakes it, ``leave_queue``
+gives the place up.
 
 ``MemoryStore`` serves one process (thread-safe). ``RedisStore`` (``redis_store``) shares the same
 operations across workers and instances.
@@ -15,6 +18,7 @@ operations across workers and instances.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -22,7 +26,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 
 from llm_router_api.base.lb.picking import Candidate, pick
+from llm_router_api.base.lb.waiting import Queues, Waiter, wait
 from llm_router_api.base.leases import LeaseTable
+
+#: How often a store without queues is asked again while a request waits for a slot.
+POLL_INTERVAL = 0.05
 
 
 def new_lease_id() -> str:
@@ -38,17 +46,29 @@ class StateStore(ABC):
 
     @abstractmethod
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
-                     ttl: float | None) -> tuple[str, str | None] | None:
+                     ttl: float | None, waiter: Waiter | None = None
+                     ) -> tuple[str, str | None] | None:
         """Pick among ``candidates`` by ``rule`` and lease the pick, atomically.
 
         Candidates cooling down or holding ``cap`` live leases are skipped; the rule's state
         lives in the hash ``state_key``. Returns ``(provider_id, lease_id)``, or ``None`` when
         no candidate is available. With ``ttl=None`` nothing is leased (lease id ``None``).
+        With a ``waiter``, only when its turn in the queue has come; else it keeps its place.
         """
 
     @abstractmethod
-    def release_lease(self, provider_id: str, lease_id: str) -> None:
-        """Drop the lease (no error if it expired or was already released)."""
+    def release_lease(self, provider_id: str, lease_id: str, queue: str | None = None) -> None:
+        """Drop the lease (no error if it expired or was already released); wake the head of
+        ``queue`` (the lease's model), if any."""
+
+    def wait_turn(self, waiter: Waiter, timeout: float) -> bool:
+        """Sleep until ``waiter`` is woken (True) or ``timeout`` passes (False). Default: a
+        short sleep (a store without queues is polled)."""
+        time.sleep(max(0.0, min(timeout, POLL_INTERVAL)))
+        return False
+
+    def leave_queue(self, waiter: Waiter) -> None:  # noqa: B027 - no queue by default
+        """Give the waiter's place up (it stopped waiting, for whatever reason)."""
 
     @abstractmethod
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
@@ -103,6 +123,7 @@ class MemoryStore(StateStore):
         self._leases: dict[str, LeaseTable] = {}
         self._hashes: dict[str, dict[str, float]] = {}
         self._cool_until: dict[str, float] = {}
+        self._queues = Queues()
 
     def _table(self, provider_id: str) -> LeaseTable:
         return self._leases.setdefault(provider_id, LeaseTable())
@@ -118,17 +139,25 @@ class MemoryStore(StateStore):
             return lease_id
 
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
-                     ttl: float | None) -> tuple[str, str | None] | None:
+                     ttl: float | None, waiter: Waiter | None = None
+                     ) -> tuple[str, str | None] | None:
         now = time.monotonic()
         with self._lock:
             in_flight: dict[str, int] = {}
             available: list[Candidate] = []
+            free = 0.0
             for candidate in candidates:
                 if self._cool_until.get(candidate.id, 0.0) > now:
                     continue
                 in_flight[candidate.id] = self._table(candidate.id).live(now)
                 if candidate.cap is None or in_flight[candidate.id] < candidate.cap:
                     available.append(candidate)
+                    free += math.inf if candidate.cap is None else \
+                        candidate.cap - in_flight[candidate.id]
+            open_ = len(in_flight) > 0  # some candidate is not cooling down: worth waiting
+            if waiter is not None and ttl is not None \
+                    and not self._queues.turn(waiter, free, open_, now):
+                return None
             if not available:
                 return None
             state = self._hashes.setdefault(state_key, {})
@@ -141,9 +170,20 @@ class MemoryStore(StateStore):
             self._table(chosen).add(lease_id, now + ttl)
             return chosen, lease_id
 
-    def release_lease(self, provider_id: str, lease_id: str) -> None:
+    def release_lease(self, provider_id: str, lease_id: str, queue: str | None = None) -> None:
         with self._lock:
             self._table(provider_id).remove(lease_id)
+            if queue is not None:
+                self._queues.wake_first(queue, 1)
+
+    def wait_turn(self, waiter: Waiter, timeout: float) -> bool:
+        with self._lock:
+            event = self._queues.wake_event(waiter)
+        return wait(event, timeout)
+
+    def leave_queue(self, waiter: Waiter) -> None:
+        with self._lock:
+            self._queues.leave(waiter)
 
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
         expiry = time.monotonic() + ttl

@@ -11,7 +11,9 @@ and instances (Redis).
 ``acquire`` is what ``ProviderChooser`` calls: pick *and* lease, with each provider's cap. The
 default does ``get_provider`` then ``store.acquire_lease`` (and ``put_provider`` when the slot is
 taken, then tries the others), so a custom strategy only writes ``get_provider``. The built-in
-strategies override ``acquire`` with one atomic ``store.choose_lease`` (one Redis round trip).
+strategies override ``acquire`` with one atomic ``store.choose_lease`` (one Redis round trip),
+which also keeps the model's waiting queue fair (``waiting``): they set ``queues``. A strategy
+without it is asked again every ``state.POLL_INTERVAL`` while a request waits.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import ClassVar
 
 from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.state import MemoryStore, StateStore
+from llm_router_api.base.lb.waiting import Waiter
 from llm_router_api.schemas.config import ProviderConfig
 
 Acquired = tuple[ProviderConfig, str]
@@ -36,6 +39,8 @@ class ChooseProviderStrategyI(ABC):
     #: ``acquire`` itself passes over providers cooling down (the chooser then skips its own
     #: up-front check, so a free slot costs one store call).
     skips_cooling: ClassVar[bool] = False
+    #: ``acquire`` honours a ``Waiter`` (a fair queue, woken by releases) rather than ignoring it.
+    queues: ClassVar[bool] = False
 
     def __init__(self, store: StateStore | None = None) -> None:
         self.store: StateStore = store if store is not None else MemoryStore()
@@ -57,8 +62,9 @@ class ChooseProviderStrategyI(ABC):
         return provider.max_concurrency or self.default_max_concurrency
 
     def acquire(self, model: str, providers: Sequence[ProviderConfig],
-                ttl: float) -> Acquired | None:
-        """Pick a provider and lease one of its slots; ``None`` when every one is full."""
+                ttl: float, waiter: Waiter | None = None) -> Acquired | None:
+        """Pick a provider and lease one of its slots; ``None`` when every one is full (or, with
+        ``waiter`` and ``queues``, when others waited first)."""
         left = list(providers)
         while left:
             provider = self.get_provider(model, left)
@@ -89,6 +95,7 @@ class RuleStrategy(ChooseProviderStrategyI):
 
     rule: ClassVar[str]
     skips_cooling = True  # the store's pick passes over cooling providers
+    queues = True
 
     def state_key(self, model: str) -> str:
         return f"{self.name}:{model}"
@@ -100,10 +107,10 @@ class RuleStrategy(ChooseProviderStrategyI):
         return [Candidate(p.id, self.cap(p), w)
                 for p, w in zip(providers, self.weights(model, providers), strict=True)]
 
-    def _choose(self, model: str, providers: Sequence[ProviderConfig],
-                ttl: float | None) -> tuple[ProviderConfig, str | None] | None:
+    def _choose(self, model: str, providers: Sequence[ProviderConfig], ttl: float | None,
+                waiter: Waiter | None = None) -> tuple[ProviderConfig, str | None] | None:
         chosen = self.store.choose_lease(self.rule, self.state_key(model),
-                                         self.candidates(model, providers), ttl)
+                                         self.candidates(model, providers), ttl, waiter)
         if chosen is None:
             return None
         by_id = {p.id: p for p in providers}
@@ -116,8 +123,8 @@ class RuleStrategy(ChooseProviderStrategyI):
         return None if chosen is None else chosen[0]
 
     def acquire(self, model: str, providers: Sequence[ProviderConfig],
-                ttl: float) -> Acquired | None:
-        chosen = self._choose(model, providers, ttl)
+                ttl: float, waiter: Waiter | None = None) -> Acquired | None:
+        chosen = self._choose(model, providers, ttl, waiter)
         if chosen is None or chosen[1] is None:
             return None
         return chosen[0], chosen[1]
