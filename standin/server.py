@@ -53,6 +53,8 @@ class StandIn:
         self._behaviour = self._default
         self._records: deque[dict[str, Any]] = deque(maxlen=record_limit)
         self._count = 0
+        self._active = 0  # requests being answered now, and the most at once since reset
+        self._peak = 0
         self._lock = threading.Lock()
         self._extra = f"X-Standin-Name: {name}\r\n".encode("latin-1")
         self._server: asyncio.Server | None = None
@@ -84,11 +86,17 @@ class StandIn:
     def count(self) -> int:
         return self._count
 
+    @property
+    def peak(self) -> int:
+        """The most requests answered at once since start or ``reset``."""
+        return self._peak
+
     def reset(self) -> None:
         """Forget recorded requests and restore the behaviour given at construction."""
         with self._lock:
             self._records.clear()
             self._count = 0
+            self._peak = self._active
         self._behaviour = self._default
 
     def stats(self) -> dict[str, Any]:
@@ -98,6 +106,7 @@ class StandIn:
         return {
             "name": self.name,
             "count": count,
+            "peak": self._peak,
             "requests": last,
             "behaviour": self._behaviour.to_dict(),
         }
@@ -210,6 +219,17 @@ class StandIn:
         behaviour = self._behaviour
         if request.path in CONTROL_PATHS:
             return await self._send(writer, self._control(request), request.keep_alive, behaviour)
+        with self._lock:
+            self._active += 1
+            self._peak = max(self._peak, self._active)
+        try:
+            return await self._answer(request, writer, behaviour)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    async def _answer(self, request: Request, writer: asyncio.StreamWriter,
+                      behaviour: Behaviour) -> bool:
         parsed = parse_json(request.body)
         self._record(request, recorded_json(parsed))
         if behaviour.fail_marker and behaviour.fail_marker.encode() in request.body:

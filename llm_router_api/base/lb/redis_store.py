@@ -162,11 +162,18 @@ class RedisStore(StateStore):
 
         return self._run(shared, lambda: self._memory.choose_lease(rule, state_key,
                                                                    candidates, ttl, waiter),
-                         None if ttl is None else self._undo(lease_id, ids))
+                         None if ttl is None else self._undo(lease_id, ids, waiter))
 
-    def _undo(self, lease_id: str, provider_ids: Sequence[str]) -> Callable[[bool], Any]:
-        """Release a grant whose call failed: Redis may run it yet (a stalled script)."""
-        return lambda late: self._release(lease_id, provider_ids, True)
+    def _undo(self, lease_id: str, provider_ids: Sequence[str],
+              waiter: Waiter | None) -> Callable[[bool], Any]:
+        """Release a grant whose call failed: Redis may run it yet (a stalled script). Its
+        ticket goes too: a place in line nobody waits in would hold up those behind it."""
+        def undo(late: bool) -> None:
+            self._release(lease_id, provider_ids, True)
+            if waiter is not None:
+                self._leave(waiter)
+
+        return undo
 
     def _release(self, lease_id: str, provider_ids: Sequence[str], late: bool) -> None:
         keys = [self._lease_key(p) for p in provider_ids] + [self._tomb_key(lease_id)]
@@ -200,9 +207,11 @@ class RedisStore(StateStore):
 
     def leave_queue(self, waiter: Waiter) -> None:
         self._memory.leave_queue(waiter)
-        self._run(lambda: self._scripts["LEAVE"](
-            keys=self._queue_keys(waiter.queue),
-            args=[waiter.ticket, self._wake_prefix, TICKET_TTL_MS]), lambda: None)
+        self._fallback.settle(lambda late: self._leave(waiter))
+
+    def _leave(self, waiter: Waiter) -> None:
+        self._scripts["LEAVE"](keys=self._queue_keys(waiter.queue),
+                               args=[waiter.ticket, self._wake_prefix, TICKET_TTL_MS])
 
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
         self._memory.renew_leases(leases, ttl)
