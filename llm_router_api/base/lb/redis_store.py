@@ -139,7 +139,7 @@ class RedisStore(StateStore):
             return lease_id if granted else None
 
         return self._run(shared, lambda: self._memory.acquire_lease(provider_id, cap, ttl),
-                         self._undo(lease_id, [provider_id]))
+                         self._undo(lease_id, [provider_id], None))
 
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
                      ttl: float | None, waiter: Waiter | None = None
