@@ -27,7 +27,7 @@ def test_redis_state_bench_reports_every_figure(tmp_path: Path) -> None:
     rows = result["admission"]
     assert {(r["window"], r["store"]) for r in rows} >= {(0, "redis"), (2000, "memory")}
     assert all(r["window_fields"] <= BUCKETS for r in rows if r["store"] == "redis")
-    assert max(r["window_fields"] for r in rows if r["store"] == "redis") == BUCKETS
+    assert max(r["window_fields"] for r in rows if r["store"] == "redis") >= BUCKETS - 2
     queue = result["queue"]
     assert set(queue["statuses"]) == {"200"} and queue["served"] > 0
     assert 0 < queue["redis_commands_per_served"] <= 10
