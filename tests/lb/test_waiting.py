@@ -20,7 +20,8 @@ from llm_router_api.base.lb.state import StateStore
 from llm_router_api.base.lb.waiting import Waiter
 from llm_router_api.errors import NoProviderAvailable
 from llm_router_api.schemas.config import ModelConfig
-from tests.support.procs import wait_for
+from tests.lb.conftest import redis_store as redis_store_for
+from tests.support.procs import RedisServer, wait_for
 
 ONE = [Candidate("p0", 1)]
 WOKEN_WITHIN = 10.0  # a wake is immediate; this only bounds a broken test
@@ -143,7 +144,9 @@ def test_callers_are_served_in_arrival_order_through_the_chooser(store: StateSto
 def queued(store: StateStore) -> int:
     """Tickets waiting in the queue of model ``m`` (read from the store itself)."""
     if isinstance(store, redis_store.RedisStore):
-        return int(store._redis.zcard(store._queue_keys("m")[0]))
+        if not store.degraded:
+            return int(store._redis.zcard(store._queue_keys("m")[0]))
+        store = store._memory  # Redis is away: the process's own queue
     return len(store._queues._tickets.get("m", {}))  # type: ignore[attr-defined]
 
 
@@ -156,3 +159,15 @@ def test_a_timed_out_waiter_leaves_the_queue(store: StateStore) -> None:
     assert queued(store) == 0
     for lease in held:
         chooser.release(lease)
+
+
+def test_while_redis_is_away_waiting_is_fair_in_each_process() -> None:
+    """Redis stopped: the store serves from memory, and the queue there is just as fair."""
+    server = RedisServer()
+    store = redis_store_for(server)
+    try:
+        server.stop()
+        test_callers_are_served_in_arrival_order_through_the_chooser(store)
+        assert store.degraded
+    finally:
+        store.close()
