@@ -53,6 +53,7 @@ class StandIn:
         self._behaviour = self._default
         self._records: deque[dict[str, Any]] = deque(maxlen=record_limit)
         self._count = 0
+        self._probes = 0
         self._active = 0  # requests being answered now, and the most at once since reset
         self._peak = 0
         self._lock = threading.Lock()
@@ -84,18 +85,24 @@ class StandIn:
 
     @property
     def count(self) -> int:
+        """Model calls (every request but a GET) since the last reset."""
         return self._count
 
     @property
+    def probes(self) -> int:
+        """GET requests (model lists: the gateway's health probes) since the last reset."""
+        return self._probes
+
+    @property
     def peak(self) -> int:
-        """The most requests answered at once since start or ``reset``."""
+        """The most model calls answered at once since start or ``reset``."""
         return self._peak
 
     def reset(self) -> None:
         """Forget recorded requests and restore the behaviour given at construction."""
         with self._lock:
             self._records.clear()
-            self._count = 0
+            self._count = self._probes = 0
             self._peak = self._active
         self._behaviour = self._default
 
@@ -219,6 +226,8 @@ class StandIn:
         behaviour = self._behaviour
         if request.path in CONTROL_PATHS:
             return await self._send(writer, self._control(request), request.keep_alive, behaviour)
+        if request.method == "GET":  # a model list or a health probe: not a model call
+            return await self._answer(request, writer, behaviour)
         with self._lock:
             self._active += 1
             self._peak = max(self._peak, self._active)
@@ -270,7 +279,10 @@ class StandIn:
         }
         with self._lock:
             self._records.append(entry)
-            self._count += 1
+            if request.method == "GET":
+                self._probes += 1
+            else:
+                self._count += 1
 
     def _control(self, request: Request) -> Reply:
         if request.method == "GET" and request.path == "/_stats":
