@@ -6,14 +6,14 @@ the admin token inside the endpoint) or ``key`` (every model call). With no key 
 everything is open. The keys come with each request's configuration generation (the keys
 file is hot-reloaded with it), so ``authenticate`` is given them. ``authenticate`` then
 ``admit`` give the ``Admission`` to ``release`` exactly once when the response is finished;
-one daemon thread renews live concurrency leases every TTL/3 (a renewal re-creates leases
-Redis lost).
+``renew`` (called every TTL/3 by the worker's one renewer, ``core.background.Maintenance``,
+with the provider leases) keeps live concurrency leases alive and re-creates leases Redis
+lost.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 
 from llm_router_api.auth.access import Access
@@ -34,9 +34,6 @@ class Guard:
         self.limiter = limiter
         self.protect_info = protect_info
         self._live: LeaseBook[Admission] = LeaseBook()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, keys: KeyRing) -> Guard:
@@ -68,7 +65,6 @@ class Guard:
         admission.charges_tokens = key.tokens_per_minute is not None
         if admission.lease_id is not None:
             self._live.add(admission.lease_id, admission)
-            self._start_renewer()
         return admission
 
     def release(self, admission: Admission | None) -> None:
@@ -81,21 +77,10 @@ class Guard:
         if admission is not None:
             self.limiter.record_tokens(admission.key_id, tokens)
 
-    def _start_renewer(self) -> None:
-        with self._lock:
-            if self._renewer is not None:
-                return
-            self._renewer = threading.Thread(target=self._renew_loop, daemon=True,
-                                             name="llm-router-key-leases")
-        self._renewer.start()
-
-    def _renew_loop(self) -> None:
-        while not self._stop.wait(self.limiter.lease_ttl / 3):
-            try:
-                self._live.renew(lambda live: self.limiter.renew(list(live.values())),
-                                 lambda _, admission: self.limiter.release(admission))
-            except Exception:  # never let the renewer die; say so
-                log.exception("renewing key concurrency leases failed")
-
-    def close(self) -> None:
-        self._stop.set()
+    def renew(self) -> None:
+        """Renew this worker's live concurrency leases (re-creating any the store lost). Run
+        every TTL/3 by the worker's one renewer, ``core.background.Maintenance``, with the
+        provider leases."""
+        if len(self._live):
+            self._live.renew(lambda live: self.limiter.renew(list(live.values())),
+                             lambda _, admission: self.limiter.release(admission))

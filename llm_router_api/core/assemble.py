@@ -77,7 +77,6 @@ class Parts:
         atexit.unregister(self.close)
         self.reloader.stop()
         self.maintenance.stop()
-        self.guard.close()
         self.transport.close()
         self.chooser.store.close()
 
@@ -133,13 +132,14 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
     config = ConfigHolder(first_generation(inputs, handler))
     poller = (LoadPoller(chooser.store, transport, lambda: config.current.models,
                          settings.load_poll_interval) if strategy.polls_load else None)
+    guard = Guard.from_settings(settings, config.current.keys)
     maintenance = Maintenance(chooser, lambda: config.current.models, adapters,
-                              chooser.limits.lease_ttl, settings.health_interval, poller)
+                              chooser.limits.lease_ttl, settings.health_interval, poller,
+                              key_leases=guard.renew)
     reloader = Reloader(config, lambda: load_inputs(settings), signals, seen,
                         observer=handler.observer,
                         on_swap=[maintenance.reprobe,
                                  lambda generation: mask_tokens(adapters, generation.models)])
-    guard = Guard.from_settings(settings, config.current.keys)
     return Parts(settings, config, chooser, transport, maintenance, reloader, guard, metrics)
 
 

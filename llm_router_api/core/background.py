@@ -1,4 +1,5 @@
-"""One maintenance thread per worker: renews live leases and probes providers' reachability.
+"""One maintenance thread per worker: renews every live lease (provider slots and API-key
+concurrency slots: the worker's one renewer) and probes providers' reachability.
 
 Started by ``create_app`` (after fork, in each worker); a daemon, stopped with ``stop()``.
 Leases are renewed every TTL/3.
@@ -44,8 +45,11 @@ class Maintenance:
 
     def __init__(self, chooser: ProviderChooser, models: Callable[[], ModelsConfig],
                  adapters: Mapping[str, UpstreamAdapter], lease_ttl: float,
-                 health_interval: float, poller: LoadPoller | None = None) -> None:
+                 health_interval: float, poller: LoadPoller | None = None,
+                 key_leases: Callable[[], None] | None = None) -> None:
         self._chooser = chooser
+        #: Renews the API keys' concurrency leases with the provider leases (one renewer).
+        self._key_leases = key_leases
         self.poller = poller
         self._models = models
         self._adapters = adapters
@@ -86,12 +90,20 @@ class Maintenance:
                     self.probe_reachability()
                 if since_lease >= self._lease_every:
                     since_lease = 0.0
-                    self._chooser.renew()
+                    self._renew()
                 if since_health >= self._health_every:
                     since_health = 0.0
                     self.probe_reachability(only_unreachable=True)
             except Exception:  # the state store may be down; keep trying, say so
                 log.exception("maintenance round failed")
+
+    def _renew(self) -> None:
+        """Every lease this worker holds: provider slots, then API-key concurrency slots."""
+        try:
+            self._chooser.renew()
+        finally:  # a failure of one store must not stop the other's renewal
+            if self._key_leases is not None:
+                self._key_leases()
 
     def probe_reachability(self, only_unreachable: bool = False) -> None:
         """Probe every provider (or only those recorded as unreachable) and record which do

@@ -4,6 +4,7 @@ Redis, a stand-in upstream, the official OpenAI client."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -226,3 +227,33 @@ def test_admin_endpoints_need_the_admin_token_not_a_key(config: tuple[Path, Path
     finally:
         gateway.stop()
     assert "admin-token-xyz" not in gateway.output()
+
+
+def test_a_concurrency_lease_outlives_its_ttl_while_the_stream_runs(
+        config: tuple[Path, Path], redis_server: RedisServer, fresh_upstream: StandIn) -> None:
+    """The worker's one renewer (core.background) renews key leases with provider leases: a
+    stream running for more than 3 lease TTLs still holds the key's one slot."""
+    models, keys = config
+    ttl = 1.0
+    gateway = Gateway(models, server_type="gunicorn", LLM_ROUTER_API_KEYS_FILE=str(keys),
+                      LLM_ROUTER_REDIS_HOST="127.0.0.1",
+                      LLM_ROUTER_REDIS_PORT=str(redis_server.port),
+                      LLM_ROUTER_REDIS_PREFIX="renewal-test:", LLM_ROUTER_LEASE_TTL=str(ttl),
+                      LLM_ROUTER_SERVER_WORKERS_COUNT="1",
+                      LLM_ROUTER_SERVER_WORKER_CLASS="gthread")
+    try:
+        fresh_upstream.set_behaviour(tokens=40, token_delay=0.2)  # about 8 s
+        headers = {"Authorization": f"Bearer {KEYS['single']}"}
+        body = {"model": "m1", "messages": MESSAGES, "stream": True}
+        url = gateway.url + "/v1/chat/completions"
+        with requests.post(url, json=body, headers=headers, stream=True, timeout=20) as first:
+            assert first.status_code == 200
+            lines = first.iter_lines()
+            started = time.monotonic()
+            while time.monotonic() - started < 3.5 * ttl:  # past 3 TTLs, still streaming
+                assert next(lines) is not None
+            assert requests.post(url, json=body, headers=headers, timeout=10).status_code == 429
+            assert b"[DONE]" in b"\n".join(lines)
+        assert requests.post(url, json=body, headers=headers, timeout=10).status_code == 200
+    finally:
+        gateway.stop()
