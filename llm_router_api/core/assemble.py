@@ -135,7 +135,7 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
     guard = Guard.from_settings(settings, config.current.keys)
     maintenance = Maintenance(chooser, lambda: config.current.models, adapters,
                               chooser.limits.lease_ttl, settings.health_interval, poller,
-                              key_leases=guard.renew)
+                              renewals=[guard.renew])
     reloader = Reloader(config, lambda: load_inputs(settings), signals, seen,
                         observer=handler.observer,
                         on_swap=[maintenance.reprobe,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from llm_router_api.base.lb.chooser import ProviderChooser
@@ -46,13 +46,12 @@ class Maintenance:
     def __init__(self, chooser: ProviderChooser, models: Callable[[], ModelsConfig],
                  adapters: Mapping[str, UpstreamAdapter], lease_ttl: float,
                  health_interval: float, poller: LoadPoller | None = None,
-                 key_leases: Callable[[], None] | None = None) -> None:
-        self._chooser = chooser
-        #: Renews the API keys' concurrency leases with the provider leases (one renewer).
-        self._key_leases = key_leases
+                 renewals: Sequence[Callable[[], None]] = ()) -> None:
+        self._chooser, self._models, self._adapters = chooser, models, adapters
         self.poller = poller
-        self._models = models
-        self._adapters = adapters
+        #: Every lease this worker holds is renewed here, the worker's one renewer: provider
+        #: slots, then ``renewals`` (API-key concurrency slots).
+        self._renewals = (chooser.renew, *renewals)
         self._tick = min(lease_ttl / 3, health_interval)
         self._lease_every = lease_ttl / 3
         self._health_every = health_interval
@@ -98,12 +97,11 @@ class Maintenance:
                 log.exception("maintenance round failed")
 
     def _renew(self) -> None:
-        """Every lease this worker holds: provider slots, then API-key concurrency slots."""
-        try:
-            self._chooser.renew()
-        finally:  # a failure of one store must not stop the other's renewal
-            if self._key_leases is not None:
-                self._key_leases()
+        for renew in self._renewals:
+            try:
+                renew()
+            except Exception:  # one store down must not stop the other's renewal
+                log.exception("renewing leases failed")
 
     def probe_reachability(self, only_unreachable: bool = False) -> None:
         """Probe every provider (or only those recorded as unreachable) and record which do

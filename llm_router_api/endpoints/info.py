@@ -5,8 +5,6 @@ None of them calls an upstream, and none shows a host URL or a token.
 
 from __future__ import annotations
 
-import hashlib
-from datetime import datetime, timezone
 from typing import Any
 
 from llm_router_api import __version__
@@ -115,30 +113,3 @@ class OpenAIModel(EndpointI):
 
 def _openai_model(model: ModelConfig, created: int) -> dict[str, Any]:
     return {"id": model.name, "object": "model", "created": created, "owned_by": "llm-router"}
-
-
-class Tags(EndpointI):
-    """Ollama's ``/api/tags`` schema, so ``ollama list``-style clients work."""
-
-    access = Access.INFO
-    paths = ("{prefix}/tags", "/api/tags")
-    methods = ("GET",)
-    protocol = Protocol.OLLAMA
-
-    def handle(self, incoming: Incoming) -> dict[str, Any]:
-        modified = datetime.fromtimestamp(incoming.config.models.mtime, tz=timezone.utc)
-        return {"models": [_ollama_tag(m, modified.isoformat())
-                           for m in incoming.config.models.models.values()]}
-
-
-def _ollama_tag(model: ModelConfig, modified_at: str) -> dict[str, Any]:
-    family = model.providers[0].api_type
-    return {
-        "name": model.name,
-        "model": model.name,
-        "modified_at": modified_at,
-        "size": 0,
-        "digest": hashlib.sha256(model.name.encode()).hexdigest(),
-        "details": {"parent_model": "", "format": "", "family": family, "families": [family],
-                    "parameter_size": "", "quantization_level": ""},
-    }

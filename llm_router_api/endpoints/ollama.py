@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
@@ -16,7 +17,6 @@ from pydantic import BaseModel
 from llm_router_api.auth.access import Access
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
-from llm_router_api.endpoints.info import _ollama_tag
 from llm_router_api.errors import ValidationFailed
 from llm_router_api.formats.caller import dumps
 from llm_router_api.formats.canonical import rfc3339_now
@@ -117,12 +117,30 @@ def _capabilities(model: ModelConfig) -> list[str]:
     return ["completion", "tools"]
 
 
-class OllamaShow(EndpointI):
-    """``POST /api/show``: a served model's details in Ollama's schema (404 if not served)."""
+class OllamaInfo(EndpointI):
+    """Ollama's descriptions of the served models (no upstream call)."""
 
     access = Access.INFO
-    paths = ("/api/show", "{prefix}/show")
+    methods = ("GET",)
     protocol = Protocol.OLLAMA
+
+
+class Tags(OllamaInfo):
+    """``GET /api/tags``: every served model, so ``ollama list``-style clients work."""
+
+    paths = ("{prefix}/tags", "/api/tags")
+
+    def handle(self, incoming: Incoming) -> dict[str, Any]:
+        modified = _modified(incoming.config.models.mtime)
+        return {"models": [ollama_tag(m, modified)
+                           for m in incoming.config.models.models.values()]}
+
+
+class OllamaShow(OllamaInfo):
+    """``POST /api/show``: a served model's details in Ollama's schema (404 if not served)."""
+
+    paths = ("/api/show", "{prefix}/show")
+    methods = ("POST",)
     request_model: ClassVar[type[BaseModel]] = OllamaShowRequest
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
@@ -131,27 +149,37 @@ class OllamaShow(EndpointI):
         if not name:
             raise ValidationFailed("model: Field required", param="model")
         model = incoming.config.handler.resolve(name)
-        tag = _ollama_tag(model, _modified(incoming.config.models.mtime))
+        tag = ollama_tag(model, _modified(incoming.config.models.mtime))
         family = tag["details"]["family"]
         return {"modelfile": "", "parameters": "", "template": "", "license": "",
                 "details": tag["details"], "model_info": {"general.architecture": family},
                 "capabilities": _capabilities(model), "modified_at": tag["modified_at"]}
 
 
-class OllamaPs(EndpointI):
+class OllamaPs(OllamaInfo):
     """``GET /api/ps``: every served model, reported as loaded."""
 
-    access = Access.INFO
     paths = ("/api/ps", "{prefix}/ps")
-    methods = ("GET",)
-    protocol = Protocol.OLLAMA
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
         modified = _modified(incoming.config.models.mtime)
         expires = (datetime.now(timezone.utc) + PS_EXPIRY).isoformat()
         models = []
         for model in incoming.config.models.models.values():
-            tag = _ollama_tag(model, modified)
+            tag = ollama_tag(model, modified)
             del tag["modified_at"]
             models.append({**tag, "expires_at": expires, "size_vram": 0})
         return {"models": models}
+
+
+def ollama_tag(model: ModelConfig, modified_at: str) -> dict[str, Any]:
+    family = model.providers[0].api_type
+    return {
+        "name": model.name,
+        "model": model.name,
+        "modified_at": modified_at,
+        "size": 0,
+        "digest": hashlib.sha256(model.name.encode()).hexdigest(),
+        "details": {"parent_model": "", "format": "", "family": family, "families": [family],
+                    "parameter_size": "", "quantization_level": ""},
+    }

@@ -12,7 +12,7 @@ they are forwarded to the upstream, which judges them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from llm_router_api.errors import ValidationFailed
@@ -78,6 +78,16 @@ def need(value: Any, check: Check, path: str, what: str) -> None:
         raise fail(path, what)
 
 
+def objects(items: Any, path: str,
+            what: str = "an object") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each item of the list ``items`` with its path (``messages.3``); each must be an object."""
+    for i, item in enumerate(items or ()):
+        where = f"{path}.{i}"
+        if not isinstance(item, dict):
+            raise fail(where, what)
+        yield where, item
+
+
 def check_request(op: Op, request: Mapping[str, Any]) -> None:
     """Raise ``ValidationFailed`` naming the first field of ``request`` a translator could not
     read (see the module docstring)."""
@@ -113,10 +123,7 @@ def _response_format(value: Any) -> None:
 def _messages(messages: Any) -> None:
     if not isinstance(messages, list):
         raise fail("messages", "a list of messages")
-    for i, message in enumerate(messages):
-        path = f"messages.{i}"
-        if not isinstance(message, dict):
-            raise fail(path, "an object")
+    for path, message in objects(messages, "messages"):
         need(message.get("role"), _string, f"{path}.role", "a string")
         need(message.get("tool_call_id"), _string, f"{path}.tool_call_id", "a string")
         _content(message.get("content"), f"{path}.content")
@@ -131,10 +138,7 @@ def _content(content: Any, path: str) -> None:
          "a string or a list of content parts")
     if not isinstance(content, list):
         return
-    for k, part in enumerate(content):
-        where = f"{path}.{k}"
-        if not isinstance(part, dict):
-            raise fail(where, "an object (a content part)")
+    for where, part in objects(content, path, "an object (a content part)"):
         need(part.get("type"), _string, f"{where}.type", "a string")
         need(part.get("text"), _string, f"{where}.text", "a string")
         image = part.get("image_url")
@@ -158,10 +162,7 @@ def _tool_call(call: Any, path: str) -> None:
 
 def _tools(tools: Any) -> None:
     need(tools, lambda v: isinstance(v, list), "tools", "a list of tools")
-    for i, tool in enumerate(tools or ()):
-        path = f"tools.{i}"
-        if not isinstance(tool, dict):
-            raise fail(path, "an object")
+    for path, tool in objects(tools, "tools"):
         function = tool.get("function", tool)
         if not isinstance(function, dict):
             raise fail(f"{path}.function", "an object")
