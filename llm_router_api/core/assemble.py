@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import atexit
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from llm_router_api.auth.guard import Guard
@@ -54,6 +54,8 @@ class Parts:
     reloader: Reloader
     guard: Guard
     metrics: PrometheusMetrics | None = None
+    _exit_hook: Callable[[], None] | None = field(default=None, init=False, repr=False,
+                                                  compare=False)
 
     @property
     def models(self) -> ModelsConfig:
@@ -71,10 +73,13 @@ class Parts:
     def start(self) -> None:
         self.maintenance.start()
         self.reloader.start()
-        atexit.register(self.close)
+        self._exit_hook = self.close  # the very object registered, so it can be unregistered
+        atexit.register(self._exit_hook)
 
     def close(self) -> None:
-        atexit.unregister(self.close)
+        if self._exit_hook is not None:
+            atexit.unregister(self._exit_hook)
+            self._exit_hook = None
         self.reloader.stop()
         self.maintenance.stop()
         self.transport.close()
