@@ -40,6 +40,12 @@ DEFAULT_REDIS_PREFIX = "llm_router:"
 DEFAULT_SENTINEL_MASTER = "mymaster"
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_SHUTDOWN_GRACE = 30.0
+DEFAULT_CLIENT_TIMEOUT = 30.0
+# Connections one server process holds at once (gunicorn's worker_connections per worker,
+# waitress's connection_limit). Large on purpose: a stalled client costs a few KB (a greenlet or
+# a waitress channel) and is closed after LLM_ROUTER_CLIENT_TIMEOUT, so thousands of them must
+# not fill the pool and stop ordinary requests from being accepted (docs/running.md).
+DEFAULT_SERVER_CONNECTIONS = 10000
 
 SERVER_TYPES = ("flask", "gunicorn", "waitress")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -93,6 +99,11 @@ class Settings:
     max_request_body_size: int = DEFAULT_MAX_BODY
     builtin_concurrency: int = DEFAULT_BUILTIN_CONCURRENCY
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    #: Request headers and body must arrive within this many seconds, else the connection closes.
+    client_timeout: float = DEFAULT_CLIENT_TIMEOUT
+    server_connections: int = DEFAULT_SERVER_CONNECTIONS
+    #: Browser origins allowed to call across sites (CORS); ``*`` allows any.
+    cors_origins: tuple[str, ...] = ()
     admin_token: str = field(default="", repr=False)
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     api_keys_file: str = ""
@@ -208,6 +219,18 @@ def _addresses(name: str, raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(pairs)
 
 
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = []
+    for item in (part.strip().rstrip("/").lower() for part in raw.split(",")):
+        if not item:
+            continue
+        if item != "*" and not item.startswith(("http://", "https://")):
+            raise SettingsError(f"{name}={raw!r}: expected origins such as https://app.example.com "
+                                "(scheme://host[:port]) or *, separated by commas")
+        origins.append(item)
+    return tuple(origins)
+
+
 def _text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -252,6 +275,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_request_body_size": _positive(_int),
     "builtin_concurrency": _positive(_int),
     "shutdown_grace": _float,
+    "client_timeout": _positive(_float),
+    "server_connections": _positive(_int),
+    "cors_origins": _origins,
     "admin_token": _text,
     "api_keys": _keys,
     "api_keys_file": _text,

@@ -24,16 +24,21 @@ from llm_router_api.core.assemble import assemble
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointAutoLoader, EndpointI, Incoming, Services
 from llm_router_api.errors import (
+    HTTPClientError,
     InvalidJSON,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     RouterError,
     ValidationFailed,
+    echo,
 )
 from llm_router_api.protocols.shapes import error_body
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.settings import Settings, load_settings
+from llm_router_api.web.browsers import BrowserPolicy
+from llm_router_api.web.clientio import ClientDeadline
 from llm_router_api.web.logs import configure_logging
 from llm_router_api.web.observe import mount_metrics, started, track
 
@@ -45,6 +50,8 @@ log = logging.getLogger("llm_router")
 REQUEST_ID_HEADER = "X-Request-ID"
 MAX_REQUEST_ID = 128
 READ_CHUNK = 65536
+#: Deepest JSON nesting a request body may have (SPEC §13); orjson itself stops at 1024.
+MAX_JSON_DEPTH = 128
 # Ollama's routes, served at /api/... and at P/... (P = LLM_ROUTER_EP_PREFIX).
 OLLAMA_ROUTES = ("chat", "generate", "embed", "tags", "show", "ps", "pull", "version")
 
@@ -58,6 +65,10 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
                         started_at=time.time(), extras={"parts": parts, "guard": guard})
     app = RouterFlask("llm_router_api", static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_body_size, PROPAGATE_EXCEPTIONS=False)
+    # Odd slashes are merged by ClientDeadline and served; werkzeug never answers a redirect.
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    app.wsgi_app = ClientDeadline(app.wsgi_app, settings.client_timeout)  # type: ignore[method-assign]
     app.extensions["llm_router"] = services
     mounted = _mount(app, services, guard)
     if parts.metrics is not None:
@@ -133,9 +144,23 @@ def _model_of(body: Any) -> str | None:
 
 
 def _raw_body(limit: int) -> bytes:
-    """The request body. With a ``Content-Length`` (already checked against the limit before
-    the body was read) Flask reads it; a chunked body has no length to check, so it is read
-    here and refused with 413 as soon as it passes the limit (never silently cut)."""
+    """The request body, or a 4xx that closes the connection (408 too slow, 400 unreadable,
+    such as a bad chunk size: the server's parser raises its own exception class)."""
+    try:
+        return _read_body(limit)
+    except (RequestTimeout, PayloadTooLarge):
+        g.close_connection = True
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the server's body reader raises
+        g.close_connection = True
+        raise InvalidJSON(f"the request body could not be read ({type(exc).__name__}: "
+                          f"{echo(str(exc), 120)})") from None
+
+
+def _read_body(limit: int) -> bytes:
+    """With a ``Content-Length`` (already checked against the limit before the body was read)
+    Flask reads it; a chunked body has no length to check, so it is read here and refused with
+    413 as soon as it passes the limit (never silently cut)."""
     if request.content_length is not None:
         return request.get_data(cache=False)
     stream = request.environ["wsgi.input"]
@@ -156,10 +181,34 @@ def _json_body(limit: int) -> Any:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidJSON(f"request body is not valid JSON: {exc}") from None
+        if "recursion" in str(exc).lower():
+            raise _too_deep_error() from None
+        raise InvalidJSON(f"request body is not valid JSON: {echo(str(exc))}") from None
     if not isinstance(body, dict):
         raise ValidationFailed("request body must be a JSON object", param="body")
+    # Only a body with more than MAX_JSON_DEPTH brackets can be that deep (bytes.count is cheap).
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth_over(body, MAX_JSON_DEPTH):
+        raise _too_deep_error()
     return body
+
+
+def _too_deep_error() -> InvalidJSON:
+    return InvalidJSON(f"request body is nested deeper than {MAX_JSON_DEPTH} levels",
+                       code="json_too_deep")
+
+
+def json_depth_over(value: Any, limit: int) -> bool:
+    """Whether parsed JSON nests deeper than ``limit`` (the outer object is level 1). Visits
+    containers only, never recursing in Python."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return False
 
 
 def to_response(result: Reply | Any) -> Response:
@@ -193,12 +242,15 @@ def request_id(given: str) -> str:
 
 
 def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | None) -> None:
+    browsers = BrowserPolicy(settings.cors_origins)
+
     @app.before_request
     def start() -> None:
         started(metrics)
         given = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = request_id(given)
         g.protocol = protocol_for(request.path, settings.prefix)
+        browsers.check(request.headers)  # before any other work (SPEC §13)
         length = request.content_length
         if length is not None and length > settings.max_request_body_size:
             raise PayloadTooLarge(f"request body is {length} bytes; the limit is "
@@ -209,8 +261,10 @@ def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | 
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         # The unread rest of a refused body must not be taken for the next request. Waitress
         # reads whole bodies before the app runs and forbids hop-by-hop headers from it.
-        if response.status_code == 413 and "waitress.client_disconnected" not in request.environ:
+        if ((response.status_code == 413 or g.get("close_connection"))
+                and "waitress.client_disconnected" not in request.environ):
             response.headers["Connection"] = "close"
+        browsers.decorate(response, request.headers, request.method)
         return track(response, metrics)
 
     @app.errorhandler(RouterError)
@@ -230,14 +284,17 @@ def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | 
 
 def _from_werkzeug(error: HTTPException) -> RouterError:
     status = error.code or 500
-    if status == 404:
-        return NotFound(f"no route {request.method} {request.path}")
+    method, path = echo(request.method, 16), echo(request.path)
+    if status == 404 or status < 400:  # a redirect (never wanted here) is a path we do not serve
+        return NotFound(f"no route {method} {path}")
     if status == 405:
-        return MethodNotAllowed(f"{request.method} is not allowed on {request.path}")
+        return MethodNotAllowed(f"{method} is not allowed on {path}")
     if status == 413:
         return PayloadTooLarge()
     if status == 400:
         return InvalidJSON("malformed request")
+    if status < 500:
+        return HTTPClientError(status, error.name.lower())
     return RouterError(error.description or None)
 
 

@@ -1,0 +1,152 @@
+"""gunicorn worker classes: gunicorn's own, with JSON error pages and a client timeout.
+
+``gunicorn_options`` (``web.servers``) names these instead of gunicorn's classes:
+
+- ``SyncWorker`` / ``ThreadWorker`` (``sync`` / ``gthread``): every read of a client socket
+  waits at most ``LLM_ROUTER_CLIENT_TIMEOUT`` (the socket timeout), so a stalled client cannot
+  hold a thread; the body's total is bounded by ``web.clientio``.
+- ``GeventWorker`` (``gevent``, in ``web.gevent_worker``): the request line and headers must
+  arrive within the timeout in total; see there.
+
+All of them answer what gunicorn's parser refuses (malformed request line, invalid chunk size,
+URI too long, header fields too large, ...) with a JSON body in the caller's protocol shape
+instead of gunicorn's HTML page, and close the connection.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import uuid
+from typing import Any
+
+import orjson
+from gunicorn import util
+from gunicorn.http import errors as http_errors
+from gunicorn.workers import gthread
+from gunicorn.workers.sync import SyncWorker as _SyncWorker
+
+from llm_router_api.errors import HTTPClientError, RouterError, echo
+from llm_router_api.protocols.shapes import error_body
+from llm_router_api.schemas.calls import Protocol
+from llm_router_api.settings import DEFAULT_CLIENT_TIMEOUT
+
+# gunicorn's parser errors -> (status, reason); any other ParseException is a 400.
+PARSE_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
+    (http_errors.LimitRequestLine, 414, "URI Too Long"),
+    (http_errors.LimitRequestHeaders, 431, "Request Header Fields Too Large"),
+    (http_errors.UnsupportedTransferCoding, 501, "Not Implemented"),
+    (http_errors.ExpectationFailed, 417, "Expectation Failed"),
+    (http_errors.ForbiddenProxyRequest, 403, "Forbidden"),
+    (http_errors.ConfigurationProblem, 500, "Internal Server Error"),
+)
+SERVER_ERRORS = (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName)
+TIMED_OUT = "closed a connection whose request did not arrive within LLM_ROUTER_CLIENT_TIMEOUT"
+
+
+def parse_status(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, SERVER_ERRORS) or not isinstance(exc, http_errors.ParseException):
+        return 500, "Internal Server Error"
+    for kind, status, reason in PARSE_STATUS:
+        if isinstance(exc, kind):
+            return status, reason
+    return 400, "Bad Request"
+
+
+def error_response(status: int, reason: str, message: str, path: str, prefix: str) -> bytes:
+    """A whole HTTP/1.1 answer: the JSON error body of the protocol that ``path`` speaks."""
+    from llm_router_api.web.app import protocol_for
+
+    protocol = protocol_for(path, prefix) if path else Protocol.OPENAI
+    error: RouterError = (HTTPClientError(status, message) if status < 500
+                          else RouterError(message))
+    body = orjson.dumps(error_body(protocol, error))
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"X-Request-ID: {uuid.uuid4().hex}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
+class JSONErrors:
+    """Mixin for a gunicorn worker: ``handle_error`` writes JSON, and a client that timed out
+    is logged as one line (gunicorn would log a traceback)."""
+
+    log: Any
+    app: Any
+
+    @property
+    def client_timeout(self) -> float:
+        settings = getattr(self.app, "settings", None)
+        return float(getattr(settings, "client_timeout", DEFAULT_CLIENT_TIMEOUT))
+
+    @property
+    def prefix(self) -> str:
+        settings = getattr(self.app, "settings", None)
+        return str(getattr(settings, "prefix", "/api"))
+
+    def init_process(self) -> None:
+        self.log.error_log.addFilter(_quiet_timeouts)
+        super().init_process()  # type: ignore[misc]
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        status, reason = parse_status(exc)
+        ip = (addr or ("", -1))[0]
+        if status < 500:
+            self.log.warning("Invalid request from ip=%s: %s", ip, echo(str(exc)))
+            message = f"{reason.lower()}: {echo(str(exc))}"
+        else:
+            self.log.exception("Error handling request", exc_info=exc)
+            message = "internal error"
+        path = str(getattr(req, "path", "") or "")
+        try:
+            util.write_nonblock(client, error_response(status, reason, message, path, self.prefix))
+        except Exception:  # noqa: BLE001 - the client may be gone already
+            self.log.debug("Failed to send error message.")
+
+
+def _quiet_timeouts(record: logging.LogRecord) -> bool:
+    """gunicorn logs a socket timeout (our client timeout) with a traceback; make it a line."""
+    if record.exc_info and isinstance(record.exc_info[1], TimeoutError):
+        record.msg, record.args = TIMED_OUT, ()
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
+
+
+class SyncWorker(JSONErrors, _SyncWorker):
+    def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
+        client.settimeout(self.client_timeout)
+        super().handle(listener, client, addr)
+
+
+class _TConn(gthread.TConn):
+    client_timeout = DEFAULT_CLIENT_TIMEOUT
+
+    def init(self) -> None:
+        super().init()  # the worker thread made the socket blocking just before
+        self.sock.settimeout(self.client_timeout)
+
+
+class ThreadWorker(JSONErrors, gthread.ThreadWorker):
+    """gthread; on SIGTERM the listeners close at once (gthread keeps them open until the
+    in-flight requests are done, so new connections would wait in the backlog)."""
+
+    def accept(self, listener: Any) -> None:
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        client_sock.setblocking(True)
+        conn = _TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        conn.client_timeout = self.client_timeout
+        self.enqueue_req(conn)
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            for listener in self.sockets:
+                listener.close()
