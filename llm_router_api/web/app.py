@@ -38,7 +38,7 @@ from llm_router_api.protocols.shapes import error_body
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.settings import Settings, load_settings
 from llm_router_api.web.browsers import BrowserPolicy
-from llm_router_api.web.clientio import ClientDeadline
+from llm_router_api.web.clientio import ClientDeadline, close_after_response
 from llm_router_api.web.logs import configure_logging
 from llm_router_api.web.observe import mount_metrics, started, track
 
@@ -149,12 +149,17 @@ def _raw_body(limit: int) -> bytes:
     try:
         return _read_body(limit)
     except (RequestTimeout, PayloadTooLarge):
-        g.close_connection = True
+        _close_connection()
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the server's body reader raises
-        g.close_connection = True
+        _close_connection()
         raise InvalidJSON(f"the request body could not be read ({type(exc).__name__}: "
                           f"{echo(str(exc), 120)})") from None
+
+
+def _close_connection() -> None:
+    g.close_connection = True  # the Connection: close header (flask server, waitress)
+    close_after_response()  # gunicorn, which ignores that header from the app
 
 
 def _read_body(limit: int) -> bytes:
@@ -261,8 +266,9 @@ def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | 
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         # The unread rest of a refused body must not be taken for the next request. Waitress
         # reads whole bodies before the app runs and forbids hop-by-hop headers from it.
-        if ((response.status_code == 413 or g.get("close_connection"))
-                and "waitress.client_disconnected" not in request.environ):
+        if response.status_code == 413:
+            _close_connection()
+        if g.get("close_connection") and "waitress.client_disconnected" not in request.environ:
             response.headers["Connection"] = "close"
         browsers.decorate(response, request.headers, request.method)
         return track(response, metrics)

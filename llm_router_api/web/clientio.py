@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from llm_router_api.errors import RequestTimeout
@@ -30,6 +31,20 @@ from llm_router_api.errors import RequestTimeout
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 SOCKET_KEYS = ("gunicorn.socket", "werkzeug.socket")
 MANY_SLASHES = re.compile(r"/{2,}")
+
+#: Set by our gunicorn workers around each request (``web.workers``): makes the server close the
+#: connection after the answer. gunicorn ignores a ``Connection: close`` from the app, and a body
+#: that was refused half-read must not be parsed as the next request.
+CLOSE_CONNECTION: ContextVar[Callable[[], None] | None] = ContextVar("close_connection",
+                                                                     default=None)
+
+
+def close_after_response() -> None:
+    """Ask the server to close this connection once the answer is sent (when it can be asked:
+    the flask server and waitress honour the ``Connection: close`` header instead)."""
+    close = CLOSE_CONNECTION.get()
+    if close is not None:
+        close()
 
 
 class ClientDeadline:

@@ -52,11 +52,28 @@ def _flask(settings: Settings) -> None:
     from werkzeug.serving import WSGIRequestHandler
 
     from llm_router_api.web.app import create_app
+    from llm_router_api.web.server_errors import error_json
 
     app = create_app(settings)
 
     class Handler(WSGIRequestHandler):
         timeout = settings.client_timeout  # every read of the socket (socketserver sets it)
+
+        def send_error(self, code: int, message: str | None = None,
+                       explain: str | None = None) -> None:
+            """http.server's own refusals (bad request line, ...) as JSON, not HTML."""
+            body = error_json(code, self.responses.get(code, ("error",))[0], message or "",
+                              str(getattr(self, "path", "") or ""), settings.prefix)
+            self.close_connection = True
+            if self.request_version == "HTTP/0.9":  # the line could not be read: answer 1.1
+                self.request_version = self.protocol_version
+            self.send_response(code, message)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+                self.wfile.write(body)
 
     # Never Werkzeug's debugger or reloader, whatever LLM_ROUTER_IN_DEBUG says.
     app.run(host=settings.server_host, port=settings.server_port, debug=False,
@@ -138,8 +155,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     }
     if settings.use_prometheus:
         options["child_exit"] = multiproc.child_exit
-    kind = settings.server_worker_class or ("gthread" if settings.server_threads_count > 1
-                                            else "sync")
+    kind = settings.server_worker_class or "sync"
+    if kind == "sync" and settings.server_threads_count > 1:
+        kind = "gthread"  # as gunicorn itself decides
     options["worker_class"] = WORKER_CLASSES.get(kind, kind)
     # Per worker. Large on purpose (docs/running.md): stalled clients must not fill the pool.
     options["worker_connections"] = settings.server_connections
@@ -151,5 +169,5 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
 WORKER_CLASSES = {
     "gevent": "llm_router_api.web.gevent_worker.GeventWorker",
     "gthread": "llm_router_api.web.workers.ThreadWorker",
-    "sync": "llm_router_api.web.workers.SyncWorker",
+    "sync": "llm_router_api.web.workers.SyncJSONWorker",
 }

@@ -21,14 +21,12 @@ import math
 import time
 from typing import Any
 
-import orjson
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
 from waitress.task import ErrorTask
 
-from llm_router_api.errors import HTTPClientError, RouterError, echo
-from llm_router_api.protocols.shapes import error_body
 from llm_router_api.settings import Settings
+from llm_router_api.web.server_errors import error_json
 
 
 def create(app: Any, settings: Settings) -> Any:
@@ -57,15 +55,10 @@ class JSONErrorTask(ErrorTask):
     """waitress's own error answer, as JSON in the protocol shape of the request's path."""
 
     def execute(self) -> None:
-        from llm_router_api.web.app import protocol_for
-
         error = self.request.error
         status = int(getattr(error, "code", 500))
-        message = f"{str(getattr(error, 'reason', 'error')).lower()}: {echo(error.body)}"
-        wrapped: RouterError = (HTTPClientError(status, message) if status < 500
-                                else RouterError("internal error"))
         path = str(getattr(self.request, "path", "") or "")
-        body = orjson.dumps(error_body(protocol_for(path, self.channel.prefix), wrapped))
+        body = error_json(status, str(error.reason), str(error.body), path, self.channel.prefix)
         self.status = f"{status} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()

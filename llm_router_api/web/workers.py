@@ -2,7 +2,7 @@
 
 ``gunicorn_options`` (``web.servers``) names these instead of gunicorn's classes:
 
-- ``SyncWorker`` / ``ThreadWorker`` (``sync`` / ``gthread``): every read of a client socket
+- ``SyncJSONWorker`` / ``ThreadWorker`` (``sync`` / ``gthread``): every read of a client socket
   waits at most ``LLM_ROUTER_CLIENT_TIMEOUT`` (the socket timeout), so a stalled client cannot
   hold a thread; the body's total is bounded by ``web.clientio``.
 - ``GeventWorker`` (``gevent``, in ``web.gevent_worker``): the request line and headers must
@@ -19,18 +19,19 @@ import errno
 import logging
 import socket
 import uuid
+from functools import partial
 from typing import Any
 
-import orjson
 from gunicorn import util
 from gunicorn.http import errors as http_errors
+from gunicorn.http.message import Request
 from gunicorn.workers import gthread
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
-from llm_router_api.errors import HTTPClientError, RouterError, echo
-from llm_router_api.protocols.shapes import error_body
-from llm_router_api.schemas.calls import Protocol
+from llm_router_api.errors import echo
 from llm_router_api.settings import DEFAULT_CLIENT_TIMEOUT
+from llm_router_api.web.clientio import CLOSE_CONNECTION
+from llm_router_api.web.server_errors import error_json
 
 # gunicorn's parser errors -> (status, reason); any other ParseException is a 400.
 PARSE_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
@@ -54,14 +55,9 @@ def parse_status(exc: BaseException) -> tuple[int, str]:
     return 400, "Bad Request"
 
 
-def error_response(status: int, reason: str, message: str, path: str, prefix: str) -> bytes:
-    """A whole HTTP/1.1 answer: the JSON error body of the protocol that ``path`` speaks."""
-    from llm_router_api.web.app import protocol_for
-
-    protocol = protocol_for(path, prefix) if path else Protocol.OPENAI
-    error: RouterError = (HTTPClientError(status, message) if status < 500
-                          else RouterError(message))
-    body = orjson.dumps(error_body(protocol, error))
+def error_response(status: int, reason: str, detail: str, path: str, prefix: str) -> bytes:
+    """A whole HTTP/1.1 answer carrying ``error_json``."""
+    body = error_json(status, reason, detail, path, prefix)
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"X-Request-ID: {uuid.uuid4().hex}\r\n\r\n")
@@ -89,18 +85,28 @@ class JSONErrors:
         self.log.error_log.addFilter(_quiet_timeouts)
         super().init_process()  # type: ignore[misc]
 
+    def handle_request(self, *args: Any) -> Any:
+        """gunicorn's, with ``CLOSE_CONNECTION`` set so the app can end the connection."""
+        req = next(arg for arg in args if isinstance(arg, Request))
+        token = CLOSE_CONNECTION.set(partial(setattr, req, "must_close", True))
+        try:
+            return super().handle_request(*args)  # type: ignore[misc]
+        finally:
+            CLOSE_CONNECTION.reset(token)
+
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         status, reason = parse_status(exc)
         ip = (addr or ("", -1))[0]
         if status < 500:
             self.log.warning("Invalid request from ip=%s: %s", ip, echo(str(exc)))
-            message = f"{reason.lower()}: {echo(str(exc))}"
         else:
             self.log.exception("Error handling request", exc_info=exc)
-            message = "internal error"
         path = str(getattr(req, "path", "") or "")
         try:
-            util.write_nonblock(client, error_response(status, reason, message, path, self.prefix))
+            util.write_nonblock(client, error_response(status, reason, str(exc), path, self.prefix))
+            # Unread request bytes would make close() send a reset that can destroy the answer
+            # before the client reads it: half-close, drain briefly, then close.
+            util.close_graceful(client, timeout=1.0)
         except Exception:  # noqa: BLE001 - the client may be gone already
             self.log.debug("Failed to send error message.")
 
@@ -114,7 +120,9 @@ def _quiet_timeouts(record: logging.LogRecord) -> bool:
     return True
 
 
-class SyncWorker(JSONErrors, _SyncWorker):
+class SyncJSONWorker(JSONErrors, _SyncWorker):
+    # Not named *SyncWorker: gunicorn swaps such a class for its own gthread when threads > 1.
+
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
         client.settimeout(self.client_timeout)
         super().handle(listener, client, addr)
