@@ -43,6 +43,7 @@ PARSE_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
     (http_errors.ConfigurationProblem, 500, "Internal Server Error"),
 )
 SERVER_ERRORS = (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName)
+LINGER = 0.2  # seconds gthread waits for a closing client's FIN before it closes anyway
 TIMED_OUT = "closed a connection whose request did not arrive within LLM_ROUTER_CLIENT_TIMEOUT"
 
 
@@ -134,6 +135,15 @@ class _TConn(gthread.TConn):
     def init(self) -> None:
         super().init()  # the worker thread made the socket blocking just before
         self.sock.settimeout(self.client_timeout)
+
+    def close(self, graceful: bool = False) -> None:
+        # gthread lingers up to 2 s per connection for the peer's FIN, on its one poller
+        # thread: stalled clients would be closed one after another. Linger briefly instead.
+        if graceful:
+            self.sock.setblocking(True)
+            util.close_graceful(self.sock, timeout=LINGER)
+        else:
+            util.close(self.sock)
 
 
 class ThreadWorker(JSONErrors, gthread.ThreadWorker):
