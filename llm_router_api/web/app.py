@@ -186,7 +186,7 @@ def _json_body(limit: int) -> Any:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        if "recursion" in str(exc).lower():
+        if "depth" in str(exc).lower() or "recursion" in str(exc).lower():
             raise _too_deep_error() from None
         raise InvalidJSON(f"request body is not valid JSON: {echo(str(exc))}") from None
     if not isinstance(body, dict):
