@@ -23,10 +23,11 @@ from typing import Any
 import gevent
 from gevent.pool import Pool
 from gevent.server import StreamServer
+from gunicorn import util
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
-from llm_router_api.web.workers import JSONErrors
+from llm_router_api.web.workers import LINGER, JSONErrors
 
 TICK = 0.1  # how often the worker looks at its `alive` flag
 
@@ -35,6 +36,16 @@ class GeventWorker(JSONErrors, _GeventWorker):
     def timeout_ctx(self) -> Any:
         return gevent.Timeout(min(self.cfg.keepalive or self.client_timeout,
                                   self.client_timeout), False)
+
+    def handle_request(self, *args: Any) -> Any:
+        try:
+            return super().handle_request(*args)
+        except StopIteration:
+            # The connection ends after this answer. Request bytes the app did not read (a body
+            # sent to a path we refuse) would turn gunicorn's close() into a reset that can
+            # destroy the answer before the client reads it: half-close and drain briefly.
+            util.close_graceful(args[2], timeout=LINGER)
+            raise
 
     def run(self) -> None:
         servers = [self._server(listener) for listener in self.sockets]

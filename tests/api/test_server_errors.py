@@ -107,6 +107,15 @@ def test_unknown_odd_path_is_a_json_404(gateway: Gateway) -> None:
     assert "no route" in assert_json_error(reply, 404, "openai")
 
 
+def test_a_refusal_that_leaves_the_body_unread_still_arrives(gateway: Gateway) -> None:
+    """An unknown path answers without reading the (chunked) body; closing the connection must
+    not reset it before the client has read the answer."""
+    data = (b"POST /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + b"4000\r\n" + b"y" * 0x4000 + b"\r\n0\r\n\r\n")
+    for _ in range(5):
+        assert "no route" in assert_json_error(exchange(gateway.port, data), 404, "openai")
+
+
 def nested(depth: int) -> bytes:
     """A chat body nesting ``depth`` containers (the body object is level 1)."""
     inner = "[" * (depth - 1) + "1" + "]" * (depth - 1)
