@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from llm_router_api.core.model_handler import ModelHandler, Reply
-from llm_router_api.errors import ValidationFailed
+from llm_router_api.errors import ValidationFailed, echo
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.schemas.config import ModelsConfig
 from llm_router_api.settings import Settings
@@ -88,8 +88,8 @@ class EndpointI(ABC):
 
 def validation_error(exc: ValidationError) -> ValidationFailed:
     first = exc.errors()[0]
-    field_path = ".".join(str(part) for part in first["loc"]) or "body"
-    return ValidationFailed(f"{field_path}: {first['msg']}", param=field_path,
+    field_path = echo(".".join(str(part) for part in first["loc"]) or "body")
+    return ValidationFailed(f"{field_path}: {echo(first['msg'])}", param=field_path,
                             detail=[{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()])
 
 

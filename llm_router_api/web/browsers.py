@@ -29,7 +29,9 @@ from llm_router_api.errors import Forbidden
 ALLOW_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 ALLOW_HEADERS = ("authorization", "content-type", "x-api-key", "anthropic-version",
                  "anthropic-beta", "x-request-id")
-EXPOSE_HEADERS = "X-Request-ID, Retry-After"
+EXPOSE_HEADERS = ("X-Request-ID, Retry-After, x-ratelimit-limit-requests, "
+                  "x-ratelimit-remaining-requests, x-ratelimit-limit-tokens, "
+                  "x-ratelimit-remaining-tokens")
 MAX_AGE = "600"
 AnyHeaders = Headers | Mapping[str, str]
 DEFAULT_PORTS = {"http": "80", "https": "443"}
