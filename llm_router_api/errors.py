@@ -12,8 +12,8 @@
     │   ├── RequestTimeout (408)          the request did not arrive within CLIENT_TIMEOUT
     │   ├── PayloadTooLarge (413)
     │   ├── RateLimited (429)             carries ``retry_after``
-    │   ├── UpstreamClientError (4xx)     an upstream 400/413/422, passed through
-    │   └── HTTPClientError (4xx)         another 4xx the HTTP layer decided (414, 431, ...)
+    │   └── HTTPClientError (4xx)         a 4xx the HTTP layer decided (414, 431, ...)
+    │       └── UpstreamClientError (4xx) an upstream 400/413/422, passed through
     ├── NoProviderAvailable (503)         carries ``retry_after``
     └── UpstreamError (502)               the provider failed; ``failover`` says if another may try
         ├── UpstreamConnectError (502)    refused, reset, DNS
@@ -140,20 +140,9 @@ class RateLimited(ClientError):
     default_message = "rate limited"
 
 
-class UpstreamClientError(ClientError):
-    """An upstream 400/413/422: the caller's request was refused; passed through as is."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self._status = status
-
-    @property
-    def http_status(self) -> int:
-        return self._status
-
-
 class HTTPClientError(ClientError):
-    """A 4xx the HTTP layer decided (URI too long, header fields too large, ...)."""
+    """A 4xx carrying its own status: one the HTTP layer decided (URI too long, header fields
+    too large, ...)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -162,6 +151,10 @@ class HTTPClientError(ClientError):
     @property
     def http_status(self) -> int:
         return self._status
+
+
+class UpstreamClientError(HTTPClientError):
+    """An upstream 400/413/422: the caller's request was refused; passed through as is."""
 
 
 class NoProviderAvailable(RouterError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,7 @@ def test_sigterm_lets_an_in_flight_stream_finish(upstream: StandIn, server_type:
     gateway = Gateway(config, server_type=server_type, LLM_ROUTER_SERVER_WORKER_CLASS="gevent",
                       LLM_ROUTER_SERVER_WORKERS_COUNT="1", LLM_ROUTER_SHUTDOWN_GRACE="20")
     try:
-        response = requests.post(gateway.url + "/v1/chat/completions", stream=True, timeout=20,
-                                 json={"model": "m1", "stream": True,
-                                       "messages": [{"role": "user", "content": "hi"}]})
-        lines = response.iter_lines()
-        assert next(line for line in lines if line).startswith(b"data:")
+        lines = open_stream(gateway)
         threading.Timer(0.1, gateway.proc.send_signal, (signal.SIGTERM,)).start()
         rest = [line for line in lines if line]
         assert rest[-1] == b"data: [DONE]"
@@ -41,6 +38,16 @@ def test_sigterm_lets_an_in_flight_stream_finish(upstream: StandIn, server_type:
     finally:
         gateway.stop()
         upstream.reset()
+
+
+def open_stream(gateway: Gateway) -> Iterator[bytes]:
+    """A chat stream whose first frame has arrived; the rest of its lines."""
+    response = requests.post(gateway.url + "/v1/chat/completions", stream=True, timeout=20,
+                             json={"model": "m1", "stream": True,
+                                   "messages": [{"role": "user", "content": "hi"}]})
+    lines = response.iter_lines()
+    assert next(line for line in lines if line).startswith(b"data:")
+    return lines
 
 
 LISTENER_CLOSE = 1.0  # SPEC §13: the listening socket is closed within 1 s of SIGTERM
@@ -76,11 +83,7 @@ def test_sigterm_closes_the_listener_at_once(upstream: StandIn, name: str,
     gateway = Gateway(config, server_type=server_type, LLM_ROUTER_SERVER_WORKERS_COUNT="2",
                       LLM_ROUTER_SHUTDOWN_GRACE="20", **env)
     try:
-        response = requests.post(gateway.url + "/v1/chat/completions", stream=True, timeout=20,
-                                 json={"model": "m1", "stream": True,
-                                       "messages": [{"role": "user", "content": "hi"}]})
-        lines = response.iter_lines()
-        assert next(line for line in lines if line).startswith(b"data:")
+        lines = open_stream(gateway)
         gateway.proc.send_signal(signal.SIGTERM)  # the main process only, as `docker stop` does
         wait_for(lambda: refused(gateway.port), 3 * LISTENER_CLOSE, "the listener to close")
         if name != "flask":  # the development server stops at once
