@@ -36,6 +36,8 @@ DEFAULT_HEALTH_INTERVAL = 5.0
 DEFAULT_LEASE_TTL = 30.0
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_BUILTIN_CONCURRENCY = 4
+DEFAULT_BUILTIN_MAX_TEXTS = 256
+DEFAULT_FIRST_BYTE_DEADLINE = 120.0
 DEFAULT_REDIS_PREFIX = "llm_router:"
 DEFAULT_SENTINEL_MASTER = "mymaster"
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -98,6 +100,11 @@ class Settings:
     lease_ttl: float = DEFAULT_LEASE_TTL
     max_request_body_size: int = DEFAULT_MAX_BODY
     builtin_concurrency: int = DEFAULT_BUILTIN_CONCURRENCY
+    #: Texts one built-in request may carry (more: 413).
+    builtin_max_texts: int = DEFAULT_BUILTIN_MAX_TEXTS
+    #: Seconds from a request's start to the upstream's first byte: slot waits and every
+    #: attempt (then 504, or 503 when nothing could be acquired).
+    first_byte_deadline: float = DEFAULT_FIRST_BYTE_DEADLINE
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     #: Request headers and body must arrive within this many seconds, else the connection closes.
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT
@@ -112,6 +119,10 @@ class Settings:
     http_proxy: str = ""
     https_proxy: str = ""
     no_proxy: str = ""
+    #: Reload the configuration when the models-config file changes (hot reload).
+    config_watch: bool = False
+    #: Not a variable: the launcher's file that tells its workers to reload (core.reload).
+    reload_signal_file: str = ""
     # Prometheus' own variable; under gunicorn the launcher sets it (web.multiproc).
     prometheus_multiproc_dir: str = ""
     # The environment as it was at load time, for `env:NAME` secrets in models-config.json.
@@ -274,6 +285,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "lease_ttl": _positive(_float),
     "max_request_body_size": _positive(_int),
     "builtin_concurrency": _positive(_int),
+    "builtin_max_texts": _positive(_int),
+    "first_byte_deadline": _positive(_float),
     "shutdown_grace": _float,
     "client_timeout": _positive(_float),
     "server_connections": _positive(_int),
@@ -283,6 +296,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "api_keys_file": _text,
     "protect_info_endpoints": parse_bool,
     "ca_bundle": _text,
+    "config_watch": parse_bool,
 }
 
 # Standard proxy variables (either case), honoured by the upstream transport.

@@ -1,4 +1,5 @@
-"""Builds the service's parts from the settings: store, strategy, chooser, adapters, handler.
+"""Builds the service's parts from the settings: store, strategy, chooser, adapters, handler,
+and the first configuration generation with the ``Reloader`` that replaces it (hot reload).
 
 No Flask here; ``web.app.create_app`` calls ``assemble`` and mounts the endpoints.
 """
@@ -6,6 +7,7 @@ No Flask here; ``web.app.create_app`` calls ``assemble`` and mounts the endpoint
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,9 +15,10 @@ from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
 from llm_router_api.base.lb.registry import build_strategy
 from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.core.background import Maintenance
-from llm_router_api.core.config import load_models_config
+from llm_router_api.core.generation import ConfigHolder, first_generation, load_inputs
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
-from llm_router_api.core.prompts import PromptLibrary, load_prompt_library
+from llm_router_api.core.prompts import PromptLibrary
+from llm_router_api.core.reload import Reloader, read_signals, signals_for
 from llm_router_api.protocols.anthropic import AnthropicProtocol
 from llm_router_api.protocols.base import CallerProtocol
 from llm_router_api.protocols.ollama import OllamaProtocol
@@ -36,16 +39,32 @@ log = logging.getLogger("llm_router")
 
 @dataclass
 class Parts:
-    models: ModelsConfig
-    handler: ModelHandler
+    """The service's parts. ``config`` holds the current configuration generation (models,
+    handler, keys, prompts), which hot reload replaces; everything else lives as long as the
+    app."""
+
+    config: ConfigHolder
     chooser: ProviderChooser
     transport: Transport
     maintenance: Maintenance
-    #: ``None`` in proxy-only mode (``LLM_ROUTER_MINIMUM``): the built-ins are not served.
-    prompts: PromptLibrary | None = None
+    reloader: Reloader
     metrics: PrometheusMetrics | None = None
 
+    @property
+    def models(self) -> ModelsConfig:
+        return self.config.current.models
+
+    @property
+    def handler(self) -> ModelHandler:
+        return self.config.current.handler
+
+    @property
+    def prompts(self) -> PromptLibrary | None:
+        """``None`` in proxy-only mode (``LLM_ROUTER_MINIMUM``): the built-ins are not served."""
+        return self.config.current.prompts
+
     def close(self) -> None:
+        self.reloader.stop()
         self.maintenance.stop()
         self.transport.close()
         self.chooser.store.close()
@@ -62,10 +81,24 @@ def build_store(settings: Settings) -> StateStore:
     return RedisStore.from_settings(settings)
 
 
-def build_adapters(transport: Transport, timeout: float) -> dict[str, ProviderAdapter]:
-    openai = OpenAIAdapter(transport, timeout)
-    return {"openai": openai, "vllm": openai, "ollama": OllamaAdapter(transport, timeout),
-            "anthropic": AnthropicAdapter(transport, timeout)}
+def build_adapters(transport: Transport, timeout: float,
+                   tokens: tuple[str, ...] = ()) -> dict[str, ProviderAdapter]:
+    """One adapter per ``api_type``; ``tokens`` (every configured provider token) are masked
+    in every answer."""
+    openai = OpenAIAdapter(transport, timeout, tokens)
+    return {"openai": openai, "vllm": openai, "ollama": OllamaAdapter(transport, timeout, tokens),
+            "anthropic": AnthropicAdapter(transport, timeout, tokens)}
+
+
+def tokens_of(models: ModelsConfig) -> tuple[str, ...]:
+    return tuple(p.token for _, p in models.providers() if p.token)
+
+
+def mask_tokens(adapters: Mapping[str, ProviderAdapter], models: ModelsConfig) -> None:
+    """After a reload: the new configuration's tokens are masked too (old ones stay masked;
+    requests started on the old configuration may still be answering)."""
+    for adapter in adapters.values():
+        adapter.tokens = tuple(sorted(set(adapter.tokens) | set(tokens_of(models))))
 
 
 def build_protocols() -> dict[str, CallerProtocol]:
@@ -74,9 +107,10 @@ def build_protocols() -> dict[str, CallerProtocol]:
 
 
 def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Parts:
-    models = load_models_config(settings.models_config, settings.environ)
-    prompts = load_prompt_library(settings)
-    if prompts is None:
+    signals = signals_for(settings)  # read before the files, so no later reload is missed
+    seen = read_signals(signals)
+    inputs = load_inputs(settings)
+    if inputs.prompts is None:
         log.info("LLM_ROUTER_MINIMUM is on: the prompt library is not loaded and the built-in "
                  "utilities (P/builtin/...) are not registered")
     if chooser is None:
@@ -88,15 +122,21 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                                   store=store, limits=limits)
     transport = Urllib3Transport(ca_bundle=settings.ca_bundle, http_proxy=settings.http_proxy,
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
-    adapters = build_adapters(transport, settings.external_timeout)
-    metrics = build_metrics(settings, models, chooser)
-    handler = ModelHandler(models, chooser, adapters, build_protocols(),
+    adapters = build_adapters(transport, settings.external_timeout, tokens_of(inputs.models))
+    metrics = build_metrics(settings, inputs.models, chooser)
+    handler = ModelHandler(inputs.models, chooser, adapters, build_protocols(),
                            HandlerLimits(max_attempts=settings.max_attempts,
-                                         acquire_timeout=settings.acquire_timeout),
+                                         acquire_timeout=settings.acquire_timeout,
+                                         first_byte_deadline=settings.first_byte_deadline),
                            observer=metrics)
-    maintenance = Maintenance(chooser, models, adapters, chooser.limits.lease_ttl,
-                              settings.health_interval)
-    return Parts(models, handler, chooser, transport, maintenance, prompts, metrics)
+    config = ConfigHolder(first_generation(inputs, handler))
+    maintenance = Maintenance(chooser, lambda: config.current.models, adapters,
+                              chooser.limits.lease_ttl, settings.health_interval)
+    reloader = Reloader(config, lambda: load_inputs(settings), signals, seen,
+                        observer=handler.observer,
+                        on_swap=[maintenance.reprobe,
+                                 lambda generation: mask_tokens(adapters, generation.models)])
+    return Parts(config, chooser, transport, maintenance, reloader, metrics)
 
 
 def build_metrics(settings: Settings, models: ModelsConfig,

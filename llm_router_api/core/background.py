@@ -1,16 +1,26 @@
-"""One maintenance thread per worker: renews live leases and probes cooling providers.
+"""One maintenance thread per worker: renews live leases and probes providers' reachability.
 
 Started by ``create_app`` (after fork, in each worker); a daemon, stopped with ``stop()``.
-Leases are renewed every TTL/3. Every ``HEALTH_INTERVAL`` each cooling provider is probed with
-its adapter's cheap health call: success brings it back at once; otherwise it returns when
-its cool-down ends, and the next failure doubles the cool-down.
+Leases are renewed every TTL/3.
+
+No probe brings a cooling provider back: a model-list probe (``GET /v1/models``,
+``/api/tags``) only shows that a server is reachable, and a server whose model list answers
+while generation fails used to be let back in every interval. A provider comes back only by
+generating — one live trial request after its cool-down (``base.lb.state``, module docstring).
+
+Reachability (what ``/api/health`` reports before any request has failed): as soon as the
+thread starts, every provider is probed once, concurrently; those that do not answer are
+recorded in the state store's ``health:unreachable`` hash and probed again every
+``HEALTH_INTERVAL`` until they answer. The record only informs health reports; routing still
+decides by cool-downs, so a provider that could serve is never skipped on a probe's word.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from llm_router_api.base.lb.chooser import ProviderChooser
 from llm_router_api.providers.base import ProviderAdapter
@@ -18,9 +28,17 @@ from llm_router_api.schemas.config import ModelsConfig
 
 log = logging.getLogger("llm_router.background")
 
+#: Hash of providers whose probe failed (member -> 1); read by the health endpoint.
+UNREACHABLE_KEY = "health:unreachable"
+#: Probes in flight at once: unreachable hosts cost up to the probe timeout each.
+PROBE_CONCURRENCY = 8
+
 
 class Maintenance:
-    def __init__(self, chooser: ProviderChooser, models: ModelsConfig,
+    """``models`` returns the configuration in use (it changes with hot reloads); after a
+    reload ``reprobe`` has the next round probe every provider of the new configuration."""
+
+    def __init__(self, chooser: ProviderChooser, models: Callable[[], ModelsConfig],
                  adapters: Mapping[str, ProviderAdapter], lease_ttl: float,
                  health_interval: float) -> None:
         self._chooser = chooser
@@ -30,6 +48,7 @@ class Maintenance:
         self._lease_every = lease_ttl / 3
         self._health_every = health_interval
         self._stop = threading.Event()
+        self._reprobe = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llm-router-maintenance",
                                         daemon=True)
 
@@ -39,26 +58,50 @@ class Maintenance:
     def stop(self) -> None:
         self._stop.set()
 
+    def reprobe(self, *_: object) -> None:
+        """Probe every provider's reachability in the next round (a new configuration)."""
+        self._reprobe.set()
+
     def _run(self) -> None:
+        try:
+            self.probe_reachability()
+        except Exception:  # the state store may be down; the next rounds try again
+            log.exception("startup reachability probe failed")
         since_lease = since_health = 0.0
         while not self._stop.wait(self._tick):
             since_lease += self._tick
             since_health += self._tick
             try:
+                if self._reprobe.is_set():
+                    self._reprobe.clear()
+                    self.probe_reachability()
                 if since_lease >= self._lease_every:
                     since_lease = 0.0
                     self._chooser.renew()
                 if since_health >= self._health_every:
                     since_health = 0.0
-                    self.probe_cooling()
+                    self.probe_reachability(only_unreachable=True)
             except Exception:  # the state store may be down; keep trying, say so
                 log.exception("maintenance round failed")
 
-    def probe_cooling(self) -> None:
-        providers = {p.id: p for _, p in self._models.providers()}
-        for provider_id in self._chooser.store.cooling(list(providers)):
-            provider = providers[provider_id]
-            adapter = self._adapters.get(provider.api_type)
-            if adapter is not None and adapter.health(provider):
-                log.info("provider %s is healthy again", provider_id)
-                self._chooser.mark_healthy(provider_id)
+    def probe_reachability(self, only_unreachable: bool = False) -> None:
+        """Probe every provider (or only those recorded as unreachable) and record which do
+        not answer."""
+        providers = {p.id: p for _, p in self._models().providers()}
+        store = self._chooser.store
+        ids: Iterable[str] = providers
+        if only_unreachable:
+            ids = [pid for pid in store.get_hash(UNREACHABLE_KEY) if pid in providers]
+        targets = [providers[pid] for pid in ids if providers[pid].api_type in self._adapters]
+        if not targets:
+            return
+        with ThreadPoolExecutor(min(PROBE_CONCURRENCY, len(targets))) as pool:
+            answers = list(pool.map(
+                lambda p: self._adapters[p.api_type].health(p), targets))
+        down = [p.id for p, ok in zip(targets, answers, strict=True) if not ok]
+        up = [p.id for p, ok in zip(targets, answers, strict=True) if ok]
+        if down:
+            log.warning("providers not answering their probe: %s", ", ".join(sorted(down)))
+            store.set_hash(UNREACHABLE_KEY, dict.fromkeys(down, 1.0))
+        if up:
+            store.delete_hash(UNREACHABLE_KEY, up)

@@ -30,7 +30,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from llm_router_api.base.lb.chooser import Lease
 from llm_router_api.base.lb.state import StateStore
@@ -46,6 +46,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     120.0, 300.0)
 MERGE_ATTEMPTS = 3
+#: Values of the ``result`` label of ``llm_router_config_reloads_total``.
+RELOAD_RESULTS = ("success", "error")
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -59,6 +61,7 @@ class PrometheusMetrics(CallObserver):
         self._store = store
         self._multiproc_dir = multiproc_dir
         self.registry = CollectorRegistry(auto_describe=True)
+        self.config_info = ConfigInfo(models.sha256)
         self._define()
         self._preset()
 
@@ -99,9 +102,20 @@ class PrometheusMetrics(CallObserver):
         self.healthy = Gauge("provider_healthy", "1 when the provider is not cooling down.",
                              mp, namespace=NAMESPACE, registry=self.registry,
                              multiprocess_mode="livemostrecent")
+        self.leases = Gauge("provider_leases",
+                            "Live leases (requests in flight) on the provider, as the "
+                            "load-balancing state holds them.", mp, namespace=NAMESPACE,
+                            registry=self.registry, multiprocess_mode="livemostrecent")
+        self.fallbacks = counter(
+            "model_fallbacks", "Requests that moved from a model none of whose providers could "
+            "serve to the next model of its fallback chain.", ("model", "fallback"))
         self.selections = counter("strategy_selections",
                                   "Providers chosen by the load-balancing strategy.",
                                   ("strategy", "model", "provider"))
+        self.reloads = counter("config_reloads",
+                               "Hot reloads of the configuration by this process's workers, "
+                               "by result (error: refused, nothing changed).", ("result",))
+        self.registry.register(self.config_info)
 
     def _preset(self) -> None:
         """Zero series for every configured provider, so rates and alerts see them at once."""
@@ -111,6 +125,10 @@ class PrometheusMetrics(CallObserver):
             self.failovers.labels(*labels)
             for direction in ("in", "out"):
                 self.tokens.labels(*labels, direction)
+        for model_name, fallback in self._models.fallback_pairs():
+            self.fallbacks.labels(model_name, fallback)
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)
         self.refresh_health()
 
     # -- provider level (CallObserver) -----------------------------------------------------------
@@ -137,8 +155,22 @@ class PrometheusMetrics(CallObserver):
         if usage.output_tokens:
             self.tokens.labels(*labels, "out").inc(usage.output_tokens)
 
+    def model_fell_back(self, model: str, fallback: str) -> None:
+        self.fallbacks.labels(model, fallback).inc()  # both configured names (bounded)
+
     def meter(self, protocol: Protocol, stream: bool) -> Meter:
         return meter_for(protocol, stream)
+
+    # -- configuration (hot reload) --------------------------------------------------------------
+    def config_loaded(self, models: ModelsConfig) -> None:
+        """Series for the new configuration's providers; ``config_info`` names its sha256.
+        (Series of removed providers keep their last values until the process restarts.)"""
+        self._models = models
+        self.config_info.sha256 = models.sha256
+        self._preset()
+
+    def config_reloaded(self, ok: bool) -> None:
+        self.reloads.labels(RELOAD_RESULTS[0] if ok else RELOAD_RESULTS[1]).inc()
 
     # -- request level (called by the web layer) -------------------------------------------------
     def request_started(self) -> None:
@@ -152,10 +184,13 @@ class PrometheusMetrics(CallObserver):
 
     # -- exposition ------------------------------------------------------------------------------
     def refresh_health(self) -> None:
+        """Health and live leases of every provider, from the load-balancing state."""
         ids = [p.id for _, p in self._models.providers()]
         cooling = self._store.cooling(ids)
+        leases = self._store.in_flight(ids)
         for model, provider in self._models.providers():
             self.healthy.labels(model.name, provider.id).set(0 if provider.id in cooling else 1)
+            self.leases.labels(model.name, provider.id).set(leases.get(provider.id, 0))
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition: every worker's values when in multiprocess mode."""
@@ -164,7 +199,25 @@ class PrometheusMetrics(CallObserver):
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
         registry.register(WorkerFilesCollector(self._multiproc_dir))
+        registry.register(self.config_info)
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class ConfigInfo:
+    """``llm_router_config_info{sha256}`` 1: the sha256 of the models-config in use, only that
+    one (a collector, not a stored gauge, so a replaced configuration's series disappears
+    even in multiprocess mode, where stored values outlive their labels)."""
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(f"{NAMESPACE}_config_info",
+                                   "The configuration in use: 1 for the SHA-256 of its "
+                                   "models-config file.", labels=["sha256"])
+        if self.sha256:
+            family.add_metric([self.sha256], 1)
+        yield family
 
 
 class WorkerFilesCollector:

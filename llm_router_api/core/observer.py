@@ -9,6 +9,12 @@ The lifecycle of one attempt, as the handler reports it::
     └── finished(lease, usage)                   it delivered an answer (whole, or cut by a
                                                  failure after the first frame)
 
+    model_fell_back(model, fallback)             no provider of the request's model could serve
+                                                 before the first byte; ``fallback`` is tried next
+
+``config_loaded(models)`` says which configuration is in use (at startup and after each hot
+reload) and ``config_reloaded(ok)`` counts reloads and refused reloads.
+
 ``meter(protocol, stream)`` hands the handler a token meter for the answer's frames. The base
 class does nothing, so adapters, strategies and the handler stay free of any metrics library;
 ``core.metrics.PrometheusMetrics`` is the Prometheus implementation. Labels come from the
@@ -27,6 +33,7 @@ from llm_router_api.errors import (
     UpstreamTimeout,
 )
 from llm_router_api.schemas.calls import Protocol
+from llm_router_api.schemas.config import ModelsConfig
 
 #: Values of the ``kind`` label of provider errors.
 ERROR_KINDS = ("timeout", "connection", "status", "protocol", "client", "other")
@@ -64,6 +71,15 @@ class CallObserver:
     def finished(self, lease: Lease, usage: Usage) -> None:
         """The attempt delivered an answer; its last byte has been passed on."""
 
+    def model_fell_back(self, model: str, fallback: str) -> None:
+        """A request for ``model`` moved on to the configured model ``fallback``."""
+
     def meter(self, protocol: Protocol, stream: bool) -> Meter:
         """A token meter for the caller-format frames of one answer."""
         return Meter()
+
+    def config_loaded(self, models: ModelsConfig) -> None:
+        """``models`` is the configuration in use from now on."""
+
+    def config_reloaded(self, ok: bool) -> None:
+        """A hot reload succeeded (``ok``) or was refused (nothing changed)."""

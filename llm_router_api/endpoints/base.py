@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from llm_router_api.core.generation import ConfigHolder, Generation
 from llm_router_api.core.model_handler import ModelHandler, Reply
 from llm_router_api.errors import ValidationFailed, echo
 from llm_router_api.schemas.calls import Protocol
@@ -29,13 +30,24 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass
 class Services:
-    """What endpoints may use; built once per app by ``create_app``."""
+    """What endpoints may use; built once per app by ``create_app``. The configuration
+    (models, handler, keys, prompts) is not here but in ``Incoming.config``: the generation
+    current when the request came in, read once (hot reload swaps ``config.current``)."""
 
     settings: Settings
-    models: ModelsConfig
-    handler: ModelHandler
+    config: ConfigHolder
     started_at: float
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def models(self) -> ModelsConfig:
+        """The current generation's models (outside a request; a request uses its own)."""
+        return self.config.current.models
+
+    @property
+    def handler(self) -> ModelHandler:
+        """The current generation's handler (outside a request; a request uses its own)."""
+        return self.config.current.handler
 
 
 @dataclass(frozen=True)
@@ -46,8 +58,12 @@ class Incoming:
     headers: Mapping[str, str]
     path_params: Mapping[str, str]
     request_id: str
+    #: The configuration this request runs on, from start to end (its last byte).
+    config: Generation
     #: Where a model call reports the tokens it used (the caller key's budget), if anywhere.
     on_usage: Callable[[int], None] | None = None
+    #: True once the caller has closed its connection (``None``: the server cannot tell).
+    client_gone: Callable[[], bool] | None = None
 
 
 class EndpointI(ABC):
@@ -62,6 +78,8 @@ class EndpointI(ABC):
     needs_prompts: ClassVar[bool] = False
     #: Only registered when an admin token is configured.
     admin_only: ClassVar[bool] = False
+    #: Whether a POST/PUT/PATCH carries a JSON body to read (False: none needed, none read).
+    takes_body: ClassVar[bool] = True
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -87,10 +105,28 @@ class EndpointI(ABC):
 
 
 def validation_error(exc: ValidationError) -> ValidationFailed:
-    first = exc.errors()[0]
-    field_path = echo(".".join(str(part) for part in first["loc"]) or "body")
-    return ValidationFailed(f"{field_path}: {echo(first['msg'])}", param=field_path,
-                            detail=[{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()])
+    """A 400 naming the failing field: of a value that matched no member of a union
+    (``str | list[Block]``), the deepest failure names the field that was wrong."""
+    errors = exc.errors()
+    paths = [field_path(e["loc"]) for e in errors]
+    index = max(range(len(errors)), key=lambda i: (paths[i].count(".") + 1) if paths[i] else 0)
+    path = echo(paths[index])  # a path may hold a caller's dict key
+    return ValidationFailed(f"{path}: {echo(errors[index]['msg'])}", param=path,
+                            detail=[{"loc": e["loc"], "msg": e["msg"]} for e in errors])
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """``messages.0.content.3.text``: pydantic's location without the names it gives the
+    members of a union it tried (``str``, ``list[AnthropicBlock]``)."""
+    parts = [str(p) for p in loc if isinstance(p, int) or not _union_member(p)]
+    return ".".join(parts) or "body"
+
+
+def _union_member(part: str) -> bool:
+    return part in UNION_TAGS or ("[" in part and part.endswith("]"))
+
+
+UNION_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "bytes"})
 
 
 class EndpointAutoLoader:

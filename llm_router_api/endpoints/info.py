@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from llm_router_api import __version__
+from llm_router_api.core.background import UNREACHABLE_KEY
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
 from llm_router_api.protocols.base import dumps
@@ -48,26 +49,30 @@ class OllamaRoot(EndpointI):
 
 
 class Health(EndpointI):
-    """Readiness as the router sees it: 503 when some model has no healthy provider."""
+    """Readiness as the router sees it: 503 when some model has no healthy provider (every one
+    cooling down after failures, or not answering its probe since startup)."""
 
     access = "info"
     paths = ("{prefix}/health",)
     methods = ("GET",)
 
     def handle(self, incoming: Incoming) -> Reply:
-        chooser = self.services.handler.chooser
+        chooser = incoming.config.handler.chooser
         models: dict[str, Any] = {}
         ready = True
-        for model in self.services.models.models.values():
+        unreachable = set(chooser.store.get_hash(UNREACHABLE_KEY))
+        for model in incoming.config.models.models.values():
             ids = [p.id for p in model.providers]
-            cooling = chooser.store.cooling(ids)
+            down = chooser.store.cooling(ids) | (unreachable & set(ids))
             in_flight = chooser.store.in_flight(ids)
-            providers = [{"id": pid, "healthy": pid not in cooling,
+            providers = [{"id": pid, "healthy": pid not in down,
+                          "reachable": pid not in unreachable,
                           "in_flight": in_flight.get(pid, 0)} for pid in ids]
-            healthy = len(ids) - len(cooling)
+            healthy = len(ids) - len(down)
             ready = ready and healthy > 0
             models[model.name] = {"healthy": healthy > 0, "providers": providers}
-        body = {"status": "ok" if ready else "degraded", "models": models}
+        config = {"sha256": incoming.config.sha256, "loaded_at": incoming.config.loaded_at}
+        body = {"status": "ok" if ready else "degraded", "models": models, "config": config}
         return Reply(200 if ready else 503, "application/json", dumps(body))
 
 
@@ -81,9 +86,9 @@ class OpenAIModels(EndpointI):
     methods = ("GET",)
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
-        created = _created(self.services.models.mtime)
+        created = _created(incoming.config.models.mtime)
         return {"object": "list",
-                "data": [_openai_model(m, created) for m in self.services.models.models.values()]}
+                "data": [_openai_model(m, created) for m in incoming.config.models.models.values()]}
 
 
 class OpenAIModel(EndpointI):
@@ -92,8 +97,8 @@ class OpenAIModel(EndpointI):
     methods = ("GET",)
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
-        model = self.services.handler.resolve(incoming.path_params["model_id"])
-        return _openai_model(model, _created(self.services.models.mtime))
+        model = incoming.config.handler.resolve(incoming.path_params["model_id"])
+        return _openai_model(model, _created(incoming.config.models.mtime))
 
 
 def _openai_model(model: ModelConfig, created: int) -> dict[str, Any]:
@@ -109,9 +114,9 @@ class Tags(EndpointI):
     protocol = Protocol.OLLAMA
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
-        modified = datetime.fromtimestamp(self.services.models.mtime, tz=timezone.utc)
+        modified = datetime.fromtimestamp(incoming.config.models.mtime, tz=timezone.utc)
         return {"models": [_ollama_tag(m, modified.isoformat())
-                           for m in self.services.models.models.values()]}
+                           for m in incoming.config.models.models.values()]}
 
 
 def _ollama_tag(model: ModelConfig, modified_at: str) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from llm_router_api.schemas.calls import Protocol
 from llm_router_api.settings import Settings, load_settings
 from llm_router_api.web.browsers import BrowserPolicy
 from llm_router_api.web.clientio import ClientDeadline, close_after_response
+from llm_router_api.web.disconnect import client_gone_probe
 from llm_router_api.web.logs import configure_logging
 from llm_router_api.web.observe import mount_metrics, started, track
 
@@ -60,9 +61,9 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     settings = settings or load_settings()
     configure_logging(settings)
     parts = assemble(settings, chooser)
-    guard = Guard.from_settings(settings)
-    services = Services(settings=settings, models=parts.models, handler=parts.handler,
-                        started_at=time.time(), extras={"parts": parts, "guard": guard})
+    guard = Guard.from_settings(settings, parts.config.current.keys)
+    services = Services(settings=settings, config=parts.config, started_at=time.time(),
+                        extras={"parts": parts, "guard": guard})
     app = RouterFlask("llm_router_api", static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_body_size, PROPAGATE_EXCEPTIONS=False)
     # Odd slashes are merged by ClientDeadline and served; werkzeug never answers a redirect.
@@ -73,9 +74,11 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     mounted = _mount(app, services, guard)
     if parts.metrics is not None:
         mount_metrics(app, settings.prefix, parts.metrics,
-                      lambda: guard.authenticate("info", dict(request.headers)))
+                      lambda: guard.authenticate("info", dict(request.headers),
+                                                 parts.config.current.keys))
     _install_hooks(app, settings, parts.metrics)
     parts.maintenance.start()
+    parts.reloader.start()
     log.info("llm-router ready: %d models, %d routes, strategy %s%s", len(parts.models.models),
              mounted, type(parts.chooser.strategy).__name__,
              " (proxy-only mode: built-in utilities are off)" if settings.minimum else "")
@@ -108,16 +111,18 @@ def _mount(app: Flask, services: Services, guard: Guard) -> int:
 def _view(endpoint: EndpointI, guard: Guard) -> Any:
     def view(**path_params: str) -> Response:
         g.protocol = endpoint.protocol
+        config = endpoint.services.config.current  # this request's configuration, read once
         headers = dict(request.headers)
-        key = guard.authenticate(endpoint.access, headers)
+        key = guard.authenticate(endpoint.access, headers, config.keys)
         body = (_json_body(endpoint.settings.max_request_body_size)
-                if request.method in ("POST", "PUT", "PATCH") else None)
+                if request.method in ("POST", "PUT", "PATCH") and endpoint.takes_body else None)
         admission = guard.admit(key, _model_of(body))
         g.key_id = admission.key_id if admission else ""
         charge = (functools.partial(guard.record_tokens, admission)
                   if admission is not None and admission.charges_tokens else None)
         incoming = Incoming(body=body, headers=headers, path_params=path_params,
-                            request_id=g.request_id, on_usage=charge)
+                            request_id=g.request_id, config=config, on_usage=charge,
+                            client_gone=client_gone_probe(request.environ))
         try:
             response = to_response(endpoint.handle(incoming))
         except BaseException:

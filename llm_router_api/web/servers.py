@@ -17,7 +17,8 @@ from functools import partial
 from typing import Any
 
 from llm_router_api.settings import Settings
-from llm_router_api.web import multiproc
+from llm_router_api.web import multiproc, reload_triggers
+from llm_router_api.web.logs import configure_logging
 
 log = logging.getLogger("llm_router")
 
@@ -27,6 +28,7 @@ def serve(settings: Settings) -> int:
     if settings.server_type == "gunicorn" or settings.prometheus_multiproc_dir:
         settings = multiproc.prepare(settings)  # before any import of prometheus-client
     raise_open_files(settings.server_connections + FILES_MARGIN)
+    settings = _reload_triggers(settings)
     runner(settings)
     return 0
 
@@ -46,6 +48,16 @@ def raise_open_files(wanted: int) -> int:
         log.warning("open-files limit %d is below LLM_ROUTER_SERVER_CONNECTIONS + %d; raise "
                     "`ulimit -n` (hard limit %d) or lower the setting", soft, FILES_MARGIN, hard)
     return int(soft)
+
+
+def _reload_triggers(settings: Settings) -> Settings:
+    """Hot reload: SIGHUP and the file watch, here or (gunicorn) in the master's ``when_ready``
+    hook (``gunicorn_options``)."""
+    configure_logging(settings)  # the master's own lines (SIGHUP, watch) look like the rest
+    settings = reload_triggers.prepare(settings)
+    if settings.server_type != "gunicorn":
+        reload_triggers.single_process(settings)
+    return settings
 
 
 def _flask(settings: Settings) -> None:
@@ -152,6 +164,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "proc_name": "llm-router",
+        # SIGHUP reloads the configuration instead of replacing the workers (hot reload).
+        "when_ready": reload_triggers.master_ready(settings),
     }
     if settings.use_prometheus:
         options["child_exit"] = multiproc.child_exit

@@ -132,15 +132,22 @@ def test_metrics_are_not_served_unless_enabled(gateway: Gateway) -> None:
     assert requests.get(gateway.url + "/metrics", timeout=5).status_code == 404
 
 
-def test_health_is_ready_with_per_model_state_and_no_hosts(gateway: Gateway,
+def test_health_reports_unreachable_providers_and_no_hosts(gateway: Gateway,
                                                           upstream: StandIn) -> None:
+    # pair-b points at nothing: the startup probe reports it (cool-down 0: the failures above
+    # took nobody out of routing); pair-a still serves "pair", but "down" has no provider.
+    def probed() -> bool:
+        body = requests.get(gateway.url + "/api/health", timeout=5).json()
+        return body["models"]["pair"]["providers"][1]["reachable"] is False
+    wait_for(probed, 30, "the startup probe")
     response = requests.get(gateway.url + "/api/health", timeout=5)
-    assert response.status_code == 200  # cool-down 0: the failures above took nobody out
+    assert response.status_code == 503
     body = response.json()
-    assert body["status"] == "ok"
+    assert body["status"] == "degraded"
     assert body["models"]["pair"] == {"healthy": True, "providers": [
-        {"id": "pair-a", "healthy": True, "in_flight": 0},
-        {"id": "pair-b", "healthy": True, "in_flight": 0}]}
+        {"id": "pair-a", "healthy": True, "reachable": True, "in_flight": 0},
+        {"id": "pair-b", "healthy": False, "reachable": False, "in_flight": 0}]}
+    assert body["models"]["down"]["healthy"] is False
     assert upstream.url not in response.text and TOKEN not in response.text
     assert "127.0.0.1" not in response.text
 
@@ -175,8 +182,10 @@ def test_health_is_503_when_a_model_has_no_healthy_provider(make_app: Any) -> No
     assert degraded.status_code == 503
     body = degraded.get_json()
     assert body["status"] == "degraded"
-    assert body["models"]["down"] == {"healthy": False, "providers": [
-        {"id": "down-up", "healthy": False, "in_flight": 0}]}
+    down = body["models"]["down"]
+    assert down["healthy"] is False
+    assert [(p["id"], p["healthy"], p["in_flight"]) for p in down["providers"]] == [
+        ("down-up", False, 0)]
     assert body["models"]["m1"]["healthy"] is True
 
 

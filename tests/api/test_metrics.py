@@ -240,7 +240,14 @@ def mix(gateway: Gateway, upstream: StandIn) -> Mix:
         result.scrapes += 0 if done else 1
         return done
 
-    wait_for(settled, 10, "every request to be recorded")
+    try:
+        wait_for(settled, 20, "every request to be recorded")
+    except TimeoutError:  # show what differs
+        assert requests_but_scrapes(result.delta("llm_router_requests_total")) == \
+            requests_but_scrapes(expected_requests(result))
+        assert requests_but_scrapes(result.delta(DURATIONS)) == \
+            requests_but_scrapes(expected_durations(result))
+        raise
     wait_for(lambda: len(access_lines(gateway.output())) == len(result.expected_lines), 10,
              "every access line")
     result.logged = access_lines(gateway.output())

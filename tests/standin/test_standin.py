@@ -410,7 +410,7 @@ def test_stop_releases_hung_connections() -> None:
 
     worker = threading.Thread(target=call)
     worker.start()
-    wait_for(lambda: stand.count > 0, 5, "the call to reach the stand-in")
+    wait_for(lambda: stand.probes > 0, 5, "the call to reach the stand-in")
     start = time.monotonic()
     stand.stop()
     worker.join(5)
