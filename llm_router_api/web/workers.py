@@ -15,8 +15,10 @@ instead of gunicorn's HTML page, and close the connection.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
+import os
 import socket
 import uuid
 from functools import partial
@@ -122,11 +124,35 @@ def _quiet_timeouts(record: logging.LogRecord) -> bool:
 
 
 class SyncJSONWorker(JSONErrors, _SyncWorker):
+    """sync; on SIGTERM this process lets go of the listener at once, even while it is busy
+    with a request (it would otherwise keep the socket listening, and new connections would
+    wait in the backlog until that request ended)."""
+
     # Not named *SyncWorker: gunicorn swaps such a class for its own gthread when threads > 1.
 
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
         client.settimeout(self.client_timeout)
         super().handle(listener, client, addr)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        for listener in self.sockets:
+            # Only this process's descriptor changes (never shutdown(), which would stop the
+            # socket for the master and every other worker too, as when one worker is
+            # replaced): it now names a fresh socket that listens nowhere. dup2 is atomic, so
+            # the loop never sees a closed descriptor.
+            with contextlib.suppress(OSError), socket.socket() as placeholder:
+                os.dup2(placeholder.fileno(), listener.fileno())
+
+    def accept(self, listener: Any) -> None:
+        if not self.alive:  # stopping: the descriptor no longer listens
+            raise BlockingIOError(errno.EAGAIN, "stopping")
+        try:
+            super().accept(listener)
+        except OSError as exc:
+            if not self.alive:
+                raise BlockingIOError(errno.EAGAIN, "stopping") from exc
+            raise
 
 
 class _TConn(gthread.TConn):

@@ -54,6 +54,8 @@ LISTENER_CLOSE = 1.0  # SPEC §13: the listening socket is closed within 1 s of 
 SERVERS = {
     "gunicorn-gevent": ("gunicorn", {"LLM_ROUTER_SERVER_WORKER_CLASS": "gevent"}),
     "gunicorn-gthread": ("gunicorn", {"LLM_ROUTER_SERVER_WORKER_CLASS": "gthread"}),
+    "gunicorn-sync": ("gunicorn", {"LLM_ROUTER_SERVER_WORKER_CLASS": "sync",
+                                   "LLM_ROUTER_SERVER_THREADS_COUNT": "1"}),
     "waitress": ("waitress", {}),
     "flask": ("flask", {}),
 }
