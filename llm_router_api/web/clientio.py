@@ -7,8 +7,9 @@ before that: see ``web.workers``, ``web.waitress_server`` and ``web.servers``). 
 request::
 
     __call__(environ)      deadline = now + seconds; wsgi.input -> DeadlineInput
-    read(...)              at most the time left; past it -> RequestTimeout (408, then close)
-    last byte read         the socket's own timeout is restored (the response is not bounded)
+    read(...)              at most the time left; past it -> RequestTimeout (408, then close);
+                           after each read the socket's own timeout is back (the answer is not
+                           bounded by this deadline)
 
 Under gevent (the production worker) the bound is a true total (``gevent.Timeout`` around each
 read); under threads it is the socket timeout set to the time left before each read, which
