@@ -139,3 +139,29 @@ def test_cors_origins_setting_is_checked() -> None:
     assert settings.cors_origins == ("https://a.example", "*")
     with pytest.raises(SettingsError, match="LLM_ROUTER_CORS_ORIGINS"):
         load_settings({"LLM_ROUTER_CORS_ORIGINS": "app.example.com"})
+
+
+@pytest.mark.parametrize("origin,host,same", [
+    ("http://localhost:8080", "localhost:8080", True),
+    ("http://LOCALHOST:8080", "localhost:8080", True),
+    ("http://example.com", "example.com:80", True),
+    ("https://example.com", "example.com", True),
+    ("https://example.com:443", "example.com", True),
+    ("http://[::1]:8080", "[::1]:8080", True),
+    ("http://localhost:3000", "localhost:8080", False),
+    ("https://example.com", "example.com:80", False),
+    ("http://example.com.evil", "example.com", False),
+    ("null", "example.com", False),
+    ("file://", "example.com", False),
+    ("http://example.com:99999", "example.com", False),
+])
+def test_same_host_rules(origin: str, host: str, same: bool) -> None:
+    from llm_router_api.errors import Forbidden
+    from llm_router_api.web.browsers import BrowserPolicy
+
+    policy = BrowserPolicy(())
+    if same:
+        policy.check({"Origin": origin, "Host": host})
+    else:
+        with pytest.raises(Forbidden):
+            policy.check({"Origin": origin, "Host": host})
