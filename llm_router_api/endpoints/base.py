@@ -62,6 +62,8 @@ class EndpointI(ABC):
     needs_prompts: ClassVar[bool] = False
     #: Only registered when an admin token is configured.
     admin_only: ClassVar[bool] = False
+    #: Whether a POST/PUT/PATCH carries a JSON body to read (False: none needed, none read).
+    takes_body: ClassVar[bool] = True
 
     def __init__(self, services: Services) -> None:
         self.services = services

@@ -100,7 +100,7 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
         headers = dict(request.headers)
         key = guard.authenticate(endpoint.access, headers)
         body = (_json_body(endpoint.settings.max_request_body_size)
-                if request.method in ("POST", "PUT", "PATCH") else None)
+                if request.method in ("POST", "PUT", "PATCH") and endpoint.takes_body else None)
         admission = guard.admit(key, _model_of(body))
         g.key_id = admission.key_id if admission else ""
         charge = (functools.partial(guard.record_tokens, admission)

@@ -6,12 +6,19 @@ Lifecycle of one attempt::
     ... call lease.provider ...
     chooser.release(lease, failure=None | error, latency=seconds)  # idempotent
 
-``acquire`` offers the strategy only healthy, not-yet-tried providers; the strategy picks one and
+``acquire`` offers the strategy only healthy, not-yet-tried, not-drained providers; the strategy
+picks one and
 takes a lease with the provider's ``max_concurrency`` as a hard cap (``strategy.acquire``). When
 every candidate is busy it waits until the deadline, then raises ``NoProviderAvailable`` (503
 with ``Retry-After``). ``release`` drops the lease, tells the strategy, and cools the provider
 down when the failure says so. While leases live, ``renew()`` (called by one background thread
 per worker every TTL/3) keeps them alive.
+
+Drain: ``drain(provider_id)`` takes a provider out of rotation for maintenance. It is filtered
+out here, with the candidates, so it gets no new request under any strategy (built-in or
+custom); requests already on it finish normally. The drained set lives in the state store
+(hash ``drained``: provider id -> wall time it was drained), so every worker and instance
+sharing the store honours it from its next acquire; ``undrain`` puts it back.
 """
 
 from __future__ import annotations
@@ -29,6 +36,11 @@ from llm_router_api.schemas.config import ModelConfig, ProviderConfig
 
 POLL_INTERVAL = 0.05
 FAILURES_KEY = "health:failures"
+#: Hash: provider id -> wall time it was drained (no new requests until undrained).
+DRAINED_KEY = "drained"
+#: Hash: provider id -> wall time its latest cool-down ends (for reports; routing asks
+#: ``store.cooling``).
+COOL_UNTIL_KEY = "health:cool_until"
 
 
 @dataclass(frozen=True)
@@ -76,11 +88,17 @@ class ProviderChooser:
             time.sleep(POLL_INTERVAL)
 
     def untried(self, model: ModelConfig, exclude: Collection[str] = ()) -> list[ProviderConfig]:
-        """Providers not in ``exclude``; raises when none is left."""
+        """Providers not in ``exclude`` and not drained; raises when none is left."""
         untried = [p for p in model.providers if p.id not in exclude]
         if not untried:
             raise NoProviderAvailable("every provider of this model has been tried",
                                       retry_after=self.limits.cooldown)
+        drained = self.drained()
+        if drained:
+            untried = [p for p in untried if p.id not in drained]
+            if not untried:
+                raise NoProviderAvailable("every provider of this model left is drained",
+                                          retry_after=self.limits.cooldown)
         return untried
 
     def healthy(self, untried: list[ProviderConfig]) -> list[ProviderConfig]:
@@ -121,12 +139,25 @@ class ProviderChooser:
         seconds = retry_after or min(self.limits.cooldown * 2 ** (failures - 1),
                                      self.limits.max_cooldown)
         self.store.cool_down(provider.id, seconds)
+        self.store.set_hash(COOL_UNTIL_KEY, {provider.id: time.time() + seconds})
 
     def mark_healthy(self, provider_id: str, only_if_failing: bool = False) -> None:
         if only_if_failing and not self.store.get_hash(FAILURES_KEY).get(provider_id):
             return
         self.store.set_hash(FAILURES_KEY, {provider_id: 0.0})
         self.store.clear_cool_down(provider_id)
+
+    # -- drain ---------------------------------------------------------------------------------
+    def drain(self, provider_id: str) -> None:
+        """No new request goes to ``provider_id`` (any strategy); in-flight ones finish."""
+        self.store.set_hash(DRAINED_KEY, {provider_id: time.time()})
+
+    def undrain(self, provider_id: str) -> None:
+        self.store.delete_hash(DRAINED_KEY, [provider_id])
+
+    def drained(self) -> dict[str, float]:
+        """Drained provider ids -> wall time they were drained."""
+        return self.store.get_hash(DRAINED_KEY)
 
     def renew(self) -> None:
         """Keep this worker's live leases alive, re-creating lost ones (called every TTL/3)."""
