@@ -15,7 +15,9 @@ from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.core.background import Maintenance
 from llm_router_api.core.config import load_models_config
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
+from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.prompts import PromptLibrary, load_prompt_library
+from llm_router_api.core.stats import WindowStats
 from llm_router_api.protocols.anthropic import AnthropicProtocol
 from llm_router_api.protocols.base import CallerProtocol
 from llm_router_api.protocols.ollama import OllamaProtocol
@@ -44,6 +46,8 @@ class Parts:
     #: ``None`` in proxy-only mode (``LLM_ROUTER_MINIMUM``): the built-ins are not served.
     prompts: PromptLibrary | None = None
     metrics: PrometheusMetrics | None = None
+    #: The console's rolling windows (only with an admin token: the console exists only then).
+    stats: WindowStats | None = None
 
     def close(self) -> None:
         self.maintenance.stop()
@@ -90,13 +94,17 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
     adapters = build_adapters(transport, settings.external_timeout)
     metrics = build_metrics(settings, models, chooser)
+    observer: CallObserver | None = metrics
+    stats = None
+    if settings.admin_token:
+        observer = stats = WindowStats(chooser.store, inner=metrics)
     handler = ModelHandler(models, chooser, adapters, build_protocols(),
                            HandlerLimits(max_attempts=settings.max_attempts,
                                          acquire_timeout=settings.acquire_timeout),
-                           observer=metrics)
+                           observer=observer)
     maintenance = Maintenance(chooser, models, adapters, chooser.limits.lease_ttl,
                               settings.health_interval)
-    return Parts(models, handler, chooser, transport, maintenance, prompts, metrics)
+    return Parts(models, handler, chooser, transport, maintenance, prompts, metrics, stats)
 
 
 def build_metrics(settings: Settings, models: ModelsConfig,

@@ -48,6 +48,8 @@ class Incoming:
     request_id: str
     #: Where a model call reports the tokens it used (the caller key's budget), if anywhere.
     on_usage: Callable[[int], None] | None = None
+    #: Whether the caller came over TLS (directly or per ``X-Forwarded-Proto``): secure cookies.
+    secure: bool = False
 
 
 class EndpointI(ABC):
