@@ -71,6 +71,10 @@ class EndpointI(ABC):
         self.services = services
         self.settings = services.settings
 
+    def check_access(self, headers: Mapping[str, str]) -> None:  # noqa: B027 - a hook
+        """Raise when the caller may not call this endpoint; runs before the body is read.
+        Default: nothing (``access`` and the guard decide)."""
+
     @abstractmethod
     def handle(self, incoming: Incoming) -> Reply | Any:
         """Answer one request."""

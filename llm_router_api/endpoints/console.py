@@ -22,7 +22,7 @@ import html
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -79,14 +79,20 @@ class ConsoleEndpoint(EndpointI):
         console: Console = self.services.extras["console"]
         return console
 
+    def check_access(self, headers: Mapping[str, str]) -> None:
+        self.caller(headers)  # before the body is read
+
+    def caller(self, headers: Mapping[str, str]) -> str:
+        if self.public:
+            return ""
+        changing = any(m in ("POST", "PUT", "DELETE", "PATCH") for m in self.methods)
+        who = self.console.caller(headers, changing)
+        if who is None:
+            raise Unauthorized("sign in to the console first (or send the admin token)")
+        return who
+
     def handle(self, incoming: Incoming) -> Any:
-        who = None
-        if not self.public:
-            changing = any(m in ("POST", "PUT", "DELETE", "PATCH") for m in self.methods)
-            who = self.console.caller(incoming.headers, changing)
-            if who is None:
-                raise Unauthorized("sign in to the console first (or send the admin token)")
-        return self.act(incoming, who or "")
+        return self.act(incoming, self.caller(incoming.headers))
 
     def act(self, incoming: Incoming, who: str) -> Any:
         raise NotImplementedError

@@ -109,6 +109,7 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
         by_console = (console.caller(headers, changing=True)
                       if console is not None and endpoint.access == "key" else None)
         key = None if by_console else guard.authenticate(endpoint.access, headers)
+        endpoint.check_access(headers)
         body = (_json_body(endpoint.settings.max_request_body_size)
                 if request.method in ("POST", "PUT", "PATCH") and endpoint.takes_body else None)
         admission = guard.admit(key, _model_of(body))

@@ -5,7 +5,6 @@ API keys on. Screenshots go to the artifacts directory (printed)."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

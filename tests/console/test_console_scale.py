@@ -13,8 +13,8 @@ import pytest
 import redis
 from playwright.sync_api import Browser, expect
 
-from llm_router_api.base.lb.chooser import ProviderChooser
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
+from llm_router_api.base.lb.chooser import ProviderChooser
 from llm_router_api.base.lb.state import StateStore
 from llm_router_api.core.snapshot import ConfigView, build_snapshot
 from llm_router_api.core.stats import WindowStats
