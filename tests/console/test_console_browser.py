@@ -173,7 +173,7 @@ def test_drain_takes_effect_and_in_flight_requests_finish(
     wait_for(lambda: cell(page, "p0", "inflight").startswith("1 "), 20, "p0 to hold a stream")
     page.locator('section[data-model="m"] tr[data-provider="p0"] button[data-act="drain"]').click()
     expect(page.locator('section[data-model="m"] tr[data-provider="p0"] td[data-col="state"]')
-           ).to_have_text("⏸ drained", timeout=WAIT_MS)
+           ).to_have_text("‖ drained", timeout=WAIT_MS)
     page.screenshot(path=str(artifacts / "console-drained.png"))
     for s in fresh:
         s.set_behaviour(tokens=3, token_delay=0.0)
@@ -231,6 +231,30 @@ def test_recent_requests_with_a_filter_and_no_prompt(browser: Browser, gateway: 
     assert "private prompt" not in page.content()
     page.fill("#recent-filter", marker + "-1")
     expect(rows).to_have_count(1)
+    page.context.close()
+
+
+def test_a_failing_provider_shows_its_cool_down(browser: Browser, gateway: Gateway,
+                                               fresh: list[StandIn], artifacts: Path) -> None:
+    page = signed_in(browser, gateway)
+    page.on("dialog", accept)
+    fresh[2].set_behaviour(mode="status", status_code=503)  # probes fail too: it stays out
+    for _ in range(6):
+        assert chat(gateway).status_code == 200  # failed over to p0 / p1
+    state = page.locator('section[data-model="m"] tr[data-provider="p2"] td[data-col="state"]')
+    expect(state).to_contain_text("✗ cooling", timeout=WAIT_MS)
+    expect(state).to_contain_text("s left")
+    wait_for(lambda: float(cell(page, "p2", "epm")) > 0, 20, "errors per minute")
+    page.locator('section[data-model="m"] tr[data-provider="p1"] button[data-act="drain"]').click()
+    expect(page.locator('section[data-model="m"] tr[data-provider="p1"] td[data-col="state"]')
+           ).to_have_text("‖ drained", timeout=WAIT_MS)
+    # The picture docs/console.md shows (docs/img/console.png is a copy of this file).
+    page.screenshot(path=str(artifacts / "console-pool.png"))
+    page.locator('section[data-model="m"] tr[data-provider="p1"] button[data-act="drain"]').click()
+    fresh[2].reset()  # answers again: the next probe brings it back
+    expect(state).to_have_text("✓ healthy", timeout=WAIT_MS)
+    expect(page.locator('section[data-model="m"] tr[data-provider="p1"] td[data-col="state"]')
+           ).to_have_text("✓ healthy", timeout=WAIT_MS)
     page.context.close()
 
 

@@ -106,7 +106,7 @@
     ["prefix", "Prefix hits"], ["actions", "Actions"]];
   const NUMERIC = new Set(["inflight", "rpm", "epm", "lat", "ttft", "weight", "prefix"]);
   const SYMBOL = { healthy: "✓ healthy", cooling: "✗ cooling", unreachable: "? unreachable",
-                   drained: "⏸ drained" };
+                   drained: "‖ drained" };
 
   function modelBlock(name) {
     let block = state.models.get(name);
