@@ -101,6 +101,10 @@ class Settings:
     http_proxy: str = ""
     https_proxy: str = ""
     no_proxy: str = ""
+    #: Reload the configuration when the models-config file changes (hot reload).
+    config_watch: bool = False
+    #: Not a variable: the launcher's file that tells its workers to reload (core.reload).
+    reload_signal_file: str = ""
     # Prometheus' own variable; under gunicorn the launcher sets it (web.multiproc).
     prometheus_multiproc_dir: str = ""
     # The environment as it was at load time, for `env:NAME` secrets in models-config.json.
@@ -257,6 +261,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "api_keys_file": _text,
     "protect_info_endpoints": parse_bool,
     "ca_bundle": _text,
+    "config_watch": parse_bool,
 }
 
 # Standard proxy variables (either case), honoured by the upstream transport.

@@ -12,10 +12,12 @@ from .common import (
     Plan,
     Reply,
     content_text,
+    count_words,
     dumps,
     first_tool_name,
     is_user_turn,
     json_reply,
+    json_tokens,
     last_user_text,
     limit_of,
     make_plan,
@@ -23,6 +25,7 @@ from .common import (
     model_of,
     new_id,
 )
+from .schema import instance
 
 SSE = "text/event-stream"
 GARBAGE_FRAME = b'event: message_start\ndata: {"type": message_start <<not json>>\n\n'
@@ -61,10 +64,49 @@ def _plan(body: JSONDict, behaviour: Behaviour) -> Plan:
     messages = messages_of(body)
     if not messages:
         raise ApiError(400, "messages: Field required")
-    tool = first_tool_name(body.get("tools")) if is_user_turn(messages) else None
+    forced = forced_tool(body)
+    tool = forced or (first_tool_name(body.get("tools")) if is_user_turn(messages) else None)
+    return make_plan(behaviour, _texts(body), last_user_text(messages), limit, tool)
+
+
+def _texts(body: JSONDict) -> list[str]:
     texts = [content_text(body.get("system"))]
-    texts += [content_text(m.get("content")) for m in messages]
-    return make_plan(behaviour, texts, last_user_text(messages), limit, tool)
+    return texts + [content_text(m.get("content")) for m in messages_of(body)]
+
+
+def forced_tool(body: JSONDict) -> str | None:
+    """The tool ``tool_choice`` forces (``{"type": "tool", "name"}``, or ``any``: the first)."""
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict):
+        return None
+    if choice.get("type") == "tool" and isinstance(choice.get("name"), str):
+        return str(choice["name"])
+    if choice.get("type") == "any":
+        return first_tool_name(body.get("tools"))
+    return None
+
+
+def tool_input(body: JSONDict, name: str) -> Any:
+    """The input of a call to tool ``name``: when ``tool_choice`` forced that tool (as a
+    structured-output client does), an instance of its ``input_schema``; else the stand-in's
+    fixed input."""
+    if forced_tool(body) != name:
+        return TOOL_ARGS
+    for tool in body.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("name") == name:
+            schema = tool.get("input_schema")
+            if isinstance(schema, dict) and schema.get("properties"):
+                return instance(schema)
+    return TOOL_ARGS
+
+
+def count_tokens(body: JSONDict, behaviour: Behaviour) -> Reply:
+    """``POST /v1/messages/count_tokens``: words of the system prompt, messages and tools."""
+    if not messages_of(body):
+        raise ApiError(400, "messages: Field required")
+    tools = [content_text(t.get("description")) for t in body.get("tools") or []
+             if isinstance(t, dict)]
+    return json_reply({"input_tokens": count_words(_texts(body) + tools)})
 
 
 def messages(body: JSONDict, behaviour: Behaviour) -> Reply:
@@ -72,14 +114,14 @@ def messages(body: JSONDict, behaviour: Behaviour) -> Reply:
     plan = _plan(body, behaviour)
     model, mid = model_of(body), new_id("msg_")
     if body.get("stream") is True:
-        return Reply(content_type=SSE, frames=_frames(plan, model, mid))
+        return Reply(content_type=SSE, frames=_frames(plan, model, mid, body))
     block: JSONDict = {"type": "text", "text": plan.text}
     if plan.tool_name is not None:
         block = {
             "type": "tool_use",
             "id": new_id("toolu_"),
             "name": plan.tool_name,
-            "input": TOOL_ARGS,
+            "input": tool_input(body, plan.tool_name),
         }
     return json_reply(
         {
@@ -95,7 +137,7 @@ def messages(body: JSONDict, behaviour: Behaviour) -> Reply:
     )
 
 
-def _frames(plan: Plan, model: str, mid: str) -> list[bytes]:
+def _frames(plan: Plan, model: str, mid: str, body: JSONDict) -> list[bytes]:
     start: JSONDict = {
         "id": mid,
         "type": "message",
@@ -126,7 +168,10 @@ def _frames(plan: Plan, model: str, mid: str) -> list[bytes]:
         ),
         b'event: ping\ndata: {"type": "ping"}\n\n',
     ]
-    frames += [prefix + dumps(tok) + b"}}\n\n" for tok in plan.tokens]
+    pieces = plan.tokens
+    if plan.tool_name is not None and forced_tool(body) == plan.tool_name:
+        pieces = json_tokens(tool_input(body, plan.tool_name))
+    frames += [prefix + dumps(tok) + b"}}\n\n" for tok in pieces]
     frames += [
         b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
         _event(

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .behaviour import Behaviour
+from .schema import instance
 
 JSONDict = dict[str, Any]
 
@@ -175,16 +176,25 @@ def limit_of(value: Any) -> int | None:
     return value
 
 
+#: ``make_plan(schema=...)`` default: no structured output asked for.
+NO_SCHEMA: Any = object()
+
+
 def make_plan(
     behaviour: Behaviour,
     texts: list[str],
     user_text: str,
     limit: int | None,
     tool_name: str | None = None,
+    schema: Any = NO_SCHEMA,
 ) -> Plan:
+    """The answer: a tool call (when a tool is offered on a user turn), a JSON text valid
+    against ``schema`` (structured output: ``{}`` for plain JSON mode), or text tokens."""
     prompt_tokens = count_words(texts)
     if tool_name is not None and behaviour.tool_call:
         return Plan(list(TOOL_ARG_FRAGMENTS), False, prompt_tokens, tool_name)
+    if schema is not NO_SCHEMA:
+        return Plan(json_tokens(instance(schema)), False, prompt_tokens)
     tokens = reply_tokens(behaviour, user_text)
     truncated = limit is not None and len(tokens) > limit
     if limit is not None and truncated:
@@ -217,3 +227,32 @@ def embed_vector(text: str, dim: int) -> list[float]:
 def embed_base64(vector: list[float]) -> str:
     """OpenAI's ``encoding_format: base64``: little-endian float32, base64-encoded."""
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def json_tokens(value: Any) -> list[str]:
+    """A JSON text cut into a few stream pieces (joined, they are the text)."""
+    text = _encode(value)
+    step = max(1, len(text) // 4 + 1)
+    return [text[i:i + step] for i in range(0, len(text), step)]
+
+
+def openai_schema(response_format: Any) -> Any:
+    """The schema an OpenAI ``response_format`` (or Responses ``text.format``) asks for:
+    ``{}`` for ``json_object``, ``NO_SCHEMA`` for text or nothing."""
+    if not isinstance(response_format, dict):
+        return NO_SCHEMA
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return {}
+    if kind == "json_schema":
+        inner = response_format.get("json_schema", response_format)  # Responses: flat
+        schema = inner.get("schema") if isinstance(inner, dict) else None
+        return schema if isinstance(schema, dict) else {}
+    return NO_SCHEMA
+
+
+def ollama_schema(fmt: Any) -> Any:
+    """The schema Ollama's ``format`` asks for: ``"json"`` → ``{}``, or the schema itself."""
+    if fmt == "json":
+        return {}
+    return fmt if isinstance(fmt, dict) else NO_SCHEMA

@@ -24,6 +24,7 @@ from .common import (
     make_plan,
     messages_of,
     model_of,
+    ollama_schema,
     rfc3339_now,
 )
 
@@ -99,7 +100,8 @@ def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
     messages = messages_of(body)
     tool = first_tool_name(body.get("tools")) if is_user_turn(messages) else None
     texts = [content_text(m.get("content")) for m in messages]
-    plan = make_plan(behaviour, texts, last_user_text(messages), _limit(body), tool)
+    plan = make_plan(behaviour, texts, last_user_text(messages), _limit(body), tool,
+                     ollama_schema(body.get("format")))
     head = {"model": model_of(body), "created_at": rfc3339_now()}
     message: JSONDict = {"role": "assistant", "content": plan.text}
     if plan.tool_name is not None:
@@ -127,7 +129,8 @@ def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
 def generate(body: JSONDict, behaviour: Behaviour) -> Reply:
     """``POST /api/generate`` (``response`` fragments instead of messages)."""
     prompt, system = _text(body.get("prompt")), _text(body.get("system"))
-    plan = make_plan(behaviour, [system, prompt], prompt, _limit(body))
+    plan = make_plan(behaviour, [system, prompt], prompt, _limit(body),
+                     schema=ollama_schema(body.get("format")))
     head = {"model": model_of(body), "created_at": rfc3339_now()}
     if not _streaming(body):
         return json_reply(

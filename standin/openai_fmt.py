@@ -26,6 +26,7 @@ from .common import (
     messages_of,
     model_of,
     new_id,
+    openai_schema,
 )
 
 SSE = "text/event-stream"
@@ -80,7 +81,8 @@ def _chat_plan(body: JSONDict, behaviour: Behaviour) -> Plan:
     tool = first_tool_name(body.get("tools")) if is_user_turn(messages) else None
     limit = limit_of(body.get("max_completion_tokens", body.get("max_tokens")))
     texts = [content_text(m.get("content")) for m in messages]
-    return make_plan(behaviour, texts, last_user_text(messages), limit, tool)
+    schema = openai_schema(body.get("response_format"))
+    return make_plan(behaviour, texts, last_user_text(messages), limit, tool, schema)
 
 
 def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
@@ -214,3 +216,20 @@ def embeddings(body: JSONDict, behaviour: Behaviour) -> Reply:
 def models(body: JSONDict, behaviour: Behaviour) -> Reply:
     """``GET /v1/models``."""
     return Reply(body=MODELS_BODY)
+
+
+MAX_MODEL_LEN = 8192
+
+
+def tokenize(body: JSONDict, behaviour: Behaviour) -> Reply:
+    """vLLM's ``POST /tokenize``: a ``prompt``, or ``messages`` with the chat template applied
+    (here: their words, plus one token per message for the template's markers)."""
+    if isinstance(body.get("messages"), list):
+        messages = messages_of(body)
+        count = sum(len(content_text(m.get("content")).split()) + 1 for m in messages)
+    elif isinstance(body.get("prompt"), str):
+        count = len(body["prompt"].split())
+    else:
+        raise ApiError(400, "either 'prompt' or 'messages' is required")
+    return json_reply({"count": count, "max_model_len": MAX_MODEL_LEN,
+                       "tokens": list(range(count)), "token_strs": None})

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import anthropic_fmt, ollama_fmt, openai_fmt
+from . import anthropic_fmt, ollama_fmt, openai_fmt, responses_fmt
 from .behaviour import Behaviour
 from .common import ApiError, Handler, JSONDict, Reply
 
@@ -36,6 +36,8 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/v1/completions": {"POST": openai_fmt.completions},
     "/v1/embeddings": {"POST": openai_fmt.embeddings},
     "/v1/models": {"GET": openai_fmt.models},
+    "/v1/responses": {"POST": responses_fmt.responses},
+    "/tokenize": {"POST": openai_fmt.tokenize},
     "/health": {"GET": _health},
     "/api/chat": {"POST": ollama_fmt.chat},
     "/api/generate": {"POST": ollama_fmt.generate},
@@ -45,6 +47,7 @@ ROUTES: dict[str, dict[str, Handler]] = {
     "/api/version": {"GET": ollama_fmt.version},
     "/": {"GET": ollama_fmt.root},
     "/v1/messages": {"POST": anthropic_fmt.messages},
+    "/v1/messages/count_tokens": {"POST": anthropic_fmt.count_tokens},
 }
 
 

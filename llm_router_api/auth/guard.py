@@ -3,9 +3,11 @@
 Endpoints declare their ``access``: ``open`` (liveness, version, ``GET /``), ``info`` (health,
 model lists, metrics: open unless ``LLM_ROUTER_PROTECT_INFO_ENDPOINTS``), ``admin`` (guarded by
 the admin token inside the endpoint) or ``key`` (every model call). With no key configured,
-everything is open. ``authenticate`` then ``admit`` give the ``Admission`` to ``release``
-exactly once when the response is finished; one daemon thread renews live concurrency leases
-every TTL/3 (a renewal re-creates leases Redis lost).
+everything is open. The keys come with each request's configuration generation (the keys
+file is hot-reloaded with it), so ``authenticate`` is given them. ``authenticate`` then
+``admit`` give the ``Admission`` to ``release`` exactly once when the response is finished;
+one daemon thread renews live concurrency leases every TTL/3 (a renewal re-creates leases
+Redis lost).
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ OPEN, INFO, ADMIN, KEY = "open", "info", "admin", "key"
 
 
 class Guard:
-    def __init__(self, keys: KeyRing, limiter: Limiter, protect_info: bool = False) -> None:
-        self.keys = keys
+    def __init__(self, limiter: Limiter, protect_info: bool = False) -> None:
         self.limiter = limiter
         self.protect_info = protect_info
         self._live: LeaseBook[Admission] = LeaseBook()
@@ -38,25 +39,22 @@ class Guard:
         self._renewer: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Guard:
-        keys = KeyRing.from_settings(settings)
+    def from_settings(cls, settings: Settings, keys: KeyRing) -> Guard:
         limiter: Limiter = MemoryLimiter(settings.lease_ttl)
-        if keys.enabled and settings.uses_redis:
+        # A keys file may gain keys on reload, so it gets the shared limiter even when empty.
+        if (keys.enabled or settings.api_keys_file) and settings.uses_redis:
             limiter = RedisLimiter(redis_client(settings, decode_responses=False),
                                    settings.redis_prefix, settings.lease_ttl,
                                    redis_address(settings))
-        return cls(keys, limiter, settings.protect_info_endpoints)
+        return cls(limiter, settings.protect_info_endpoints)
 
-    @property
-    def enabled(self) -> bool:
-        return self.keys.enabled
-
-    def authenticate(self, access: str, headers: Mapping[str, str]) -> ApiKey | None:
+    def authenticate(self, access: str, headers: Mapping[str, str],
+                     keys: KeyRing) -> ApiKey | None:
         """The caller's key when this access level needs one (401 when missing or wrong)."""
-        if not self.enabled or access in (OPEN, ADMIN) or (access == INFO
+        if not keys.enabled or access in (OPEN, ADMIN) or (access == INFO
                                                            and not self.protect_info):
             return None
-        return self.keys.authenticate(headers)
+        return keys.authenticate(headers)
 
     def admit(self, key: ApiKey | None, model: str | None = None) -> Admission | None:
         """Check the model is allowed (403) and count the request (429 over a limit)."""

@@ -1,4 +1,5 @@
-"""Builds the service's parts from the settings: store, strategy, chooser, adapters, handler.
+"""Builds the service's parts from the settings: store, strategy, chooser, adapters, handler,
+and the first configuration generation with the ``Reloader`` that replaces it (hot reload).
 
 No Flask here; ``web.app.create_app`` calls ``assemble`` and mounts the endpoints.
 """
@@ -13,10 +14,11 @@ from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
 from llm_router_api.base.lb.registry import build_strategy
 from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.core.background import Maintenance
-from llm_router_api.core.config import load_models_config
+from llm_router_api.core.generation import ConfigHolder, first_generation, load_inputs
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
 from llm_router_api.core.observer import CallObserver
-from llm_router_api.core.prompts import PromptLibrary, load_prompt_library
+from llm_router_api.core.prompts import PromptLibrary
+from llm_router_api.core.reload import Reloader, read_signals, signals_for
 from llm_router_api.core.stats import WindowStats
 from llm_router_api.protocols.anthropic import AnthropicProtocol
 from llm_router_api.protocols.base import CallerProtocol
@@ -38,18 +40,34 @@ log = logging.getLogger("llm_router")
 
 @dataclass
 class Parts:
-    models: ModelsConfig
-    handler: ModelHandler
+    """The service's parts. ``config`` holds the current configuration generation (models,
+    handler, keys, prompts), which hot reload replaces; everything else lives as long as the
+    app."""
+
+    config: ConfigHolder
     chooser: ProviderChooser
     transport: Transport
     maintenance: Maintenance
-    #: ``None`` in proxy-only mode (``LLM_ROUTER_MINIMUM``): the built-ins are not served.
-    prompts: PromptLibrary | None = None
+    reloader: Reloader
     metrics: PrometheusMetrics | None = None
     #: The console's rolling windows (only with an admin token: the console exists only then).
     stats: WindowStats | None = None
 
+    @property
+    def models(self) -> ModelsConfig:
+        return self.config.current.models
+
+    @property
+    def handler(self) -> ModelHandler:
+        return self.config.current.handler
+
+    @property
+    def prompts(self) -> PromptLibrary | None:
+        """``None`` in proxy-only mode (``LLM_ROUTER_MINIMUM``): the built-ins are not served."""
+        return self.config.current.prompts
+
     def close(self) -> None:
+        self.reloader.stop()
         self.maintenance.stop()
         self.transport.close()
         self.chooser.store.close()
@@ -78,9 +96,10 @@ def build_protocols() -> dict[str, CallerProtocol]:
 
 
 def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Parts:
-    models = load_models_config(settings.models_config, settings.environ)
-    prompts = load_prompt_library(settings)
-    if prompts is None:
+    signals = signals_for(settings)  # read before the files, so no later reload is missed
+    seen = read_signals(signals)
+    inputs = load_inputs(settings)
+    if inputs.prompts is None:
         log.info("LLM_ROUTER_MINIMUM is on: the prompt library is not loaded and the built-in "
                  "utilities (P/builtin/...) are not registered")
     if chooser is None:
@@ -93,18 +112,21 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
     transport = Urllib3Transport(ca_bundle=settings.ca_bundle, http_proxy=settings.http_proxy,
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
     adapters = build_adapters(transport, settings.external_timeout)
-    metrics = build_metrics(settings, models, chooser)
+    metrics = build_metrics(settings, inputs.models, chooser)
     observer: CallObserver | None = metrics
     stats = None
-    if settings.admin_token:
+    if settings.admin_token:  # the console exists only then; its windows wrap the metrics
         observer = stats = WindowStats(chooser.store, inner=metrics)
-    handler = ModelHandler(models, chooser, adapters, build_protocols(),
+    handler = ModelHandler(inputs.models, chooser, adapters, build_protocols(),
                            HandlerLimits(max_attempts=settings.max_attempts,
                                          acquire_timeout=settings.acquire_timeout),
                            observer=observer)
-    maintenance = Maintenance(chooser, models, adapters, chooser.limits.lease_ttl,
-                              settings.health_interval)
-    return Parts(models, handler, chooser, transport, maintenance, prompts, metrics, stats)
+    config = ConfigHolder(first_generation(inputs, handler))
+    maintenance = Maintenance(chooser, lambda: config.current.models, adapters,
+                              chooser.limits.lease_ttl, settings.health_interval)
+    reloader = Reloader(config, lambda: load_inputs(settings), signals, seen,
+                        observer=handler.observer, on_swap=[maintenance.reprobe])
+    return Parts(config, chooser, transport, maintenance, reloader, metrics, stats)
 
 
 def build_metrics(settings: Settings, models: ModelsConfig,

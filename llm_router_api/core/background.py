@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from llm_router_api.base.lb.chooser import ProviderChooser
@@ -32,7 +32,10 @@ PROBE_CONCURRENCY = 8
 
 
 class Maintenance:
-    def __init__(self, chooser: ProviderChooser, models: ModelsConfig,
+    """``models`` returns the configuration in use (it changes with hot reloads); after a
+    reload ``reprobe`` has the next round probe every provider of the new configuration."""
+
+    def __init__(self, chooser: ProviderChooser, models: Callable[[], ModelsConfig],
                  adapters: Mapping[str, ProviderAdapter], lease_ttl: float,
                  health_interval: float) -> None:
         self._chooser = chooser
@@ -42,6 +45,7 @@ class Maintenance:
         self._lease_every = lease_ttl / 3
         self._health_every = health_interval
         self._stop = threading.Event()
+        self._reprobe = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llm-router-maintenance",
                                         daemon=True)
 
@@ -50,6 +54,10 @@ class Maintenance:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def reprobe(self, *_: object) -> None:
+        """Probe every provider's reachability in the next round (a new configuration)."""
+        self._reprobe.set()
 
     def _run(self) -> None:
         try:
@@ -61,6 +69,9 @@ class Maintenance:
             since_lease += self._tick
             since_health += self._tick
             try:
+                if self._reprobe.is_set():
+                    self._reprobe.clear()
+                    self.probe_reachability()
                 if since_lease >= self._lease_every:
                     since_lease = 0.0
                     self._chooser.renew()
@@ -72,7 +83,7 @@ class Maintenance:
                 log.exception("maintenance round failed")
 
     def probe_cooling(self) -> None:
-        providers = {p.id: p for _, p in self._models.providers()}
+        providers = {p.id: p for _, p in self._models().providers()}
         for provider_id in self._chooser.store.cooling(list(providers)):
             provider = providers[provider_id]
             adapter = self._adapters.get(provider.api_type)
@@ -83,7 +94,7 @@ class Maintenance:
     def probe_reachability(self, only_unreachable: bool = False) -> None:
         """Probe every provider (or only those recorded as unreachable) and record which do
         not answer."""
-        providers = {p.id: p for _, p in self._models.providers()}
+        providers = {p.id: p for _, p in self._models().providers()}
         store = self._chooser.store
         ids: Iterable[str] = providers
         if only_unreachable:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from llm_router_api.jsonfile import json_path, read_json
+from llm_router_api.jsonfile import json_path, read_json_digest
 from llm_router_api.schemas.config import ModelConfig, ModelEntry, ModelsConfig
 
 ENV_PREFIX = "env:"
@@ -26,9 +26,9 @@ class ConfigError(ValueError):
 def load_models_config(path: str | Path, environ: Mapping[str, str]) -> ModelsConfig:
     """Read, validate and resolve the file; raise ``ConfigError`` on any mistake."""
     file = Path(path)
-    raw = read_json(file, ConfigError)
+    raw, sha256 = read_json_digest(file, ConfigError)
     models = _parse(file, raw, environ)
-    return ModelsConfig(models=models, mtime=file.stat().st_mtime)
+    return ModelsConfig(models=models, mtime=file.stat().st_mtime, sha256=sha256)
 
 
 def _parse(file: Path, raw: Any, environ: Mapping[str, str]) -> dict[str, ModelConfig]:

@@ -13,7 +13,6 @@ cannot send; the cookie is ``SameSite=Strict`` as well) — or ``None``.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import socket
@@ -21,7 +20,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -100,8 +98,6 @@ class Console:
         self.recent = RecentRequests(stats.store)
         self.instance = f"{socket.gethostname()}:{settings.server_port}"
         self.ticker = Ticker([stats.flush, self.recent.flush])
-        self.started_at = time.time()
-        self.config_sha256 = _sha256(settings.models_config)
 
     def start(self) -> None:
         self.ticker.start()
@@ -138,10 +134,3 @@ class Console:
             "duration_ms": fields.get("duration_ms"), "stream": fields.get("stream"),
             "tokens_in": tokens[0] if tokens else None,
             "tokens_out": tokens[1] if tokens else None})
-
-
-def _sha256(path: str) -> str:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return ""

@@ -30,7 +30,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prom_multiprocess
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from llm_router_api.base.lb.chooser import Lease
 from llm_router_api.base.lb.state import StateStore
@@ -46,6 +46,8 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     120.0, 300.0)
 MERGE_ATTEMPTS = 3
+#: Values of the ``result`` label of ``llm_router_config_reloads_total``.
+RELOAD_RESULTS = ("success", "error")
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -59,6 +61,7 @@ class PrometheusMetrics(CallObserver):
         self._store = store
         self._multiproc_dir = multiproc_dir
         self.registry = CollectorRegistry(auto_describe=True)
+        self.config_info = ConfigInfo(models.sha256)
         self._define()
         self._preset()
 
@@ -102,6 +105,10 @@ class PrometheusMetrics(CallObserver):
         self.selections = counter("strategy_selections",
                                   "Providers chosen by the load-balancing strategy.",
                                   ("strategy", "model", "provider"))
+        self.reloads = counter("config_reloads",
+                               "Hot reloads of the configuration by this process's workers, "
+                               "by result (error: refused, nothing changed).", ("result",))
+        self.registry.register(self.config_info)
 
     def _preset(self) -> None:
         """Zero series for every configured provider, so rates and alerts see them at once."""
@@ -111,6 +118,8 @@ class PrometheusMetrics(CallObserver):
             self.failovers.labels(*labels)
             for direction in ("in", "out"):
                 self.tokens.labels(*labels, direction)
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)
         self.refresh_health()
 
     # -- provider level (CallObserver) -----------------------------------------------------------
@@ -140,6 +149,17 @@ class PrometheusMetrics(CallObserver):
     def meter(self, protocol: Protocol, stream: bool) -> Meter:
         return meter_for(protocol, stream)
 
+    # -- configuration (hot reload) --------------------------------------------------------------
+    def config_loaded(self, models: ModelsConfig) -> None:
+        """Series for the new configuration's providers; ``config_info`` names its sha256.
+        (Series of removed providers keep their last values until the process restarts.)"""
+        self._models = models
+        self.config_info.sha256 = models.sha256
+        self._preset()
+
+    def config_reloaded(self, ok: bool) -> None:
+        self.reloads.labels(RELOAD_RESULTS[0] if ok else RELOAD_RESULTS[1]).inc()
+
     # -- request level (called by the web layer) -------------------------------------------------
     def request_started(self) -> None:
         self.in_flight.inc()
@@ -164,7 +184,25 @@ class PrometheusMetrics(CallObserver):
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         registry = CollectorRegistry()
         registry.register(WorkerFilesCollector(self._multiproc_dir))
+        registry.register(self.config_info)
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class ConfigInfo:
+    """``llm_router_config_info{sha256}`` 1: the sha256 of the models-config in use, only that
+    one (a collector, not a stored gauge, so a replaced configuration's series disappears
+    even in multiprocess mode, where stored values outlive their labels)."""
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(f"{NAMESPACE}_config_info",
+                                   "The configuration in use: 1 for the SHA-256 of its "
+                                   "models-config file.", labels=["sha256"])
+        if self.sha256:
+            family.add_metric([self.sha256], 1)
+        yield family
 
 
 class WorkerFilesCollector:

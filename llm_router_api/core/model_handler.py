@@ -17,6 +17,7 @@ Each attempt's start, failure, first stream frame and finish are reported to a
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -76,6 +77,13 @@ class ModelHandler:
         self._protocols = protocols
         self._limits = limits or HandlerLimits()
         self.observer = observer or CallObserver()
+
+    def with_models(self, models: ModelsConfig) -> ModelHandler:
+        """A handler for another configuration generation (hot reload): the same chooser,
+        adapters, protocols, limits and observer; only the models differ."""
+        handler = copy.copy(self)
+        handler.models = models
+        return handler
 
     def resolve(self, name: str) -> ModelConfig:
         model = self.models.resolve(name)

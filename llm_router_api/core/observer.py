@@ -9,6 +9,9 @@ The lifecycle of one attempt, as the handler reports it::
     └── finished(lease, usage)                   it delivered an answer (whole, or cut by a
                                                  failure after the first frame)
 
+``config_loaded(models)`` says which configuration is in use (at startup and after each hot
+reload) and ``config_reloaded(ok)`` counts reloads and refused reloads.
+
 ``meter(protocol, stream)`` hands the handler a token meter for the answer's frames. The base
 class does nothing, so adapters, strategies and the handler stay free of any metrics library;
 ``core.metrics.PrometheusMetrics`` is the Prometheus implementation. Labels come from the
@@ -27,6 +30,7 @@ from llm_router_api.errors import (
     UpstreamTimeout,
 )
 from llm_router_api.schemas.calls import Protocol
+from llm_router_api.schemas.config import ModelsConfig
 
 #: Values of the ``kind`` label of provider errors.
 ERROR_KINDS = ("timeout", "connection", "status", "protocol", "client", "other")
@@ -67,3 +71,9 @@ class CallObserver:
     def meter(self, protocol: Protocol, stream: bool) -> Meter:
         """A token meter for the caller-format frames of one answer."""
         return Meter()
+
+    def config_loaded(self, models: ModelsConfig) -> None:
+        """``models`` is the configuration in use from now on."""
+
+    def config_reloaded(self, ok: bool) -> None:
+        """A hot reload succeeded (``ok``) or was refused (nothing changed)."""

@@ -33,12 +33,15 @@ from llm_router_api.base.lb.state import StateStore
 from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.usage import Meter, Usage, meter_for
 from llm_router_api.schemas.calls import Protocol
+from llm_router_api.schemas.config import ModelsConfig
 
 BUCKET_SECONDS = 10
 WINDOW_BUCKETS = 6  # one minute
 #: Upper edges (s) of the latency bins; the last bin is everything above.
 LATENCY_EDGES = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
 KEY = "console:stats:{}"
+#: Hash: ``at`` -> wall time of the last successful hot reload (any worker, any instance).
+RELOAD_KEY = "console:reload"
 
 _thread_usage = threading.local()
 
@@ -100,6 +103,14 @@ class WindowStats(CallObserver):
     def meter(self, protocol: Protocol, stream: bool) -> Meter:
         meter = self._inner.meter(protocol, stream)
         return meter_for(protocol, stream) if type(meter) is Meter else meter
+
+    def config_loaded(self, models: ModelsConfig) -> None:
+        self._inner.config_loaded(models)
+
+    def config_reloaded(self, ok: bool) -> None:
+        if ok:  # the console shows when the configuration was last reloaded, anywhere
+            self.store.set_hash(RELOAD_KEY, {"at": self._clock()})
+        self._inner.config_reloaded(ok)
 
     # -- flushing (``console.Ticker`` calls it once a second) ------------------------------------
     def flush(self) -> None:

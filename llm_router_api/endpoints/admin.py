@@ -40,7 +40,7 @@ class AdminEndpoint(EndpointI):
 
     def handle(self, incoming: Incoming) -> Any:
         self.authorize(incoming)
-        strategy = self.services.handler.chooser.strategy
+        strategy = incoming.config.handler.chooser.strategy
         if not strategy.supports_runtime_weights:
             raise ValidationFailed(f"the balance strategy '{strategy.name}' has no runtime "
                                    "weights; use LLM_ROUTER_BALANCE_STRATEGY=dynamic_weighted")
@@ -55,8 +55,8 @@ class AdminEndpoint(EndpointI):
         if not hmac.compare_digest(token.encode(), self.settings.admin_token.encode()):
             raise Unauthorized("missing or invalid admin token")
 
-    def view(self, strategy: ChooseProviderStrategyI) -> dict[str, Any]:
-        models = self.services.models.models
+    def view(self, incoming: Incoming, strategy: ChooseProviderStrategyI) -> dict[str, Any]:
+        models = incoming.config.models.models
         return {"strategy": strategy.name,
                 "models": {name: strategy.runtime_weights(name, model.providers)
                            for name, model in models.items()}}
@@ -67,7 +67,7 @@ class AdminWeightsGet(AdminEndpoint):
     methods = ("GET",)
 
     def act(self, incoming: Incoming, strategy: ChooseProviderStrategyI) -> Any:
-        return self.view(strategy)
+        return self.view(incoming, strategy)
 
 
 class AdminWeightsPut(AdminEndpoint):
@@ -77,14 +77,14 @@ class AdminWeightsPut(AdminEndpoint):
 
     def act(self, incoming: Incoming, strategy: ChooseProviderStrategyI) -> Any:
         update = self.parse(incoming, WeightsUpdate)
-        model = self.services.handler.resolve(update.model)
+        model = incoming.config.handler.resolve(update.model)
         known = {p.id for p in model.providers}
         for provider_id in update.weights:
             if provider_id not in known:
                 raise ValidationFailed(f"weights.{provider_id}: model '{model.name}' has no "
                                        "such provider", param=f"weights.{provider_id}")
         strategy.set_runtime_weights(model.name, update.weights)
-        return self.view(strategy)
+        return self.view(incoming, strategy)
 
 
 class AdminWeightsReset(AdminEndpoint):
@@ -92,6 +92,6 @@ class AdminWeightsReset(AdminEndpoint):
     methods = ("DELETE",)
 
     def act(self, incoming: Incoming, strategy: ChooseProviderStrategyI) -> Any:
-        for name in self.services.models.models:
+        for name in incoming.config.models.models:
             strategy.reset_runtime_weights(name)
-        return self.view(strategy)
+        return self.view(incoming, strategy)

@@ -31,4 +31,4 @@ class AnthropicMessages(EndpointI):
                     CALLER.canonical(Op.CHAT, body), body.get("stream") is True,
                     request_id=incoming.request_id,
                     on_usage=incoming.on_usage, extra_headers=extra)
-        return self.services.handler.run(call)
+        return incoming.config.handler.run(call)

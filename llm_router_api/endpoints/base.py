@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from llm_router_api.core.generation import ConfigHolder, Generation
 from llm_router_api.core.model_handler import ModelHandler, Reply
 from llm_router_api.errors import ValidationFailed
 from llm_router_api.schemas.calls import Protocol
@@ -29,13 +30,24 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass
 class Services:
-    """What endpoints may use; built once per app by ``create_app``."""
+    """What endpoints may use; built once per app by ``create_app``. The configuration
+    (models, handler, keys, prompts) is not here but in ``Incoming.config``: the generation
+    current when the request came in, read once (hot reload swaps ``config.current``)."""
 
     settings: Settings
-    models: ModelsConfig
-    handler: ModelHandler
+    config: ConfigHolder
     started_at: float
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def models(self) -> ModelsConfig:
+        """The current generation's models (outside a request; a request uses its own)."""
+        return self.config.current.models
+
+    @property
+    def handler(self) -> ModelHandler:
+        """The current generation's handler (outside a request; a request uses its own)."""
+        return self.config.current.handler
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,8 @@ class Incoming:
     headers: Mapping[str, str]
     path_params: Mapping[str, str]
     request_id: str
+    #: The configuration this request runs on, from start to end (its last byte).
+    config: Generation
     #: Where a model call reports the tokens it used (the caller key's budget), if anywhere.
     on_usage: Callable[[int], None] | None = None
     #: Whether the caller came over TLS (directly or per ``X-Forwarded-Proto``): secure cookies.

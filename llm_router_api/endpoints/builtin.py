@@ -47,12 +47,13 @@ class BuiltinEndpoint(EndpointI):
 
     def handle(self, incoming: Incoming) -> Reply:
         request: GenerationOptions = self.parse(incoming, self.request_model)
-        self.services.handler.resolve(request.model_name)  # 404 before anything else
-        prompts: PromptLibrary = self.services.extras["parts"].prompts
+        incoming.config.handler.resolve(request.model_name)  # 404 before anything else
+        prompts = incoming.config.prompts
+        assert prompts is not None  # built-ins are only mounted when the library is loaded
         language = request.language or self.settings.default_ep_language
         plan = self.plan(request, prompts, language)
         deadline = time.monotonic() + self.settings.acquire_timeout
-        return respond(self.services.handler, plan, request.stream,
+        return respond(incoming.config.handler, plan, request.stream,
                        self.settings.builtin_concurrency, deadline, incoming.request_id,
                        incoming.on_usage)
 

@@ -31,8 +31,10 @@ from pydantic import BaseModel, ConfigDict
 
 from llm_router_api.auth.sessions import COOKIE
 from llm_router_api.core.console import Console
+from llm_router_api.core.generation import Generation
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.core.snapshot import ConfigView, build_snapshot
+from llm_router_api.core.stats import RELOAD_KEY
 from llm_router_api.endpoints.base import EndpointI, Incoming
 from llm_router_api.errors import NotFound, Unauthorized
 
@@ -97,15 +99,19 @@ class ConsoleEndpoint(EndpointI):
     def act(self, incoming: Incoming, who: str) -> Any:
         raise NotImplementedError
 
-    def config_view(self) -> ConfigView:
-        """The configuration's hash and load time, and whether it can be reloaded here."""
-        reloader = getattr(self.services.extras.get("parts"), "reloader", None)
-        return ConfigView(self.console.config_sha256, self.console.started_at,
-                          can_reload=reloader is not None)
+    def config_view(self, config: Generation) -> ConfigView:
+        """The configuration's hash, when this worker loaded it and when any worker last
+        reloaded, and whether it can be reloaded here."""
+        reloaded = config.handler.chooser.store.get_hash(RELOAD_KEY).get("at")
+        return ConfigView(config.sha256, config.loaded_at,
+                          can_reload=True,  # hot reload is always there (SPEC §12)
+                          extra={"last_reload": reloaded, "generation": config.number})
 
-    def snapshot(self) -> dict[str, Any]:
-        handler = self.services.handler
-        return build_snapshot(handler.chooser, handler.models, self.config_view())
+    def snapshot(self, config: Generation | None = None) -> dict[str, Any]:
+        """The live view; a stream takes the current configuration at each tick (it outlives
+        reloads)."""
+        config = config or self.services.config.current
+        return build_snapshot(config.handler.chooser, config.models, self.config_view(config))
 
 
 class ConsolePage(ConsoleEndpoint):
@@ -175,7 +181,7 @@ class ConsoleSnapshot(ConsoleEndpoint):
     paths = (UI + "/api/snapshot",)
 
     def act(self, incoming: Incoming, who: str) -> Reply:
-        return reply(self.snapshot())
+        return reply(self.snapshot(incoming.config))
 
 
 class ConsoleEvents(ConsoleEndpoint):

@@ -4,8 +4,9 @@
   drain`` (``endpoints.drain``).
 - ``PUT P/ui/api/weights`` ``{"model", "provider", "weight"}``: one provider's runtime weight
   (strategies with runtime weights, i.e. ``dynamic_weighted``; 400 otherwise).
-- ``POST P/ui/api/reload``: reload the configuration when this gateway can (the snapshot's
-  ``config.can_reload``); 404 when it cannot.
+- ``POST P/ui/api/reload``: hot reload (as ``POST P/admin/reload``): this worker re-reads and
+  validates the files and tells every other worker and instance; 400 ``invalid_config`` with
+  startup's message when they are wrong (then nothing changed).
 
 The page asks for confirmation before each; the server logs each on ``llm_router.operator``
 with the console session's id (or ``admin token``).
@@ -20,9 +21,10 @@ from pydantic import BaseModel, ConfigDict, PositiveFloat
 
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.core.operator import set_drained, set_weight
+from llm_router_api.core.reload import ConfigRejected, Reloader
 from llm_router_api.endpoints.base import Incoming
 from llm_router_api.endpoints.console import UI, ConsoleEndpoint, reply
-from llm_router_api.errors import NotFound, ValidationFailed
+from llm_router_api.errors import ValidationFailed
 
 log = logging.getLogger("llm_router.operator")
 
@@ -34,7 +36,7 @@ class ConsoleDrain(ConsoleEndpoint):
     drained: ClassVar[bool] = True
 
     def act(self, incoming: Incoming, who: str) -> Reply:
-        handler = self.services.handler
+        handler = incoming.config.handler
         return reply(set_drained(handler.chooser, handler.models,
                                  incoming.path_params["provider_id"], self.drained, by=who))
 
@@ -59,7 +61,7 @@ class ConsoleWeight(ConsoleEndpoint):
 
     def act(self, incoming: Incoming, who: str) -> Reply:
         change = self.parse(incoming, WeightChange)
-        handler = self.services.handler
+        handler = incoming.config.handler
         return reply(set_weight(handler.chooser, handler.models, change.model, change.provider,
                                 change.weight, by=who))
 
@@ -70,16 +72,12 @@ class ConsoleReload(ConsoleEndpoint):
     takes_body = False
 
     def act(self, incoming: Incoming, who: str) -> Any:
-        reloader = getattr(self.services.extras.get("parts"), "reloader", None)
-        if reloader is None:
-            raise NotFound("this gateway cannot reload its configuration")
+        reloader: Reloader = self.services.extras["parts"].reloader
         log.info("operator action: reload by=%s", who,
                  extra={"fields": {"action": "reload", "by": who}})
         try:
-            generation = reloader.reload_and_announce(f"console ({who})")
-        except Exception as exc:  # the reloader's rejection: the startup message
-            if type(exc).__name__ != "ConfigRejected":
-                raise
+            generation = reloader.reload_and_announce(f"console, {who}")
+        except ConfigRejected as exc:  # nothing changed anywhere; startup's message
             raise ValidationFailed(str(exc), code="invalid_config") from None
-        return reply({"status": "reloaded", "sha256": getattr(generation, "sha256", ""),
-                      "loaded_at": getattr(generation, "loaded_at", None)})
+        return reply({"status": "reloaded", "sha256": generation.sha256,
+                      "loaded_at": generation.loaded_at, "generation": generation.number})

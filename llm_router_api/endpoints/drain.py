@@ -28,7 +28,7 @@ class AdminDrain(AdminEndpoint):
 
     def handle(self, incoming: Incoming) -> Any:
         self.authorize(incoming)
-        handler = self.services.handler
+        handler = incoming.config.handler
         return set_drained(handler.chooser, handler.models, incoming.path_params["provider_id"],
                            self.drained, by="admin token")
 

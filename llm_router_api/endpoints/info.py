@@ -57,12 +57,12 @@ class Health(EndpointI):
     methods = ("GET",)
 
     def handle(self, incoming: Incoming) -> Reply:
-        chooser = self.services.handler.chooser
+        chooser = incoming.config.handler.chooser
         models: dict[str, Any] = {}
         ready = True
         unreachable = set(chooser.store.get_hash(UNREACHABLE_KEY))
         drained = chooser.drained()
-        for model in self.services.models.models.values():
+        for model in incoming.config.models.models.values():
             ids = [p.id for p in model.providers]
             down = chooser.store.cooling(ids) | (unreachable & set(ids))
             in_flight = chooser.store.in_flight(ids)
@@ -72,7 +72,8 @@ class Health(EndpointI):
             healthy = len(ids) - len(down)
             ready = ready and healthy > 0
             models[model.name] = {"healthy": healthy > 0, "providers": providers}
-        body = {"status": "ok" if ready else "degraded", "models": models}
+        config = {"sha256": incoming.config.sha256, "loaded_at": incoming.config.loaded_at}
+        body = {"status": "ok" if ready else "degraded", "models": models, "config": config}
         return Reply(200 if ready else 503, "application/json", dumps(body))
 
 
@@ -86,9 +87,9 @@ class OpenAIModels(EndpointI):
     methods = ("GET",)
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
-        created = _created(self.services.models.mtime)
+        created = _created(incoming.config.models.mtime)
         return {"object": "list",
-                "data": [_openai_model(m, created) for m in self.services.models.models.values()]}
+                "data": [_openai_model(m, created) for m in incoming.config.models.models.values()]}
 
 
 class OpenAIModel(EndpointI):
@@ -97,8 +98,8 @@ class OpenAIModel(EndpointI):
     methods = ("GET",)
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
-        model = self.services.handler.resolve(incoming.path_params["model_id"])
-        return _openai_model(model, _created(self.services.models.mtime))
+        model = incoming.config.handler.resolve(incoming.path_params["model_id"])
+        return _openai_model(model, _created(incoming.config.models.mtime))
 
 
 def _openai_model(model: ModelConfig, created: int) -> dict[str, Any]:
@@ -114,9 +115,9 @@ class Tags(EndpointI):
     protocol = Protocol.OLLAMA
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
-        modified = datetime.fromtimestamp(self.services.models.mtime, tz=timezone.utc)
+        modified = datetime.fromtimestamp(incoming.config.models.mtime, tz=timezone.utc)
         return {"models": [_ollama_tag(m, modified.isoformat())
-                           for m in self.services.models.models.values()]}
+                           for m in incoming.config.models.models.values()]}
 
 
 def _ollama_tag(model: ModelConfig, modified_at: str) -> dict[str, Any]:

@@ -46,15 +46,15 @@ class OllamaCallEndpoint(EndpointI):
         body = incoming.body
         stream = self.op != Op.EMBEDDING and body.get("stream", True) is not False
         if self.load_field and not body.get(self.load_field):
-            return self._loaded(body["model"], stream)
+            return self._loaded(incoming, body["model"], stream)
         call = Call(Protocol.OLLAMA, self.op, body["model"], body,
                     CALLER.canonical(self.op, body), stream, request_id=incoming.request_id,
                     on_usage=incoming.on_usage)
-        return self.services.handler.run(call)
+        return incoming.config.handler.run(call)
 
-    def _loaded(self, model: str, stream: bool) -> Reply:
+    def _loaded(self, incoming: Incoming, model: str, stream: bool) -> Reply:
         """What Ollama answers to an empty request: the model is (already) loaded."""
-        self.services.handler.resolve(model)
+        incoming.config.handler.resolve(model)
         key = "message" if self.op == Op.CHAT else "response"
         value: Any = {"role": "assistant", "content": ""} if self.op == Op.CHAT else ""
         body = {"model": model, "created_at": rfc3339_now(), key: value, "done": True,
@@ -99,7 +99,7 @@ class OllamaLegacyEmbeddings(EndpointI):
         call = Call(Protocol.OLLAMA, Op.EMBEDDING, body["model"], body,
                     CALLER.canonical(Op.EMBEDDING, body), False,
                     request_id=incoming.request_id, on_usage=incoming.on_usage)
-        reply = self.services.handler.run(call)
+        reply = incoming.config.handler.run(call)
         assert isinstance(reply.body, bytes)  # a non-stream answer is one body
         reply.body = dumps({"embedding": orjson.loads(reply.body)["embeddings"][0]})
         return reply
@@ -129,8 +129,8 @@ class OllamaShow(EndpointI):
         name = request.model or request.name
         if not name:
             raise ValidationFailed("model: Field required", param="model")
-        model = self.services.handler.resolve(name)
-        tag = _ollama_tag(model, _modified(self.services.models.mtime))
+        model = incoming.config.handler.resolve(name)
+        tag = _ollama_tag(model, _modified(incoming.config.models.mtime))
         family = tag["details"]["family"]
         return {"modelfile": "", "parameters": "", "template": "", "license": "",
                 "details": tag["details"], "model_info": {"general.architecture": family},
@@ -146,10 +146,10 @@ class OllamaPs(EndpointI):
     protocol = Protocol.OLLAMA
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
-        modified = _modified(self.services.models.mtime)
+        modified = _modified(incoming.config.models.mtime)
         expires = (datetime.now(timezone.utc) + PS_EXPIRY).isoformat()
         models = []
-        for model in self.services.models.models.values():
+        for model in incoming.config.models.models.values():
             tag = _ollama_tag(model, modified)
             del tag["modified_at"]
             models.append({**tag, "expires_at": expires, "size_vram": 0})

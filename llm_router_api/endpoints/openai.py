@@ -28,7 +28,7 @@ class OpenAICallEndpoint(EndpointI):
         call = Call(Protocol.OPENAI, self.op, body["model"], body, body,
                     bool(body.get("stream", False)), request_id=incoming.request_id,
                     on_usage=incoming.on_usage)
-        return self.services.handler.run(call)
+        return incoming.config.handler.run(call)
 
 
 class ChatCompletions(OpenAICallEndpoint):

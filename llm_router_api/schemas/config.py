@@ -75,6 +75,8 @@ class ModelsConfig(BaseModel):
 
     models: dict[str, ModelConfig]
     mtime: float = 0.0
+    #: SHA-256 of the file's bytes, as ``sha256sum`` prints it ("" when not read from a file).
+    sha256: str = ""
 
     def resolve(self, name: str) -> ModelConfig | None:
         """``foo`` and ``foo:latest`` name the same model (Ollama's convention)."""

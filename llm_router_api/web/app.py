@@ -54,10 +54,9 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     settings = settings or load_settings()
     configure_logging(settings)
     parts = assemble(settings, chooser)
-    guard = Guard.from_settings(settings)
+    guard = Guard.from_settings(settings, parts.config.current.keys)
     console = Console(settings, parts.stats) if parts.stats is not None else None
-    services = Services(settings=settings, models=parts.models, handler=parts.handler,
-                        started_at=time.time(),
+    services = Services(settings=settings, config=parts.config, started_at=time.time(),
                         extras={"parts": parts, "guard": guard, "console": console})
     app = RouterFlask("llm_router_api", static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_body_size, PROPAGATE_EXCEPTIONS=False)
@@ -65,9 +64,11 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     mounted = _mount(app, services, guard)
     if parts.metrics is not None:
         mount_metrics(app, settings.prefix, parts.metrics,
-                      lambda: guard.authenticate("info", dict(request.headers)))
+                      lambda: guard.authenticate("info", dict(request.headers),
+                                                 parts.config.current.keys))
     _install_hooks(app, settings, parts.metrics, console)
     parts.maintenance.start()
+    parts.reloader.start()
     if console is not None:
         console.start()
     log.info("llm-router ready: %d models, %d routes, strategy %s%s", len(parts.models.models),
@@ -104,11 +105,12 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
 
     def view(**path_params: str) -> Response:
         g.protocol = endpoint.protocol
+        config = endpoint.services.config.current  # this request's configuration, read once
         headers = dict(request.headers)
         # The console's playground calls the model routes with its session (SPEC §14).
         by_console = (console.caller(headers, changing=True)
                       if console is not None and endpoint.access == "key" else None)
-        key = None if by_console else guard.authenticate(endpoint.access, headers)
+        key = None if by_console else guard.authenticate(endpoint.access, headers, config.keys)
         endpoint.check_access(headers)
         body = (_json_body(endpoint.settings.max_request_body_size)
                 if request.method in ("POST", "PUT", "PATCH") and endpoint.takes_body else None)
@@ -117,7 +119,7 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
         charge = (functools.partial(guard.record_tokens, admission)
                   if admission is not None and admission.charges_tokens else None)
         incoming = Incoming(body=body, headers=headers, path_params=path_params,
-                            request_id=g.request_id, on_usage=charge,
+                            request_id=g.request_id, config=config, on_usage=charge,
                             secure=_is_secure())
         try:
             response = to_response(endpoint.handle(incoming))

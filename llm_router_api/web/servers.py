@@ -10,7 +10,8 @@ import time
 from typing import Any
 
 from llm_router_api.settings import Settings
-from llm_router_api.web import multiproc
+from llm_router_api.web import multiproc, reload_triggers
+from llm_router_api.web.logs import configure_logging
 
 log = logging.getLogger("llm_router")
 
@@ -19,8 +20,19 @@ def serve(settings: Settings) -> int:
     runner = {"flask": _flask, "gunicorn": _gunicorn, "waitress": _waitress}[settings.server_type]
     if settings.server_type == "gunicorn" or settings.prometheus_multiproc_dir:
         settings = multiproc.prepare(settings)  # before any import of prometheus-client
+    settings = _reload_triggers(settings)
     runner(settings)
     return 0
+
+
+def _reload_triggers(settings: Settings) -> Settings:
+    """Hot reload: SIGHUP and the file watch, here or (gunicorn) in the master's ``when_ready``
+    hook (``gunicorn_options``)."""
+    configure_logging(settings)  # the master's own lines (SIGHUP, watch) look like the rest
+    settings = reload_triggers.prepare(settings)
+    if settings.server_type != "gunicorn":
+        reload_triggers.single_process(settings)
+    return settings
 
 
 def _flask(settings: Settings) -> None:
@@ -95,6 +107,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "proc_name": "llm-router",
+        # SIGHUP reloads the configuration instead of replacing the workers (hot reload).
+        "when_ready": reload_triggers.master_ready(settings),
     }
     if settings.use_prometheus:
         options["child_exit"] = multiproc.child_exit

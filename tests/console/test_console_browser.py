@@ -27,14 +27,19 @@ def ups() -> Iterator[list[StandIn]]:
         yield servers
 
 
+def pool(ups: list[StandIn], **more: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+    return {"m": [{"id": f"p{i}", "api_host": s.url, "api_type": "openai"}
+                  for i, s in enumerate(ups)],
+            "other": [{"id": "o0", "api_host": ups[0].url, "api_type": "openai"}], **more}
+
+
 @pytest.fixture(scope="module")
-def gateway(ups: list[StandIn], redis_server: RedisServer,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    config = write_config(tmp_path_factory.mktemp("console"), {
-        "m": [{"id": f"p{i}", "api_host": s.url, "api_type": "openai"}
-              for i, s in enumerate(ups)],
-        "other": [{"id": "o0", "api_host": ups[0].url, "api_type": "openai"}],
-    })
+def config(ups: list[StandIn], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_config(tmp_path_factory.mktemp("console"), pool(ups))
+
+
+@pytest.fixture(scope="module")
+def gateway(config: Path, redis_server: RedisServer) -> Iterator[Gateway]:
     gw = Gateway(config, server_type="gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS="gevent",
                  LLM_ROUTER_SERVER_WORKERS_COUNT="2", LLM_ROUTER_REDIS_HOST="127.0.0.1",
                  LLM_ROUTER_REDIS_PORT=str(redis_server.port),
@@ -269,4 +274,36 @@ def test_a_phone_sized_screen_shows_cards_without_sideways_scrolling(
         'tr[data-provider="p0"] td[data-col="state"]'), '::before').content""")
     assert "State" in label
     page.screenshot(path=str(artifacts / "console-phone.png"), full_page=True)
+    page.context.close()
+
+
+def test_reload_from_the_page_reaches_the_live_view(browser: Browser, gateway: Gateway,
+                                                    config: Path, ups: list[StandIn],
+                                                    artifacts: Path) -> None:
+    original = config.read_text()
+    page = signed_in(browser, gateway)
+    page.on("dialog", accept)
+    expect(page.locator("#reload")).to_be_visible()
+    expect(page.locator("#config-reload")).to_have_text("none yet")
+    old_hash = page.locator("#config-hash").inner_text()
+    try:
+        write_config(config.parent, pool(ups, added=[
+            {"id": "a0", "api_host": ups[1].url, "api_type": "openai"}]))
+        page.click("#reload")
+        expect(page.locator("#notice")).to_contain_text("Reloaded", timeout=WAIT_MS)
+        # Every worker follows; the stream shows the new model, hash and reload time.
+        expect(page.locator('section[data-model="added"] tr[data-provider="a0"]')
+               ).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#config-hash")).not_to_have_text(old_hash, timeout=WAIT_MS)
+        expect(page.locator("#config-reload")).not_to_have_text("none yet", timeout=WAIT_MS)
+        page.screenshot(path=str(artifacts / "console-reloaded.png"))
+        config.write_text('{"active_models": {"nope": ["x"]}}')
+        page.click("#reload")
+        expect(page.locator("#notice")).to_contain_text("reload refused", timeout=WAIT_MS)
+        expect(page.locator('section[data-model="added"]')).to_be_visible()
+    finally:
+        config.write_text(original)
+        assert requests.post(gateway.url + "/api/admin/reload", timeout=10,
+                             headers={"Authorization": f"Bearer {ADMIN}"}).status_code == 200
+    assert "operator action: reload by=console session" in gateway.output()
     page.context.close()

@@ -177,6 +177,7 @@
     setText($("config-hash"), (snap.config.sha256 || "–").slice(0, 12));
     $("config-hash").title = snap.config.sha256 || "";
     setText($("config-time"), when(snap.config.loaded_at));
+    setText($("config-reload"), snap.config.last_reload ? when(snap.config.last_reload) : "none yet");
     $("reload").hidden = !snap.config.can_reload;
     const filter = $("pool-filter").value.trim().toLowerCase();
     const seen = new Set();
@@ -267,7 +268,8 @@
     if (!window.confirm("Reload the configuration on every worker and instance?")) return;
     try {
       const r = await api("POST", "/reload");
-      notice("Reloaded: config " + String(r.sha256 || "").slice(0, 12) + ".");
+      notice("Reloaded: config " + String(r.sha256 || "").slice(0, 12) + " (generation "
+             + r.generation + ") on every worker and instance.");
     } catch (e) { notice("✗ reload refused: " + e.message); }
   });
 
