@@ -11,11 +11,13 @@
     │   ├── MethodNotAllowed (405)
     │   ├── PayloadTooLarge (413)
     │   ├── RateLimited (429)             carries ``retry_after``
+    │   ├── ClientClosed (499)            the caller went away; nobody reads the answer
     │   └── UpstreamClientError (4xx)     an upstream 400/413/422, passed through
     ├── NoProviderAvailable (503)         carries ``retry_after``
     └── UpstreamError (502)               the provider failed; ``failover`` says if another may try
         ├── UpstreamConnectError (502)    refused, reset, DNS
         ├── UpstreamTimeout (504)         connect timeout or silence longer than the limit
+        │   └── DeadlineExceeded (504)    the first-byte deadline passed before an attempt
         ├── UpstreamServerError (502)     the provider answered 5xx
         ├── UpstreamRejected (502)        401/403/404 upstream: the provider is misconfigured
         ├── UpstreamRateLimited (429)     408/429 upstream
@@ -121,6 +123,13 @@ class RateLimited(ClientError):
     default_message = "rate limited"
 
 
+class ClientClosed(ClientError):
+    """The caller closed its connection before the answer was ready (nginx's 499)."""
+
+    status = 499
+    default_message = "the client closed the connection"
+
+
 class UpstreamClientError(ClientError):
     """An upstream 400/413/422: the caller's request was refused; passed through as is."""
 
@@ -155,6 +164,14 @@ class UpstreamTimeout(UpstreamError):
     status = 504
     error_type = "timeout"
     default_message = "the provider did not answer in time"
+
+
+class DeadlineExceeded(UpstreamTimeout):
+    """``LLM_ROUTER_FIRST_BYTE_DEADLINE`` passed: no more attempts, and no provider is to
+    blame (none is cooled down)."""
+
+    default_message = "no provider answered within the first-byte deadline"
+    failover = False
 
 
 class UpstreamServerError(UpstreamError):

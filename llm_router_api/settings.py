@@ -36,6 +36,8 @@ DEFAULT_HEALTH_INTERVAL = 5.0
 DEFAULT_LEASE_TTL = 30.0
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_BUILTIN_CONCURRENCY = 4
+DEFAULT_BUILTIN_MAX_TEXTS = 256
+DEFAULT_FIRST_BYTE_DEADLINE = 120.0
 DEFAULT_REDIS_PREFIX = "llm_router:"
 DEFAULT_SENTINEL_MASTER = "mymaster"
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -92,6 +94,11 @@ class Settings:
     lease_ttl: float = DEFAULT_LEASE_TTL
     max_request_body_size: int = DEFAULT_MAX_BODY
     builtin_concurrency: int = DEFAULT_BUILTIN_CONCURRENCY
+    #: Texts one built-in request may carry (more: 413).
+    builtin_max_texts: int = DEFAULT_BUILTIN_MAX_TEXTS
+    #: Seconds from a request's start to the upstream's first byte: slot waits and every
+    #: attempt (then 504, or 503 when nothing could be acquired).
+    first_byte_deadline: float = DEFAULT_FIRST_BYTE_DEADLINE
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     admin_token: str = field(default="", repr=False)
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -255,6 +262,8 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "lease_ttl": _positive(_float),
     "max_request_body_size": _positive(_int),
     "builtin_concurrency": _positive(_int),
+    "builtin_max_texts": _positive(_int),
+    "first_byte_deadline": _positive(_float),
     "shutdown_grace": _float,
     "admin_token": _text,
     "api_keys": _keys,

@@ -1,4 +1,12 @@
-"""The knobs that decide how a stand-in answers (all settable at runtime)."""
+"""The knobs that decide how a stand-in answers (all settable at runtime).
+
+Modes: ``ok``; ``status`` (an error status in the protocol's shape); ``hang``; ``reset``;
+``die_mid_stream`` (cut after ``die_after`` frames); ``garbage``; ``leak`` (an error with
+``status_code`` whose message echoes the caller's credentials: Authorization, x-api-key, Host
+and the full URL, as a careless upstream would); ``leak_mid_stream`` (a stream that sends
+``die_after`` frames, then the protocol's own error event carrying that same leak; a
+non-stream answer whose first token is replaced by the leak).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-MODES = ("ok", "status", "hang", "reset", "die_mid_stream", "garbage")
+MODES = ("ok", "status", "hang", "reset", "die_mid_stream", "garbage", "leak",
+         "leak_mid_stream")
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,9 @@ class Behaviour:
     embedding_dim: int = 4
     #: When set, a request whose body contains this text is answered as ``mode="status"``.
     fail_marker: str = ""
+    #: The mode applies to POST calls (generation, embeddings) only; GETs (``/v1/models``,
+    #: ``/api/tags``) answer normally: a server that lists its models but cannot generate.
+    generation_only: bool = False
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -57,7 +69,7 @@ def _check(name: str, value: object) -> None:
     if name == "mode":
         if value not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not {value!r}")
-    elif name in ("echo", "tool_call"):
+    elif name in ("echo", "tool_call", "generation_only"):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be a boolean")
     elif name in ("tokens", "status_code", "die_after", "embedding_dim"):

@@ -20,11 +20,44 @@ class Protocol:
     name: str
     error_body: Callable[[int, str], bytes]
     garbage_frame: bytes
+    #: The frames a stream of this protocol ends with when the server fails mid-way.
+    error_frames: Callable[[str], list[bytes]]
 
 
-OPENAI = Protocol("openai", openai_fmt.error_body, openai_fmt.GARBAGE_FRAME)
-OLLAMA = Protocol("ollama", ollama_fmt.error_body, ollama_fmt.GARBAGE_FRAME)
-ANTHROPIC = Protocol("anthropic", anthropic_fmt.error_body, anthropic_fmt.GARBAGE_FRAME)
+def _openai_error_frames(message: str) -> list[bytes]:
+    return [b"data: " + openai_fmt.error_body(500, message) + b"\n\n", openai_fmt.DONE]
+
+
+def _ollama_error_frames(message: str) -> list[bytes]:
+    return [ollama_fmt.error_body(500, message) + b"\n"]
+
+
+def _anthropic_error_frames(message: str) -> list[bytes]:
+    return [b"event: error\ndata: " + anthropic_fmt.error_body(500, message) + b"\n\n"]
+
+
+OPENAI = Protocol("openai", openai_fmt.error_body, openai_fmt.GARBAGE_FRAME,
+                  _openai_error_frames)
+OLLAMA = Protocol("ollama", ollama_fmt.error_body, ollama_fmt.GARBAGE_FRAME,
+                  _ollama_error_frames)
+ANTHROPIC = Protocol("anthropic", anthropic_fmt.error_body, anthropic_fmt.GARBAGE_FRAME,
+                     _anthropic_error_frames)
+
+
+def leak_message(headers: dict[str, str], path: str) -> str:
+    """What a careless upstream says: the credentials and address it was called with."""
+    host = headers.get("host", "")
+    return (f"bad request, Authorization={headers.get('authorization', '')} "
+            f"x-api-key={headers.get('x-api-key', '')} host={host} url=http://{host}{path}")
+
+
+def leaking(reply: Reply, proto: Protocol, message: str, die_after: int) -> Reply:
+    """``reply`` with the leak inside: a stream's error event after ``die_after`` frames, or
+    the first token of a whole body."""
+    if reply.frames is not None:
+        return replace(reply, frames=reply.frames[:die_after] + proto.error_frames(message))
+    escaped = json.dumps(message)[1:-1].encode()
+    return replace(reply, body=reply.body.replace(b"tok0 ", escaped, 1))
 
 
 def _health(body: JSONDict, behaviour: Behaviour) -> Reply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections import deque
 from types import TracebackType
 from typing import Any
@@ -23,7 +24,16 @@ from .httpio import (
     read_request,
     stream_head,
 )
-from .routes import answer, error_reply, garbage, parse_json, protocol_for, recorded_json
+from .routes import (
+    answer,
+    error_reply,
+    garbage,
+    leak_message,
+    leaking,
+    parse_json,
+    protocol_for,
+    recorded_json,
+)
 
 CONTROL_PATHS = frozenset({"/_control", "/_stats", "/_reset"})
 STATS_LAST = 50
@@ -77,7 +87,15 @@ class StandIn:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Recorded requests (oldest first): method, path, query, headers, json."""
+        """Recorded model calls (every request but a GET; oldest first): at (monotonic
+        arrival), method, path, query, headers, json. GETs are the gateway's background health
+        probes, which may land at any time after a gateway starts: ``all_requests`` has them."""
+        with self._lock:
+            return [r for r in self._records if r["method"] != "GET"]
+
+    @property
+    def all_requests(self) -> list[dict[str, Any]]:
+        """Every recorded request, GETs included (oldest first)."""
         with self._lock:
             return list(self._records)
 
@@ -221,6 +239,8 @@ class StandIn:
         self._record(request, recorded_json(parsed))
         if behaviour.fail_marker and behaviour.fail_marker.encode() in request.body:
             behaviour = behaviour.updated(mode="status")
+        if behaviour.generation_only and request.method != "POST":
+            behaviour = behaviour.updated(mode="ok")
         if behaviour.mode == "hang":
             await asyncio.Event().wait()  # until stop_async() cancels us
         if behaviour.first_delay:
@@ -236,9 +256,15 @@ class StandIn:
             return await self._stream(writer, reply, False, behaviour, behaviour.die_after)
         if behaviour.mode == "garbage":
             reply = garbage(reply, protocol_for(request.path))
+        if behaviour.mode == "leak_mid_stream" and reply.status == 200:
+            reply = leaking(reply, protocol_for(request.path),
+                            leak_message(request.headers, request.path), behaviour.die_after)
         return await self._send(writer, reply, request.keep_alive, behaviour)
 
     def _reply(self, request: Request, parsed: Any, behaviour: Behaviour) -> Reply:
+        if behaviour.mode == "leak":
+            return error_reply(protocol_for(request.path), behaviour.status_code,
+                               leak_message(request.headers, request.path))
         if behaviour.mode != "status":
             return answer(request.method, request.path, parsed, behaviour)
         headers: tuple[tuple[str, str], ...] = ()
@@ -249,6 +275,7 @@ class StandIn:
 
     def _record(self, request: Request, body: Any) -> None:
         entry = {
+            "at": time.monotonic(),  # when it arrived (this process's monotonic clock)
             "method": request.method,
             "path": request.path,
             "query": request.query,

@@ -7,6 +7,7 @@ No Flask here; ``web.app.create_app`` calls ``assemble`` and mounts the endpoint
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,10 +85,24 @@ def build_store(settings: Settings) -> StateStore:
     return RedisStore.from_settings(settings)
 
 
-def build_adapters(transport: Transport, timeout: float) -> dict[str, ProviderAdapter]:
-    openai = OpenAIAdapter(transport, timeout)
-    return {"openai": openai, "vllm": openai, "ollama": OllamaAdapter(transport, timeout),
-            "anthropic": AnthropicAdapter(transport, timeout)}
+def build_adapters(transport: Transport, timeout: float,
+                   tokens: tuple[str, ...] = ()) -> dict[str, ProviderAdapter]:
+    """One adapter per ``api_type``; ``tokens`` (every configured provider token) are masked
+    in every answer."""
+    openai = OpenAIAdapter(transport, timeout, tokens)
+    return {"openai": openai, "vllm": openai, "ollama": OllamaAdapter(transport, timeout, tokens),
+            "anthropic": AnthropicAdapter(transport, timeout, tokens)}
+
+
+def tokens_of(models: ModelsConfig) -> tuple[str, ...]:
+    return tuple(p.token for _, p in models.providers() if p.token)
+
+
+def mask_tokens(adapters: Mapping[str, ProviderAdapter], models: ModelsConfig) -> None:
+    """After a reload: the new configuration's tokens are masked too (old ones stay masked;
+    requests started on the old configuration may still be answering)."""
+    for adapter in adapters.values():
+        adapter.tokens = tuple(sorted(set(adapter.tokens) | set(tokens_of(models))))
 
 
 def build_protocols() -> dict[str, CallerProtocol]:
@@ -111,7 +126,7 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                                   store=store, limits=limits)
     transport = Urllib3Transport(ca_bundle=settings.ca_bundle, http_proxy=settings.http_proxy,
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
-    adapters = build_adapters(transport, settings.external_timeout)
+    adapters = build_adapters(transport, settings.external_timeout, tokens_of(inputs.models))
     metrics = build_metrics(settings, inputs.models, chooser)
     observer: CallObserver | None = metrics
     stats = None
@@ -119,13 +134,16 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
         observer = stats = WindowStats(chooser.store, inner=metrics)
     handler = ModelHandler(inputs.models, chooser, adapters, build_protocols(),
                            HandlerLimits(max_attempts=settings.max_attempts,
-                                         acquire_timeout=settings.acquire_timeout),
+                                         acquire_timeout=settings.acquire_timeout,
+                                         first_byte_deadline=settings.first_byte_deadline),
                            observer=observer)
     config = ConfigHolder(first_generation(inputs, handler))
     maintenance = Maintenance(chooser, lambda: config.current.models, adapters,
                               chooser.limits.lease_ttl, settings.health_interval)
     reloader = Reloader(config, lambda: load_inputs(settings), signals, seen,
-                        observer=handler.observer, on_swap=[maintenance.reprobe])
+                        observer=handler.observer,
+                        on_swap=[maintenance.reprobe,
+                                 lambda generation: mask_tokens(adapters, generation.models)])
     return Parts(config, chooser, transport, maintenance, reloader, metrics, stats)
 
 

@@ -1,9 +1,12 @@
-"""One maintenance thread per worker: renews live leases and probes providers.
+"""One maintenance thread per worker: renews live leases and probes providers' reachability.
 
 Started by ``create_app`` (after fork, in each worker); a daemon, stopped with ``stop()``.
-Leases are renewed every TTL/3. Every ``HEALTH_INTERVAL`` each cooling provider is probed with
-its adapter's cheap health call: success brings it back at once; otherwise it returns when
-its cool-down ends, and the next failure doubles the cool-down.
+Leases are renewed every TTL/3.
+
+No probe brings a cooling provider back: a model-list probe (``GET /v1/models``,
+``/api/tags``) only shows that a server is reachable, and a server whose model list answers
+while generation fails used to be let back in every interval. A provider comes back only by
+generating — one live trial request after its cool-down (``base.lb.state``, module docstring).
 
 Reachability (what ``/api/health`` reports before any request has failed): as soon as the
 thread starts, every provider is probed once, concurrently; those that do not answer are
@@ -77,19 +80,9 @@ class Maintenance:
                     self._chooser.renew()
                 if since_health >= self._health_every:
                     since_health = 0.0
-                    self.probe_cooling()
                     self.probe_reachability(only_unreachable=True)
             except Exception:  # the state store may be down; keep trying, say so
                 log.exception("maintenance round failed")
-
-    def probe_cooling(self) -> None:
-        providers = {p.id: p for _, p in self._models().providers()}
-        for provider_id in self._chooser.store.cooling(list(providers)):
-            provider = providers[provider_id]
-            adapter = self._adapters.get(provider.api_type)
-            if adapter is not None and adapter.health(provider):
-                log.info("provider %s is healthy again", provider_id)
-                self._chooser.mark_healthy(provider_id)
 
     def probe_reachability(self, only_unreachable: bool = False) -> None:
         """Probe every provider (or only those recorded as unreachable) and record which do

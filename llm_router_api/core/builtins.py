@@ -1,8 +1,9 @@
 """How a built-in utility runs: one model call per job, concurrently, answered as JSON or NDJSON.
 
     jobs (one per input text, or one) ─► fan_out: a thread pool of at most
-        LLM_ROUTER_BUILTIN_CONCURRENCY workers, each ``ModelHandler.run_events`` (acquire within
-        the request's deadline ─► stream canonical chunks ─► release in its ``finally``)
+        LLM_ROUTER_BUILTIN_CONCURRENCY workers, each ``ModelHandler.run_events`` (acquire and
+        reach the first token within its own first-byte deadline ─► stream canonical chunks
+        ─► release in its ``finally``)
     ─► events in arrival order: Delta(i, text) ... Finished(i, text) | Failed(i, error)
     ─► respond(): non-stream collects them; stream writes NDJSON lines as they come
 
@@ -13,7 +14,12 @@ Request-level outcome (documented in README.md, Built-in text utilities):
   that is an HTTP error with the first failed job's status, in the OpenAI error shape; once a
   stream has begun, its last line is ``{"done": true, "error": {...}}``.
 A stream's response starts only when some job produced its first token, or fails as a whole.
-Closing the stream (client gone) stops the workers, and each releases its provider.
+
+The caller leaving stops the work: closing the stream (the server does it when a write fails),
+or — while nothing is written, as for a non-stream answer — the server telling that the
+connection closed (``client_gone``, polled every ``GONE_POLL`` seconds). Then no new model
+call starts, and each running one stops at its next event and releases its provider (its
+upstream connection is closed).
 """
 
 from __future__ import annotations
@@ -30,13 +36,15 @@ from typing import Any
 import orjson
 
 from llm_router_api.core.model_handler import ModelHandler, Reply
-from llm_router_api.errors import RouterError, UpstreamError, UpstreamProtocolError
+from llm_router_api.errors import ClientClosed, RouterError, UpstreamError, UpstreamProtocolError
 from llm_router_api.protocols.shapes import openai_error
 from llm_router_api.schemas.calls import Call, Op, Protocol
 
 log = logging.getLogger("llm_router.builtins")
 
 NDJSON = "application/x-ndjson"
+#: Seconds between two looks at whether the caller is still there, while waiting for events.
+GONE_POLL = 0.2
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -100,14 +108,14 @@ def delta_text(event: dict[str, Any]) -> str:
 class FanOut:
     """Runs every job of a plan in a bounded pool; iterate for events, ``close`` to stop."""
 
-    def __init__(self, handler: ModelHandler, plan: Plan, concurrency: int,
-                 deadline: float, request_id: str,
-                 on_usage: Callable[[int], None] | None = None) -> None:
+    def __init__(self, handler: ModelHandler, plan: Plan, concurrency: int, request_id: str,
+                 on_usage: Callable[[int], None] | None = None,
+                 client_gone: Callable[[], bool] | None = None) -> None:
         self._handler = handler
         self._plan = plan
-        self._deadline = deadline
         self._request_id = request_id
         self._on_usage = on_usage
+        self._client_gone = client_gone
         self._events: queue.Queue[Event] = queue.Queue()
         self._stop = threading.Event()
         workers = max(1, min(concurrency, len(plan.jobs)))
@@ -123,10 +131,22 @@ class FanOut:
         if self._left == 0:
             self.close()
             raise StopIteration
-        event = self._events.get()
+        event = self._next_event()
         if not isinstance(event, Delta):
             self._left -= 1
         return event
+
+    def _next_event(self) -> Event:
+        """The next event; ``ClientClosed`` (work stopped) once the caller has gone."""
+        if self._client_gone is None:
+            return self._events.get()
+        while True:
+            try:
+                return self._events.get(timeout=GONE_POLL)
+            except queue.Empty:
+                if self._client_gone():
+                    self.close()
+                    raise ClientClosed() from None
 
     def close(self) -> None:
         self._stop.set()
@@ -136,7 +156,7 @@ class FanOut:
         if self._stop.is_set():
             return
         call = self._call(index)
-        events = self._handler.run_events(call, deadline=self._deadline)
+        events = self._handler.run_events(call)
         parts: list[str] = []
         try:
             for event in events:
@@ -204,12 +224,12 @@ class Outcome:
 
 
 def respond(handler: ModelHandler, plan: Plan, stream: bool, concurrency: int,
-            deadline: float, request_id: str,
-            on_usage: Callable[[int], None] | None = None) -> Reply:
+            request_id: str, on_usage: Callable[[int], None] | None = None,
+            client_gone: Callable[[], bool] | None = None) -> Reply:
     """Run the plan and answer: a JSON body, or an NDJSON stream (see the module docstring)."""
     started = time.monotonic()
     outcome = Outcome(plan, started)
-    events = FanOut(handler, plan, concurrency, deadline, request_id, on_usage)
+    events = FanOut(handler, plan, concurrency, request_id, on_usage, client_gone)
     if not stream:
         for event in events:
             outcome.add(event)
@@ -247,6 +267,8 @@ def _lines(events: FanOut, outcome: Outcome, head: list[Event]) -> Iterator[byte
             yield _dump({"done": True, "error": error_object(outcome.first_error())})
         else:
             yield _dump({"done": True, **outcome.body()})
+    except ClientClosed:
+        return  # nobody reads this stream any more: end it quietly
     finally:
         events.close()
 

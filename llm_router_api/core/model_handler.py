@@ -13,11 +13,19 @@ also releases a stream that was closed before its first byte was sent, when a ge
 ``finally`` would not run).
 Each attempt's start, failure, first stream frame and finish are reported to a
 ``CallObserver`` (metrics; the default does nothing).
+
+Deadline (SPEC §12): everything before the first frame — waiting for a slot, every attempt —
+happens before one monotonic ``deadline`` (``LLM_ROUTER_FIRST_BYTE_DEADLINE`` from the start,
+unless the caller passes its own, so a loop over fallback models can share it). Slot waits are
+also bounded by ``ACQUIRE_TIMEOUT``; each attempt waits for its upstream's first byte for at
+most the time left (``Call.deadline``, below ``EXTERNAL_TIMEOUT``). Past the deadline: 504, or
+503 when no provider could be acquired at all.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -29,15 +37,18 @@ from llm_router_api.closing import ClosingBody, close_if_closable
 from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.usage import Meter, Usage, meter_for
 from llm_router_api.errors import (
+    DeadlineExceeded,
     NoProviderAvailable,
     RouterError,
     UnknownModel,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamTimeout,
 )
 from llm_router_api.protocols.base import CallerProtocol
 from llm_router_api.providers.base import ProviderAdapter
 from llm_router_api.schemas.calls import Call
+from llm_router_api.schemas.checks import check_request
 from llm_router_api.schemas.config import ModelConfig, ModelsConfig, ProviderConfig
 
 log = logging.getLogger("llm_router.handler")
@@ -63,6 +74,7 @@ class Reply:
 class HandlerLimits:
     max_attempts: int = 3
     acquire_timeout: float = 30.0
+    first_byte_deadline: float = 120.0
 
 
 class ModelHandler:
@@ -95,9 +107,14 @@ class ModelHandler:
         return self._protocols[call.protocol.value]
 
     # -- the request lifecycle -------------------------------------------------------------------
-    def run(self, call: Call) -> Reply:
-        """The caller's bytes: a whole body, or a stream that releases its lease when it ends."""
-        lease, first, frames = self._open(call, self.frames)
+    def deadline(self) -> float:
+        """A first-byte deadline starting now (monotonic)."""
+        return time.monotonic() + self._limits.first_byte_deadline
+
+    def run(self, call: Call, deadline: float | None = None) -> Reply:
+        """The caller's bytes: a whole body, or a stream that releases its lease when it ends.
+        ``deadline`` (monotonic) bounds everything before the first byte; default: from now."""
+        lease, first, frames = self._open(call, self.frames, deadline)
         return self._reply(call, lease, first, frames)
 
     def run_events(self, call: Call,
@@ -107,7 +124,8 @@ class ModelHandler:
 
         A generator: nothing is acquired until the first ``next()``; the lease is released in
         its ``finally`` (exhausted, failed, or closed early). ``deadline`` (monotonic) bounds
-        the wait for a provider, so sub-calls of one request share its time.
+        everything before the first event (default: the first-byte deadline from the first
+        ``next()``).
         """
         lease, first, events = self._open(call, self.events, deadline)
         latency = time.monotonic() - lease.started  # time to first token for a stream
@@ -144,13 +162,20 @@ class ModelHandler:
         On return the caller owns the lease and must release it exactly once.
         """
         model = self.resolve(call.model)
+        if self._translates(call, model):
+            check_request(call.op, call.canonical)  # a 400 naming the field, not a 500 later
+        now = time.monotonic()
         if deadline is None:
-            deadline = time.monotonic() + self._limits.acquire_timeout
+            deadline = now + self._limits.first_byte_deadline
+        slot_deadline = min(deadline, now + self._limits.acquire_timeout)
+        call = dataclasses.replace(call, deadline=deadline)
         tried: set[str] = set()
         failure: UpstreamError | None = None
         for _ in range(self._limits.max_attempts):
+            if failure is not None and time.monotonic() >= deadline:
+                raise _late(failure)
             try:
-                lease = self.chooser.acquire(model, exclude=tried, deadline=deadline)
+                lease = self.chooser.acquire(model, exclude=tried, deadline=slot_deadline)
             except NoProviderAvailable:
                 if failure is not None:
                     raise failure from None
@@ -179,7 +204,13 @@ class ModelHandler:
                 raise
             return lease, first, items
         assert failure is not None  # the loop only ends here after a failed attempt
-        raise failure
+        raise _late(failure) if time.monotonic() >= deadline else failure
+
+    def _translates(self, call: Call, model: ModelConfig) -> bool:
+        """Whether some provider of ``model`` may get ``call`` translated (not forwarded)."""
+        return any(self._adapters.get(p.api_type) is None
+                   or self._adapters[p.api_type].protocol != call.protocol
+                   for p in model.providers)
 
     def adapter(self, provider: ProviderConfig) -> ProviderAdapter:
         adapter = self._adapters.get(provider.api_type)
@@ -272,6 +303,13 @@ class ModelHandler:
             close_if_closable(frames)
         finally:
             self.chooser.release(lease)
+
+
+def _late(failure: UpstreamError) -> UpstreamError:
+    """The failure to report when the first-byte deadline has passed: a 504."""
+    if isinstance(failure, UpstreamTimeout):
+        return failure
+    return DeadlineExceeded()
 
 
 def _charge(on_usage: Callable[[int], None] | None, usage: Usage | int) -> None:

@@ -51,6 +51,7 @@ def build_snapshot(chooser: ProviderChooser, models: ModelsConfig, config: Confi
     drained = chooser.drained()
     unreachable = store.get_hash(UNREACHABLE_KEY)
     cool_until = store.get_hash(COOL_UNTIL_KEY)
+    failing = {pid for pid, (failures, _) in store.health_marks(ids).items() if failures > 0}
     windows, covered = read_window(store, ids, now)
     known = signals(ids)
     strategy = chooser.strategy
@@ -60,7 +61,7 @@ def build_snapshot(chooser: ProviderChooser, models: ModelsConfig, config: Confi
                    if strategy.supports_runtime_weights else {})
         providers = []
         for p in model.providers:
-            state = _state(p.id, cooling, drained, unreachable)
+            state = _state(p.id, cooling, drained, unreachable, failing)
             remaining = max(0.0, cool_until.get(p.id, now) - now) if p.id in cooling else None
             providers.append({
                 "id": p.id, "api_type": p.api_type, "state": state,
@@ -72,7 +73,8 @@ def build_snapshot(chooser: ProviderChooser, models: ModelsConfig, config: Confi
                 "load": known.get(p.id, {}).get("load"),
                 "prefix_hit_ratio": known.get(p.id, {}).get("prefix_hit_ratio")})
         out_models.append({"name": model.name,
-                           "healthy": any(pr["state"] == "healthy" for pr in providers),
+                           "healthy": any(pr["state"] in ("healthy", "half-open")
+                                          for pr in providers),
                            "providers": providers})
     return {"time": now, "strategy": strategy.name,
             "runtime_weights": strategy.supports_runtime_weights,
@@ -82,11 +84,13 @@ def build_snapshot(chooser: ProviderChooser, models: ModelsConfig, config: Confi
 
 
 def _state(provider_id: str, cooling: set[str], drained: dict[str, float],
-           unreachable: dict[str, float]) -> str:
+           unreachable: dict[str, float], failing: set[str]) -> str:
     if provider_id in drained:
         return "drained"
     if provider_id in cooling:
         return "cooling"
+    if provider_id in failing:  # cool-down over: one live trial request at a time decides
+        return "half-open"
     if provider_id in unreachable:
         return "unreachable"
     return "healthy"

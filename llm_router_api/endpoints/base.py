@@ -62,6 +62,8 @@ class Incoming:
     config: Generation
     #: Where a model call reports the tokens it used (the caller key's budget), if anywhere.
     on_usage: Callable[[int], None] | None = None
+    #: True once the caller has closed its connection (``None``: the server cannot tell).
+    client_gone: Callable[[], bool] | None = None
     #: Whether the caller came over TLS (directly or per ``X-Forwarded-Proto``): secure cookies.
     secure: bool = False
 
@@ -109,10 +111,27 @@ class EndpointI(ABC):
 
 
 def validation_error(exc: ValidationError) -> ValidationFailed:
-    first = exc.errors()[0]
-    field_path = ".".join(str(part) for part in first["loc"]) or "body"
-    return ValidationFailed(f"{field_path}: {first['msg']}", param=field_path,
-                            detail=[{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()])
+    """A 400 naming the failing field: of a value that matched no member of a union
+    (``str | list[Block]``), the deepest failure names the field that was wrong."""
+    errors = exc.errors()
+    paths = [field_path(e["loc"]) for e in errors]
+    index = max(range(len(errors)), key=lambda i: (paths[i].count(".") + 1) if paths[i] else 0)
+    return ValidationFailed(f"{paths[index]}: {errors[index]['msg']}", param=paths[index],
+                            detail=[{"loc": e["loc"], "msg": e["msg"]} for e in errors])
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """``messages.0.content.3.text``: pydantic's location without the names it gives the
+    members of a union it tried (``str``, ``list[AnthropicBlock]``)."""
+    parts = [str(p) for p in loc if isinstance(p, int) or not _union_member(p)]
+    return ".".join(parts) or "body"
+
+
+def _union_member(part: str) -> bool:
+    return part in UNION_TAGS or ("[" in part and part.endswith("]"))
+
+
+UNION_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "bytes"})
 
 
 class EndpointAutoLoader:

@@ -9,7 +9,6 @@ calls are (a ``Plan``: one message list per job) and how results are shaped;
 from __future__ import annotations
 
 import re
-import time
 from abc import abstractmethod
 from typing import Any, ClassVar
 
@@ -18,6 +17,7 @@ from llm_router_api.core.languages import target_language
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.core.prompts import PromptLibrary
 from llm_router_api.endpoints.base import EndpointI, Incoming
+from llm_router_api.errors import PayloadTooLarge
 from llm_router_api.schemas.calls import Protocol
 from llm_router_lib.data_models.builtin import (
     ConversationRequest,
@@ -51,11 +51,24 @@ class BuiltinEndpoint(EndpointI):
         prompts = incoming.config.prompts
         assert prompts is not None  # built-ins are only mounted when the library is loaded
         language = request.language or self.settings.default_ep_language
+        self.check_size(request)
         plan = self.plan(request, prompts, language)
-        deadline = time.monotonic() + self.settings.acquire_timeout
         return respond(incoming.config.handler, plan, request.stream,
-                       self.settings.builtin_concurrency, deadline, incoming.request_id,
-                       incoming.on_usage)
+                       self.settings.builtin_concurrency, incoming.request_id,
+                       incoming.on_usage, incoming.client_gone)
+
+    def check_size(self, request: GenerationOptions) -> None:
+        """At most ``LLM_ROUTER_BUILTIN_MAX_TEXTS`` texts (passages of a map included)."""
+        texts = getattr(request, "texts", None)
+        if isinstance(texts, dict):
+            count = sum(len(passages) for passages in texts.values())
+        else:
+            count = len(texts) if isinstance(texts, list) else 0
+        limit = self.settings.builtin_max_texts
+        if count > limit:
+            raise PayloadTooLarge(f"texts: {count} texts; at most {limit} are taken in one "
+                                  "request (LLM_ROUTER_BUILTIN_MAX_TEXTS)", param="texts",
+                                  code="too_many_texts")
 
     @abstractmethod
     def plan(self, request: Any, prompts: PromptLibrary, language: str) -> Plan:

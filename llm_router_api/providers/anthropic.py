@@ -14,7 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from llm_router_api.errors import ClientError, UpstreamConnectError, UpstreamError
-from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json, relay
+from llm_router_api.providers.base import (
+    ProviderAdapter,
+    line_blocks,
+    parse_json,
+    relay,
+    upstream_message,
+)
 from llm_router_api.providers.transport import UpstreamResponse
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.canonical import (
@@ -223,8 +229,7 @@ def _events(response: UpstreamResponse) -> Iterator[dict[str, Any]]:
         if line.startswith(b"data:"):
             event = parse_json(line[5:])
             if isinstance(event, dict) and event.get("type") == "error":
-                raise UpstreamError(str((event.get("error") or {}).get("message")
-                                        or "the provider failed"))
+                raise UpstreamError(upstream_message(event.get("error"), "the provider failed"))
             if isinstance(event, dict):
                 yield event
 
@@ -296,5 +301,5 @@ def _error_message(rest: bytes) -> str:
         if line.startswith(b"data:"):
             event = parse_json(line[5:])
             if isinstance(event, dict):
-                return str((event.get("error") or {}).get("message") or "the provider failed")
+                return upstream_message(event.get("error"), "the provider failed")
     return "the provider failed"

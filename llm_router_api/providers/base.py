@@ -13,24 +13,38 @@ An adapter knows one upstream wire format. It offers two ways to make a call:
 Both are generators: the HTTP call opens on the first ``next()``, and the upstream connection is
 closed in their ``finally``. Failures raise the ``UpstreamError`` tree. Adapters never import
 Flask, metrics or the load balancer; they get their ``Transport`` from outside.
+
+Every answer is read through ``redact.Redacted``: no configured token and no provider address
+reaches a caller, whether in an error message or in bytes forwarded as they came. An error line
+inside a same-protocol stream is never forwarded: it raises ``UpstreamError``, which the handler
+turns into the stream's one error event. ``call.deadline`` (monotonic, the caller's first-byte
+deadline) shortens the wait for the upstream's first byte below ``EXTERNAL_TIMEOUT``.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import orjson
 
-from llm_router_api.errors import UpstreamProtocolError, upstream_status_error
+from llm_router_api.errors import (
+    DeadlineExceeded,
+    UpstreamError,
+    UpstreamProtocolError,
+    upstream_status_error,
+)
+from llm_router_api.providers.redact import Redacted, secrets_for
 from llm_router_api.providers.transport import Transport, UpstreamResponse
 from llm_router_api.schemas.calls import Call, Protocol
 from llm_router_api.schemas.config import ProviderConfig
 
 HEALTH_TIMEOUT = 5.0
 MAX_ERROR_BODY = 65536
+DEFAULT_ERROR = "the provider refused the request"
 
 
 def dumps(value: Any) -> bytes:
@@ -45,9 +59,11 @@ class ProviderAdapter(ABC):
     #: The path probed by the background health check.
     health_path: ClassVar[str]
 
-    def __init__(self, transport: Transport, timeout: float) -> None:
+    def __init__(self, transport: Transport, timeout: float, tokens: Iterable[str] = ()) -> None:
         self._transport = transport
         self._timeout = timeout
+        #: Every configured provider token: hidden in every answer, whichever provider sent it.
+        self.tokens = tuple(sorted(set(tokens)))
 
     @abstractmethod
     def forward(self, provider: ProviderConfig, upstream_model: str,
@@ -81,12 +97,21 @@ class ProviderAdapter(ABC):
         finally:
             response.close()
 
+    def secrets(self, provider: ProviderConfig) -> tuple[bytes, ...]:
+        return secrets_for(provider.api_host, provider.token, self.tokens)
+
     def open(self, provider: ProviderConfig, path: str, body: Mapping[str, Any],
              call: Call) -> UpstreamResponse:
-        """POST ``body`` and return the live answer; an error status raises."""
-        response = self._transport.request(
+        """POST ``body`` and return the live answer (secrets masked); an error status raises."""
+        first_byte = None
+        if call.deadline is not None:
+            first_byte = call.deadline - time.monotonic()
+            if first_byte <= 0:
+                raise DeadlineExceeded()
+        raw = self._transport.request(
             "POST", provider.api_host + path, headers=self.headers(provider, call),
-            body=dumps(body), timeout=self._timeout)
+            body=dumps(body), timeout=self._timeout, first_byte=first_byte)
+        response = Redacted(raw, self.secrets(provider))
         if response.status >= 400:
             raise self._status_error(response)
         return response
@@ -103,17 +128,27 @@ class ProviderAdapter(ABC):
 
 
 def error_message(raw: bytes) -> str:
-    """The human message inside any of the known error shapes (OpenAI, Ollama, Anthropic)."""
+    """The human message inside any of the known error shapes (OpenAI, Ollama, Anthropic).
+    ``raw`` comes from a ``Redacted`` answer, so it holds no secret."""
     try:
         body = json.loads(raw)
     except ValueError:
-        return "the provider refused the request"
-    error = body.get("error") if isinstance(body, dict) else None
+        return DEFAULT_ERROR
+    return upstream_message(body.get("error") if isinstance(body, dict) else None)
+
+
+def upstream_message(error: Any, default: str = DEFAULT_ERROR) -> str:
+    """The message of an upstream ``error`` value: a string, or an object with ``message``."""
     if isinstance(error, dict):
         error = error.get("message")
-    if isinstance(error, str) and error:
-        return error
-    return "the provider refused the request"
+    return error if isinstance(error, str) and error else default
+
+
+def error_in(obj: Any) -> UpstreamError | None:
+    """The failure an upstream JSON object reports (``{"error": ...}`` and no answer), if any."""
+    if isinstance(obj, dict) and obj.get("error") is not None and "choices" not in obj:
+        return UpstreamError(upstream_message(obj["error"], "the provider failed"))
+    return None
 
 
 def _retry_after(raw: str | None) -> float | None:

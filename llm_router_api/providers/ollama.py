@@ -19,7 +19,13 @@ from llm_router_api.errors import (
     UpstreamError,
     UpstreamProtocolError,
 )
-from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json, relay
+from llm_router_api.providers.base import (
+    ProviderAdapter,
+    line_blocks,
+    parse_json,
+    relay,
+    upstream_message,
+)
 from llm_router_api.providers.transport import UpstreamResponse
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.canonical import (
@@ -185,7 +191,7 @@ def _check(obj: Any) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise UpstreamProtocolError()
     if "error" in obj:
-        raise UpstreamError(str(obj["error"]))
+        raise UpstreamError(upstream_message(obj["error"], "the provider failed"))
     return obj
 
 
@@ -271,6 +277,6 @@ def split_error(block: bytes) -> tuple[bytes, str | None]:
     for line in block.splitlines(keepends=True):
         obj = parse_json(line) if line.strip() else {}
         if isinstance(obj, dict) and "error" in obj:
-            return b"".join(kept), str(obj["error"])
+            return b"".join(kept), upstream_message(obj["error"], "the provider failed")
         kept.append(line)
     return block, None

@@ -9,8 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from llm_router_api.errors import ClientError, UpstreamConnectError
-from llm_router_api.providers.base import ProviderAdapter, line_blocks, parse_json, relay
+from llm_router_api.errors import ClientError, UpstreamConnectError, UpstreamError
+from llm_router_api.providers.base import (
+    ProviderAdapter,
+    error_in,
+    line_blocks,
+    parse_json,
+    relay,
+)
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.config import ProviderConfig
 
@@ -65,21 +71,54 @@ class OpenAIAdapter(ProviderAdapter):
         response = self.open(provider, ROUTES[call.op], body, call)
         try:
             if not call.stream:
-                yield parse_json(response.read())
+                yield _answer(parse_json(response.read()))
                 return
             for block in _sse_blocks(response):
                 for line in block.splitlines():
                     if line.startswith(b"data:") and line != DONE_LINE:
-                        yield parse_json(line[5:])
+                        yield _answer(parse_json(line[5:]))
         finally:
             response.close()
 
 
+def _answer(obj: Any) -> Any:
+    failure = error_in(obj)
+    if failure is not None:
+        raise failure
+    return obj
+
+
 def _sse_blocks(response: Any) -> Iterator[bytes]:
-    """Forward SSE lines as they come; an upstream that stops before ``[DONE]`` has failed."""
+    """Forward SSE lines as they come; an upstream that stops before ``[DONE]`` has failed.
+    The upstream's own ``data: {"error": ...}`` line is not forwarded: it ends the stream as
+    a failure, which the caller gets as the gateway's one error event."""
     done = False
     for block in line_blocks(response):
+        if b'"error"' in block:
+            kept, failure = split_sse_error(block)
+            if failure is not None:
+                if kept:
+                    yield kept
+                raise failure
         done = done or DONE_LINE in block
         yield block
     if not done:
         raise UpstreamConnectError("the provider ended the stream early")
+
+
+def split_sse_error(block: bytes) -> tuple[bytes, Any]:
+    """The lines before an upstream error event, and that error (``None`` when there is none);
+    an ``event: error`` line announcing it is dropped with it."""
+    kept: list[bytes] = []
+    for line in block.splitlines(keepends=True):
+        if line.startswith(b"data:") and b'"error"' in line:
+            try:
+                failure = error_in(parse_json(line[5:]))
+            except UpstreamError:
+                failure = None
+            if failure is not None:
+                if kept and kept[-1].startswith(b"event:"):
+                    kept.pop()
+                return b"".join(kept), failure
+        kept.append(line)
+    return block, None

@@ -5,7 +5,10 @@ are known and whose body is read lazily (``chunks()`` / ``lines()`` / ``read()``
 exception is translated here, once, into the ``UpstreamError`` tree. One pooled
 ``urllib3.PoolManager`` per worker keeps connections alive; proxies (``HTTP(S)_PROXY``,
 ``NO_PROXY``) and a CA bundle come from the settings. ``timeout`` is the connect timeout and the
-longest silence between bytes, never a total.
+longest silence between bytes, never a total. ``first_byte`` (optional, shorter) bounds the time
+until the first byte of the body instead — connect, status line, headers and first read, as one
+total — after which the silence limit is ``timeout`` again: the caller's first-byte deadline
+(``LLM_ROUTER_FIRST_BYTE_DEADLINE``) bounds the wait for an upstream, not a stream's length.
 """
 
 from __future__ import annotations
@@ -54,9 +57,24 @@ class UpstreamResponse(Protocol):
 
 class Transport(Protocol):
     def request(self, method: str, url: str, *, headers: Mapping[str, str],
-                body: bytes | None, timeout: float) -> UpstreamResponse: ...
+                body: bytes | None, timeout: float,
+                first_byte: float | None = None) -> UpstreamResponse: ...
 
     def close(self) -> None: ...
+
+
+def split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Complete lines without their line ending, as soon as each one arrives."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        if b"\n" not in chunk:
+            continue
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.rstrip(b"\r")
+    if pending:
+        yield pending.rstrip(b"\r")
 
 
 def _translate(exc: Exception) -> UpstreamError:
@@ -71,35 +89,39 @@ def _translate(exc: Exception) -> UpstreamError:
 class Urllib3Response:
     """A live upstream answer; the body streams, errors become ``UpstreamError``."""
 
-    def __init__(self, raw: urllib3.HTTPResponse) -> None:
+    def __init__(self, raw: urllib3.HTTPResponse, silence: float | None = None) -> None:
         self._raw = raw
         self.status = raw.status
         self.headers: Mapping[str, str] = raw.headers
+        self._silence = silence  # the read timeout once the first byte has come
 
     def chunks(self) -> Iterator[bytes]:
         try:
+            reads: Iterator[bytes]
             if self._raw.chunked and self._raw.supports_chunked_reads():
-                yield from self._raw.read_chunked(decode_content=True)
+                reads = self._raw.read_chunked(decode_content=True)
             else:
-                while chunk := self._raw.read1(READ_SIZE):
-                    yield chunk
+                reads = iter(lambda: self._raw.read1(READ_SIZE), b"")
+            for chunk in reads:
+                if self._silence is not None:
+                    self._relax()
+                yield chunk
         except HTTPError as exc:
             raise _translate(exc) from exc
         except OSError as exc:
             raise UpstreamConnectError() from exc
 
+    def _relax(self) -> None:
+        """The first byte came: from now on the silence limit is the ordinary one."""
+        silence, self._silence = self._silence, None
+        connection = getattr(self._raw, "connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            sock.settimeout(silence)
+
     def lines(self) -> Iterator[bytes]:
         """Complete lines without their line ending, as soon as each one arrives."""
-        pending = b""
-        for chunk in self.chunks():
-            pending += chunk
-            if b"\n" not in chunk:
-                continue
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                yield line.rstrip(b"\r")
-        if pending:
-            yield pending.rstrip(b"\r")
+        return split_lines(self.chunks())
 
     def read(self) -> bytes:
         return b"".join(self.chunks())
@@ -157,11 +179,17 @@ class Urllib3Transport:
         return timeout
 
     def request(self, method: str, url: str, *, headers: Mapping[str, str],
-                body: bytes | None, timeout: float) -> UpstreamResponse:
+                body: bytes | None, timeout: float,
+                first_byte: float | None = None) -> UpstreamResponse:
         pool, target = self._route(url)
+        silence = None
+        limit = self._timeout(timeout)
+        if first_byte is not None and first_byte < timeout:
+            silence = timeout
+            limit = urllib3.Timeout(connect=first_byte, read=first_byte, total=first_byte)
         options: dict[str, Any] = {"body": body, "headers": dict(headers),
                                    "preload_content": False, "redirect": False,
-                                   "timeout": self._timeout(timeout)}
+                                   "timeout": limit}
         try:
             if isinstance(pool, urllib3.PoolManager):  # through a proxy
                 raw = pool.request(method, target, **options)
@@ -172,7 +200,7 @@ class Urllib3Transport:
             raise _translate(exc) from exc
         except OSError as exc:
             raise UpstreamConnectError() from exc
-        return Urllib3Response(raw)  # type: ignore[arg-type]
+        return Urllib3Response(raw, silence)  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._direct.clear()

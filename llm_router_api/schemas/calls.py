@@ -44,3 +44,7 @@ class Call:
     extra_headers: dict[str, str] = field(default_factory=dict)
     #: Told the tokens (input + output) the answer used, once it is delivered (per-key limits).
     on_usage: Callable[[int], None] | None = field(default=None, compare=False)
+    #: Monotonic time by which the upstream's first byte must have come (set by
+    #: ``ModelHandler`` from ``LLM_ROUTER_FIRST_BYTE_DEADLINE``); ``None``: no limit but the
+    #: adapter's own timeout.
+    deadline: float | None = field(default=None, compare=False)

@@ -35,6 +35,7 @@ from llm_router_api.errors import (
 from llm_router_api.protocols.shapes import error_body
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.settings import Settings, load_settings
+from llm_router_api.web.disconnect import client_gone_probe
 from llm_router_api.web.logs import configure_logging
 from llm_router_api.web.observe import mount_metrics, started, track
 
@@ -120,6 +121,7 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
                   if admission is not None and admission.charges_tokens else None)
         incoming = Incoming(body=body, headers=headers, path_params=path_params,
                             request_id=g.request_id, config=config, on_usage=charge,
+                            client_gone=client_gone_probe(request.environ),
                             secure=_is_secure())
         try:
             response = to_response(endpoint.handle(incoming))

@@ -8,11 +8,35 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StrictBool
 
 
+class AnthropicBlock(BaseModel):
+    """A content block. Unknown block types and fields are allowed (and forwarded); the fields
+    read when the call is translated are typed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+    source: dict[str, Any] | None = None
+    id: str | None = None
+    name: str | None = None
+    input: dict[str, Any] | None = None
+    tool_use_id: str | None = None
+    content: str | list[dict[str, Any]] | None = None
+
+
 class AnthropicMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["user", "assistant"]
-    content: str | list[dict[str, Any]]
+    content: str | list[AnthropicBlock]
+
+
+class AnthropicTool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = ""
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
 
 
 class AnthropicMessagesRequest(BaseModel):
@@ -24,7 +48,12 @@ class AnthropicMessagesRequest(BaseModel):
     model: str = Field(min_length=1)
     messages: list[AnthropicMessage] = Field(min_length=1)
     max_tokens: PositiveInt | None = None
-    system: str | list[dict[str, Any]] | None = None
+    system: str | list[AnthropicBlock] | None = None
     stream: StrictBool = False
     stop_sequences: list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[AnthropicTool] | None = None
+    tool_choice: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None

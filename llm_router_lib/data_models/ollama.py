@@ -8,13 +8,29 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 
+class OllamaFunctionCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = ""
+    arguments: dict[str, Any] | str | None = None
+
+
+class OllamaToolCall(BaseModel):
+    """``{"function": {"name", "arguments"}}``: read when the call is translated."""
+
+    model_config = ConfigDict(extra="allow")
+
+    function: OllamaFunctionCall
+
+
 class OllamaMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: str = Field(min_length=1)
     content: str | None = ""
     images: list[str] | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[OllamaToolCall] | None = None
+    tool_name: str | None = None
 
 
 class OllamaCall(BaseModel):

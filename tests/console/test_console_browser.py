@@ -5,6 +5,7 @@ API keys on. Screenshots go to the artifacts directory (printed)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +46,7 @@ def gateway(config: Path, redis_server: RedisServer) -> Iterator[Gateway]:
                  LLM_ROUTER_REDIS_PORT=str(redis_server.port),
                  LLM_ROUTER_REDIS_PREFIX=f"console-{uuid.uuid4().hex[:6]}:",
                  LLM_ROUTER_ADMIN_TOKEN=ADMIN, LLM_ROUTER_API_KEYS=KEY,
-                 LLM_ROUTER_HEALTH_INTERVAL="0.5")
+                 LLM_ROUTER_HEALTH_INTERVAL="0.5", LLM_ROUTER_COOLDOWN="5")
     yield gw
     output = gw.output()
     gw.stop()
@@ -243,7 +244,7 @@ def test_a_failing_provider_shows_its_cool_down(browser: Browser, gateway: Gatew
                                                fresh: list[StandIn], artifacts: Path) -> None:
     page = signed_in(browser, gateway)
     page.on("dialog", accept)
-    fresh[2].set_behaviour(mode="status", status_code=503)  # probes fail too: it stays out
+    fresh[2].set_behaviour(mode="status", status_code=503)
     for _ in range(6):
         assert chat(gateway).status_code == 200  # failed over to p0 / p1
     state = page.locator('section[data-model="m"] tr[data-provider="p2"] td[data-col="state"]')
@@ -256,8 +257,13 @@ def test_a_failing_provider_shows_its_cool_down(browser: Browser, gateway: Gatew
     # The picture docs/console.md shows (docs/img/console.png is a copy of this file).
     page.screenshot(path=str(artifacts / "console-pool.png"))
     page.locator('section[data-model="m"] tr[data-provider="p1"] button[data-act="drain"]').click()
-    fresh[2].reset()  # answers again: the next probe brings it back
-    expect(state).to_have_text("✓ healthy", timeout=WAIT_MS)
+    expect(state).to_have_text("◐ half-open (trial)", timeout=WAIT_MS)  # cool-down over
+    fresh[2].reset()  # answers again: a live trial request brings it back
+    deadline = time.monotonic() + 30
+    while cell(page, "p2", "state") != "✓ healthy":
+        assert chat(gateway).status_code == 200
+        assert time.monotonic() < deadline, "p2 did not come back"
+        time.sleep(0.2)
     expect(page.locator('section[data-model="m"] tr[data-provider="p1"] td[data-col="state"]')
            ).to_have_text("✓ healthy", timeout=WAIT_MS)
     page.context.close()

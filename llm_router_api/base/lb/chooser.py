@@ -6,13 +6,17 @@ Lifecycle of one attempt::
     ... call lease.provider ...
     chooser.release(lease, failure=None | error, latency=seconds)  # idempotent
 
-``acquire`` offers the strategy only healthy, not-yet-tried, not-drained providers; the strategy
-picks one and
-takes a lease with the provider's ``max_concurrency`` as a hard cap (``strategy.acquire``). When
-every candidate is busy it waits until the deadline, then raises ``NoProviderAvailable`` (503
-with ``Retry-After``). ``release`` drops the lease, tells the strategy, and cools the provider
-down when the failure says so. While leases live, ``renew()`` (called by one background thread
-per worker every TTL/3) keeps them alive.
+``acquire`` offers the strategy only healthy, not-yet-tried, not-drained providers; the
+strategy picks one and takes a lease with the provider's ``max_concurrency`` as a hard cap
+(``strategy.acquire``). When every candidate is busy it waits until the deadline, then raises
+``NoProviderAvailable`` (503 with ``Retry-After``). ``release`` drops the lease, tells the
+strategy, and cools the provider down when the failure says so. While leases live,
+``renew()`` (called by one background thread per worker every TTL/3) keeps them alive.
+
+Health is the store's (``state``, module docstring): a failure cools the provider down,
+doubling while it keeps failing; after the cool-down one live trial request at a time is let
+through, and only a success of a request that began after the latest failure brings the
+provider back. Each lease carries the health marks seen when it was granted.
 
 Drain: ``drain(provider_id)`` takes a provider out of rotation for maintenance. It is filtered
 out here, with the candidates, so it gets no new request under any strategy (built-in or
@@ -28,14 +32,14 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
-from llm_router_api.base.lb.state import StateStore
+from llm_router_api.base.lb.state import FAILURES, StateStore
 from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
 from llm_router_api.base.leases import LeaseBook
 from llm_router_api.errors import NoProviderAvailable, RouterError, UpstreamError
 from llm_router_api.schemas.config import ModelConfig, ProviderConfig
 
 POLL_INTERVAL = 0.05
-FAILURES_KEY = "health:failures"
+FAILURES_KEY = FAILURES
 #: Hash: provider id -> wall time it was drained (no new requests until undrained).
 DRAINED_KEY = "drained"
 #: Hash: provider id -> wall time its latest cool-down ends (for reports; routing asks
@@ -49,6 +53,10 @@ class Lease:
     model: str
     provider: ProviderConfig
     started: float = field(default_factory=time.monotonic)
+    #: The provider's failure sequence number at grant time (``None``: unknown).
+    seq: int | None = None
+    #: The provider was half-open: this request is its trial.
+    trial: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,8 +86,10 @@ class ProviderChooser:
                 lease = self._try(model, untried)
                 if lease is None:
                     self.healthy(untried)  # raises at once when every one is cooling down
-            else:
-                lease = self._try(model, self.healthy(untried))
+            else:  # a custom strategy: health marks are read before, cool-downs skipped here
+                healthy = self.healthy(untried)
+                lease = self._try(model, healthy,
+                                  self.store.health_marks([p.id for p in healthy]))
             if lease is not None:
                 return lease
             if time.monotonic() + POLL_INTERVAL > deadline:
@@ -110,13 +120,18 @@ class ProviderChooser:
                                       retry_after=self.limits.cooldown)
         return healthy
 
-    def _try(self, model: ModelConfig, candidates: list[ProviderConfig]) -> Lease | None:
+    def _try(self, model: ModelConfig, candidates: list[ProviderConfig],
+             marks: dict[str, tuple[float, int]] | None = None) -> Lease | None:
         acquired = self.strategy.acquire(model.name, candidates, self.limits.lease_ttl)
         if acquired is None:
             return None
         provider, lease_id = acquired
         self._live.add(lease_id, provider.id)
-        return Lease(lease_id, model.name, provider)
+        seq, trial = getattr(acquired, "seq", None), getattr(acquired, "trial", False)
+        if seq is None and marks is not None and provider.id in marks:
+            failures, seq = marks[provider.id]
+            trial = failures > 0
+        return Lease(lease_id, model.name, provider, seq=seq, trial=trial)
 
     # -- release -------------------------------------------------------------------------------
     def release(self, lease: Lease, failure: RouterError | None = None,
@@ -126,26 +141,34 @@ class ProviderChooser:
         self.store.release_lease(lease.provider.id, lease.id)
         self.strategy.put_provider(lease.model, lease.provider)
         if isinstance(failure, UpstreamError) and failure.failover:
-            self.mark_failed(lease.provider, failure.retry_after)
+            self.mark_failed(lease.provider, failure.retry_after, lease.seq)
         elif failure is None:
             if latency is not None:
                 self.strategy.observe_latency(lease.model, lease.provider, latency, stream)
-            self.mark_healthy(lease.provider.id, only_if_failing=True)
+            if lease.trial or lease.seq is None:  # else there is nothing a success could clear
+                self.store.record_success(lease.provider.id, lease.seq)
 
     # -- health --------------------------------------------------------------------------------
-    def mark_failed(self, provider: ProviderConfig, retry_after: float | None = None) -> None:
-        """Cool down; each failure in a row doubles the time, up to ``max_cooldown``."""
-        failures = self.store.incr(FAILURES_KEY, provider.id)
-        seconds = retry_after or min(self.limits.cooldown * 2 ** (failures - 1),
-                                     self.limits.max_cooldown)
-        self.store.cool_down(provider.id, seconds)
-        self.store.set_hash(COOL_UNTIL_KEY, {provider.id: time.time() + seconds})
+    def mark_failed(self, provider: ProviderConfig, retry_after: float | None = None,
+                    seq: int | None = None) -> float | None:
+        """Cool down; each failure in a row doubles the time, up to ``max_cooldown``. A
+        failure of a request granted before the latest failure (older ``seq``) is not counted
+        again. Returns the cool-down in seconds (``None``: not counted).
 
-    def mark_healthy(self, provider_id: str, only_if_failing: bool = False) -> None:
-        if only_if_failing and not self.store.get_hash(FAILURES_KEY).get(provider_id):
-            return
-        self.store.set_hash(FAILURES_KEY, {provider_id: 0.0})
-        self.store.clear_cool_down(provider_id)
+        ``LLM_ROUTER_COOLDOWN=0`` turns health tracking off: failures are not counted, so a
+        provider is never cooled down nor half-open — unless the upstream itself asked for a
+        pause (``Retry-After`` on a 408/429)."""
+        if not self.limits.cooldown and not retry_after:
+            return None
+        seconds = self.store.record_failure(provider.id, seq, self.limits.cooldown,
+                                            self.limits.max_cooldown, retry_after)
+        if seconds:  # for reports (the console's time left); routing asks the store
+            self.store.set_hash(COOL_UNTIL_KEY, {provider.id: time.time() + seconds})
+        return seconds
+
+    def mark_healthy(self, provider_id: str) -> None:
+        """Reset the provider's health at once (tests, operators): failures 0, no cool-down."""
+        self.store.record_success(provider_id, None)
 
     # -- drain ---------------------------------------------------------------------------------
     def drain(self, provider_id: str) -> None:

@@ -15,12 +15,23 @@ from llm_router_api.base import lease_lua
 _NOW = lease_lua.NOW
 _KEEP_KEY = lease_lua.KEEP_KEY
 
-# KEYS[1] lease zset, KEYS[2] the lease's tombstone. ARGV: cap (-1: none), ttl ms, lease id.
-# -> 1 or nil
-ACQUIRE = _NOW + _KEEP_KEY + """
+# A half-open provider (failure count above zero, cool-down over) takes one lease at most: its
+# trial. ``half_open_cap(failures hash, provider id, cap)`` is that cap (-1: none).
+_HALF_OPEN = """
+local function half_open_cap(failures, id, cap)
+  if tonumber(redis.call('HGET', failures, id) or '0') > 0 and (cap < 0 or cap > 1) then
+    return 1
+  end
+  return cap
+end
+"""
+
+# KEYS[1] lease zset, KEYS[2] the lease's tombstone, KEYS[3] the failures hash. ARGV: cap (-1:
+# none), ttl ms, lease id, provider id. -> 1 or nil
+ACQUIRE = _NOW + _KEEP_KEY + _HALF_OPEN + """
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local cap = tonumber(ARGV[1])
+local cap = half_open_cap(KEYS[3], ARGV[4], tonumber(ARGV[1]))
 if cap >= 0 and redis.call('ZCARD', KEYS[1]) >= cap then return false end
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
@@ -46,10 +57,11 @@ return text
 """
 
 # KEYS[1] the rule's state hash, KEYS[1 + i] lease zset and KEYS[1 + k + i] cool-down key of
-# candidate i, KEYS[2 + 2k] the lease's tombstone. ARGV: rule, ttl ms (-1: no lease), lease id,
-# k, then id, cap (-1), weight per candidate. -> {provider id, lease id or ''} or nil when no
-# candidate is available.
-CHOOSE = _NOW + _KEEP_KEY + """
+# candidate i, KEYS[2 + 2k] the lease's tombstone, KEYS[3 + 2k] the failures hash, KEYS[4 + 2k]
+# the failure sequence hash. ARGV: rule, ttl ms (-1: no lease), lease id, k, then id, cap (-1),
+# weight per candidate. -> {provider id, lease id or '', failure seq, 1 if half-open else 0} or
+# nil when no candidate is available.
+CHOOSE = _NOW + _KEEP_KEY + _HALF_OPEN + """
 local rule, ttl, lease_id, k = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local state = KEYS[1]
 if redis.call('EXISTS', KEYS[2 + 2 * k]) == 1 then return false end
@@ -61,7 +73,7 @@ for i = 1, k do
   if redis.call('EXISTS', KEYS[1 + k + i]) == 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[1 + i], '-inf', now)
     local n = redis.call('ZCARD', KEYS[1 + i])
-    local cap = tonumber(ARGV[base + 2])
+    local cap = half_open_cap(KEYS[3 + 2 * k], ARGV[base + 1], tonumber(ARGV[base + 2]))
     if cap < 0 or n < cap then
       avail[#avail + 1] = {id = ARGV[base + 1], w = tonumber(ARGV[base + 3]), n = n,
                            key = KEYS[1 + i]}
@@ -113,8 +125,39 @@ elseif rule ~= 'first' then
   return redis.error_reply('unknown pick rule ' .. rule)
 end
 local chosen = avail[best]
-if ttl < 0 then return {chosen.id, ''} end
+local seq = tonumber(redis.call('HGET', KEYS[4 + 2 * k], chosen.id) or '0')
+local trial = 0
+if tonumber(redis.call('HGET', KEYS[3 + 2 * k], chosen.id) or '0') > 0 then trial = 1 end
+if ttl < 0 then return {chosen.id, '', seq, trial} end
 redis.call('ZADD', chosen.key, now + ttl, lease_id)
 keep(chosen.key, ttl)
-return {chosen.id, lease_id}
+return {chosen.id, lease_id, seq, trial}
+"""
+
+# KEYS[1] failures hash, KEYS[2] failure sequence hash, KEYS[3] the cool-down key. ARGV:
+# provider id, seq seen at grant (-1: count anyway), base ms, cap ms, retry-after ms (-1: none).
+# -> cool-down ms, or -1 when the failure is older than the latest one (not counted)
+FAIL = """
+local seq = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) >= 0 and tonumber(ARGV[2]) ~= seq then return -1 end
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+local failures = tonumber(redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1], 1))
+local ms = tonumber(ARGV[5])
+if ms < 0 then
+  ms = math.min(tonumber(ARGV[3]) * 2 ^ math.min(failures - 1, 62), tonumber(ARGV[4]))
+end
+ms = math.max(1, math.floor(ms))
+redis.call('SET', KEYS[3], '1', 'PX', ms)
+return ms
+"""
+
+# KEYS[1] failures hash, KEYS[2] failure sequence hash, KEYS[3] the cool-down key. ARGV:
+# provider id, seq seen at grant (-1: reset anyway). -> 1 when reset, else 0
+SUCCEED = """
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') == 0 then return 0 end
+local seq = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) >= 0 and tonumber(ARGV[2]) ~= seq then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], '0')
+redis.call('DEL', KEYS[3])
+return 1
 """

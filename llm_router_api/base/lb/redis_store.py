@@ -4,7 +4,8 @@ Layout (under ``LLM_ROUTER_REDIS_PREFIX``, default ``llm_router:``)::
 
     lease:<provider>   sorted set: lease id -> expiry (ms, Redis clock)
     cool:<provider>    string with a TTL: present while the provider cools down
-    h:<key>            hash of counters (strategy state, health failures, latencies, weights)
+    h:<key>            hash of counters (strategy state, health failures and failure sequence
+                       numbers, latencies, weights)
     log:<key>          list of short text entries, newest last, trimmed (recent requests)
     gone:<lease>       tombstone of a lease released late (one TTL)
     probe              written by the outage prober
@@ -34,7 +35,14 @@ import redis
 from llm_router_api.base import lease_lua
 from llm_router_api.base.lb import redis_lua
 from llm_router_api.base.lb.picking import Candidate
-from llm_router_api.base.lb.state import MemoryStore, StateStore, new_lease_id
+from llm_router_api.base.lb.state import (
+    FAILSEQ,
+    FAILURES,
+    Grant,
+    MemoryStore,
+    StateStore,
+    new_lease_id,
+)
 from llm_router_api.base.redis_link import (
     PROBE_TTL_MS,
     Fallback,
@@ -64,7 +72,8 @@ class RedisStore(StateStore):
         self._memory = MemoryStore()
         self._fallback = Fallback(where, "load-balancing state", self._probe)
         self._scripts = {name: client.register_script(getattr(redis_lua, name))
-                         for name in ("ACQUIRE", "IN_FLIGHT", "EWMA", "CHOOSE")}
+                         for name in ("ACQUIRE", "IN_FLIGHT", "EWMA", "CHOOSE", "FAIL",
+                                      "SUCCEED")}
         self._scripts.update({name: client.register_script(getattr(lease_lua, name))
                               for name in ("RELEASE", "RENEW")})
 
@@ -110,28 +119,32 @@ class RedisStore(StateStore):
 
         def shared() -> str | None:
             granted = self._scripts["ACQUIRE"](
-                keys=[self._lease_key(provider_id), self._tomb_key(lease_id)],
-                args=[-1 if cap is None else cap, _ms(ttl), lease_id])
+                keys=[self._lease_key(provider_id), self._tomb_key(lease_id),
+                      self._hash_key(FAILURES)],
+                args=[-1 if cap is None else cap, _ms(ttl), lease_id, provider_id])
             return lease_id if granted else None
 
         return self._run(shared, lambda: self._memory.acquire_lease(provider_id, cap, ttl),
                          self._undo(lease_id, [provider_id]))
 
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
-                     ttl: float | None) -> tuple[str, str | None] | None:
+                     ttl: float | None) -> Grant | None:
         lease_id = new_lease_id()
         ids = [c.id for c in candidates]
         keys = ([self._hash_key(state_key)] + [self._lease_key(i) for i in ids]
-                + [self._cool_key(i) for i in ids] + [self._tomb_key(lease_id)])
+                + [self._cool_key(i) for i in ids] + [self._tomb_key(lease_id),
+                                                      self._hash_key(FAILURES),
+                                                      self._hash_key(FAILSEQ)])
         args: list[Any] = [rule, -1 if ttl is None else _ms(ttl), lease_id, len(candidates)]
         for c in candidates:
             args += [c.id, -1 if c.cap is None else c.cap, repr(float(c.weight))]
 
-        def shared() -> tuple[str, str | None] | None:
+        def shared() -> Grant | None:
             answer = self._scripts["CHOOSE"](keys=keys, args=args)
             if not answer:
                 return None
-            return str(answer[0]), (str(answer[1]) or None)
+            return Grant(str(answer[0]), str(answer[1]) or None, int(answer[2]),
+                         bool(int(answer[3])))
 
         return self._run(shared, lambda: self._memory.choose_lease(rule, state_key,
                                                                    candidates, ttl),
@@ -219,6 +232,48 @@ class RedisStore(StateStore):
     def clear_cool_down(self, provider_id: str) -> None:
         self._memory.clear_cool_down(provider_id)
         self._run(lambda: self._redis.delete(self._cool_key(provider_id)), lambda: None)
+
+    def record_failure(self, provider_id: str, seq: int | None, base: float, cap: float,
+                       retry_after: float | None = None) -> float | None:
+        keys = [self._hash_key(FAILURES), self._hash_key(FAILSEQ), self._cool_key(provider_id)]
+        args: list[Any] = [provider_id, -1 if seq is None else seq, _ms(base), _ms(cap),
+                -1 if not retry_after else _ms(retry_after)]
+
+        def shared() -> float | None:
+            ms = int(self._scripts["FAIL"](keys=keys, args=args))
+            if ms < 0:
+                return None
+            self._memory.cool_down(provider_id, ms / 1000)  # also true here if Redis goes
+            return ms / 1000
+
+        return self._run(shared, lambda: self._memory.record_failure(provider_id, seq, base,
+                                                                     cap, retry_after))
+
+    def record_success(self, provider_id: str, seq: int | None) -> bool:
+        keys = [self._hash_key(FAILURES), self._hash_key(FAILSEQ), self._cool_key(provider_id)]
+
+        def shared() -> bool:
+            reset = bool(self._scripts["SUCCEED"](keys=keys,
+                                                   args=[provider_id, -1 if seq is None else seq]))
+            if reset:
+                self._memory.clear_cool_down(provider_id)
+            return reset
+
+        return self._run(shared, lambda: self._memory.record_success(provider_id, seq))
+
+    def health_marks(self, provider_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
+        if not provider_ids:
+            return {}
+
+        def shared() -> dict[str, tuple[float, int]]:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.hmget(self._hash_key(FAILURES), list(provider_ids))
+            pipe.hmget(self._hash_key(FAILSEQ), list(provider_ids))
+            failures, seqs = pipe.execute()
+            return {p: (float(f or 0), int(q or 0))
+                    for p, f, q in zip(provider_ids, failures, seqs, strict=True)}
+
+        return self._run(shared, lambda: self._memory.health_marks(provider_ids))
 
     # -- bounded logs ----------------------------------------------------------------------------
     def _log_key(self, key: str) -> str:

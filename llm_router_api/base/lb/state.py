@@ -11,6 +11,24 @@ rest and leases the pick, all atomically (one Redis round trip).
 
 ``MemoryStore`` serves one process (thread-safe). ``RedisStore`` (``redis_store``) shares the same
 operations across workers and instances.
+
+Health (SPEC §13, "a provider comes back only by generating"). Per provider the store keeps a
+failure count (``health:failures``: failures in a row, reset only by a generation success) and
+a failure sequence number (``health:failseq``: bumped by every counted failure, never reset).
+
+- ``record_failure`` counts a failure, bumps the sequence and cools the provider down for
+  ``base × 2^(failures-1)`` (at most ``cap``), or for the upstream's ``Retry-After``.
+- While the cool-down lasts, no lease is granted. After it, while the failure count is above
+  zero, the provider is *half-open*: it takes a lease only when it holds none, so exactly one
+  live trial request runs at a time — across every worker and instance with Redis, since the
+  check and the grant are one atomic script. A crashed worker's trial expires with its lease
+  (``LEASE_TTL``) and a long trial is kept alive by the ordinary lease renewal.
+- ``record_success`` resets the failure count and ends the cool-down — only for a request that
+  started after the latest failure: every grant carries the sequence number it saw (``Grant``),
+  and a success (or failure) whose number is older changes nothing. A sequence number instead
+  of a time stamp means no clock is compared at all (no monotonic-vs-Redis-clock question).
+  A failure of a request that began before the latest failure is not counted again either, so
+  ten requests failing together in one outage double the cool-down once, not ten times.
 """
 
 from __future__ import annotations
@@ -25,9 +43,34 @@ from collections.abc import Mapping, Sequence
 from llm_router_api.base.lb.picking import Candidate, pick
 from llm_router_api.base.leases import LeaseTable
 
+FAILURES = "health:failures"
+FAILSEQ = "health:failseq"
+
 
 def new_lease_id() -> str:
     return uuid.uuid4().hex
+
+
+class Grant(tuple[str, "str | None"]):
+    """``(provider_id, lease_id)`` as granted, with the provider's health marks at that moment:
+    ``seq`` (its failure sequence number) and ``trial`` (it was half-open: this is its trial)."""
+
+    seq: int | None
+    trial: bool
+
+    def __new__(cls, provider_id: str, lease_id: str | None, seq: int | None = None,
+                trial: bool = False) -> Grant:
+        grant = super().__new__(cls, (provider_id, lease_id))
+        grant.seq = seq
+        grant.trial = trial
+        return grant
+
+
+def cool_seconds(failures: float, base: float, cap: float, retry_after: float | None) -> float:
+    """The cool-down after the ``failures``-th failure in a row."""
+    if retry_after:
+        return retry_after
+    return min(base * 2 ** min(failures - 1, 62), cap)
 
 
 class StateStore(ABC):
@@ -39,12 +82,13 @@ class StateStore(ABC):
 
     @abstractmethod
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
-                     ttl: float | None) -> tuple[str, str | None] | None:
+                     ttl: float | None) -> Grant | None:
         """Pick among ``candidates`` by ``rule`` and lease the pick, atomically.
 
-        Candidates cooling down or holding ``cap`` live leases are skipped; the rule's state
-        lives in the hash ``state_key``. Returns ``(provider_id, lease_id)``, or ``None`` when
-        no candidate is available. With ``ttl=None`` nothing is leased (lease id ``None``).
+        Candidates cooling down or holding ``cap`` live leases (one when half-open) are
+        skipped; the rule's state lives in the hash ``state_key``. Returns
+        ``(provider_id, lease_id)`` with the pick's health marks, or ``None`` when no candidate
+        is available. With ``ttl=None`` nothing is leased (lease id ``None``).
         """
 
     @abstractmethod
@@ -92,6 +136,22 @@ class StateStore(ABC):
     def clear_cool_down(self, provider_id: str) -> None:
         """Bring the provider back."""
 
+    @abstractmethod
+    def record_failure(self, provider_id: str, seq: int | None, base: float, cap: float,
+                       retry_after: float | None = None) -> float | None:
+        """Count a failure and cool the provider down (see the module docstring); the seconds
+        of cool-down, or ``None`` when ``seq`` is older than the latest failure (not counted).
+        ``seq=None`` always counts."""
+
+    @abstractmethod
+    def record_success(self, provider_id: str, seq: int | None) -> bool:
+        """A generation succeeded: reset the failure count and end the cool-down, unless
+        ``seq`` is older than the latest failure (``None``: always). True when it reset."""
+
+    @abstractmethod
+    def health_marks(self, provider_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
+        """``(failures, seq)`` of each provider."""
+
     # -- a bounded log of short text entries (the console's recent requests) ----------------------
     def push_log(self, key: str, entries: Sequence[str], keep: int) -> None:
         """Append ``entries`` (oldest first) to the log ``key``; only the newest ``keep`` stay.
@@ -125,10 +185,17 @@ class MemoryStore(StateStore):
     def _table(self, provider_id: str) -> LeaseTable:
         return self._leases.setdefault(provider_id, LeaseTable())
 
+    def _cap(self, provider_id: str, cap: int | None) -> int | None:
+        """A half-open provider (failures, cool-down over) holds one lease at most."""
+        if self._hashes.get(FAILURES, {}).get(provider_id, 0.0) > 0:
+            return 1 if cap is None else min(cap, 1)
+        return cap
+
     def acquire_lease(self, provider_id: str, cap: int | None, ttl: float) -> str | None:
         now = time.monotonic()
         with self._lock:
             leases = self._table(provider_id)
+            cap = self._cap(provider_id, cap)
             if cap is not None and leases.live(now) >= cap:
                 return None
             lease_id = new_lease_id()
@@ -136,7 +203,7 @@ class MemoryStore(StateStore):
             return lease_id
 
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
-                     ttl: float | None) -> tuple[str, str | None] | None:
+                     ttl: float | None) -> Grant | None:
         now = time.monotonic()
         with self._lock:
             in_flight: dict[str, int] = {}
@@ -145,7 +212,8 @@ class MemoryStore(StateStore):
                 if self._cool_until.get(candidate.id, 0.0) > now:
                     continue
                 in_flight[candidate.id] = self._table(candidate.id).live(now)
-                if candidate.cap is None or in_flight[candidate.id] < candidate.cap:
+                cap = self._cap(candidate.id, candidate.cap)
+                if cap is None or in_flight[candidate.id] < cap:
                     available.append(candidate)
             if not available:
                 return None
@@ -153,11 +221,13 @@ class MemoryStore(StateStore):
             index, updates = pick(rule, available, in_flight, state)
             state.update(updates)
             chosen = available[index].id
+            seq = int(self._hashes.get(FAILSEQ, {}).get(chosen, 0))
+            trial = self._hashes.get(FAILURES, {}).get(chosen, 0.0) > 0
             if ttl is None:
-                return chosen, None
+                return Grant(chosen, None, seq, trial)
             lease_id = new_lease_id()
             self._table(chosen).add(lease_id, now + ttl)
-            return chosen, lease_id
+            return Grant(chosen, lease_id, seq, trial)
 
     def release_lease(self, provider_id: str, lease_id: str) -> None:
         with self._lock:
@@ -216,3 +286,33 @@ class MemoryStore(StateStore):
     def clear_cool_down(self, provider_id: str) -> None:
         with self._lock:
             self._cool_until.pop(provider_id, None)
+
+    def record_failure(self, provider_id: str, seq: int | None, base: float, cap: float,
+                       retry_after: float | None = None) -> float | None:
+        with self._lock:
+            seqs = self._hashes.setdefault(FAILSEQ, {})
+            if seq is not None and seqs.get(provider_id, 0.0) != seq:
+                return None
+            seqs[provider_id] = seqs.get(provider_id, 0.0) + 1
+            failures = self._hashes.setdefault(FAILURES, {})
+            failures[provider_id] = failures.get(provider_id, 0.0) + 1
+            seconds = cool_seconds(failures[provider_id], base, cap, retry_after)
+            self._cool_until[provider_id] = time.monotonic() + seconds
+            return seconds
+
+    def record_success(self, provider_id: str, seq: int | None) -> bool:
+        with self._lock:
+            failures = self._hashes.setdefault(FAILURES, {})
+            if not failures.get(provider_id):
+                return False
+            if seq is not None and self._hashes.get(FAILSEQ, {}).get(provider_id, 0.0) != seq:
+                return False
+            failures[provider_id] = 0.0
+            self._cool_until.pop(provider_id, None)
+            return True
+
+    def health_marks(self, provider_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
+        with self._lock:
+            failures = self._hashes.get(FAILURES, {})
+            seqs = self._hashes.get(FAILSEQ, {})
+            return {p: (failures.get(p, 0.0), int(seqs.get(p, 0))) for p in provider_ids}

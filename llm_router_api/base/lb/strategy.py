@@ -21,10 +21,23 @@ from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from llm_router_api.base.lb.picking import Candidate
-from llm_router_api.base.lb.state import MemoryStore, StateStore
+from llm_router_api.base.lb.state import Grant, MemoryStore, StateStore
 from llm_router_api.schemas.config import ProviderConfig
 
-Acquired = tuple[ProviderConfig, str]
+
+class Acquired(tuple[ProviderConfig, str]):
+    """``(provider, lease_id)``, with the provider's health marks when the store gave them
+    (``Grant``): ``seq`` (``None``: unknown, the chooser read them before) and ``trial``."""
+
+    seq: int | None
+    trial: bool
+
+    def __new__(cls, provider: ProviderConfig, lease_id: str, seq: int | None = None,
+                trial: bool = False) -> Acquired:
+        acquired = super().__new__(cls, (provider, lease_id))
+        acquired.seq = seq
+        acquired.trial = trial
+        return acquired
 
 
 class ChooseProviderStrategyI(ABC):
@@ -66,7 +79,7 @@ class ChooseProviderStrategyI(ABC):
                 return None
             lease_id = self.store.acquire_lease(provider.id, self.cap(provider), ttl)
             if lease_id is not None:
-                return provider, lease_id
+                return Acquired(provider, lease_id)
             self.put_provider(model, provider)
             left = [p for p in left if p.id != provider.id]
         return None
@@ -101,13 +114,13 @@ class RuleStrategy(ChooseProviderStrategyI):
                 for p, w in zip(providers, self.weights(model, providers), strict=True)]
 
     def _choose(self, model: str, providers: Sequence[ProviderConfig],
-                ttl: float | None) -> tuple[ProviderConfig, str | None] | None:
+                ttl: float | None) -> tuple[ProviderConfig, Grant] | None:
         chosen = self.store.choose_lease(self.rule, self.state_key(model),
                                          self.candidates(model, providers), ttl)
         if chosen is None:
             return None
         by_id = {p.id: p for p in providers}
-        return by_id[chosen[0]], chosen[1]
+        return by_id[chosen[0]], chosen
 
     def get_provider(self, model: str,
                      providers: Sequence[ProviderConfig]) -> ProviderConfig | None:
@@ -118,6 +131,11 @@ class RuleStrategy(ChooseProviderStrategyI):
     def acquire(self, model: str, providers: Sequence[ProviderConfig],
                 ttl: float) -> Acquired | None:
         chosen = self._choose(model, providers, ttl)
-        if chosen is None or chosen[1] is None:
+        if chosen is None:
             return None
-        return chosen[0], chosen[1]
+        provider, grant = chosen
+        lease_id = grant[1]
+        if lease_id is None:
+            return None
+        return Acquired(provider, lease_id, getattr(grant, "seq", None),
+                        getattr(grant, "trial", False))

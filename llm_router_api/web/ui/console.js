@@ -106,7 +106,7 @@
     ["prefix", "Prefix hits"], ["actions", "Actions"]];
   const NUMERIC = new Set(["inflight", "rpm", "epm", "lat", "ttft", "weight", "prefix"]);
   const SYMBOL = { healthy: "✓ healthy", cooling: "✗ cooling", unreachable: "? unreachable",
-                   drained: "‖ drained" };
+                   drained: "‖ drained", "half-open": "◐ half-open (trial)" };
 
   function modelBlock(name) {
     let block = state.models.get(name);
@@ -219,7 +219,7 @@
   function updateRow(row, p, runtimeWeights) {
     const c = row.cells;
     setText(c.state, stateText(p));
-    c.state.className = "state-" + p.state;
+    c.state.className = "state-" + p.state.replace("-", "");
     row.tr.classList.toggle("drained", p.drained);
     setText(c.inflight, p.in_flight + " / " + (p.max_concurrency === null ? "∞" : p.max_concurrency));
     setText(c.rpm, num(p.requests_per_min, 1));
