@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from llm_router_api.auth.sessions import SessionSigner
+from llm_router_api.base.lb.chooser import DRAIN_REFRESH
 from standin import StandIn
 from tests.support.procs import Gateway, RedisServer, running_standins, write_config
 
@@ -171,6 +172,7 @@ def test_drain_across_two_instances_under_every_strategy(
         drained = requests.post(a.url + "/api/admin/providers/p0/drain", headers=BEARER,
                                 timeout=10)
         assert drained.status_code == 200 and drained.json()["drained"] is True
+        time.sleep(3 * DRAIN_REFRESH)  # every worker re-reads the drained set within this
         for i in range(12):
             gw = a if i % 2 else b
             assert requests.post(gw.url + "/v1/chat/completions", json=body,
@@ -182,6 +184,7 @@ def test_drain_across_two_instances_under_every_strategy(
                              timeout=10).status_code == 401  # the admin token is required
         assert requests.post(b.url + "/api/admin/providers/p0/undrain", headers=BEARER,
                              timeout=10).json()["drained"] is False
+        time.sleep(3 * DRAIN_REFRESH)
         for i in range(6):
             assert requests.post((a if i % 2 else b).url + "/v1/chat/completions", json=body,
                                  timeout=10).status_code == 200

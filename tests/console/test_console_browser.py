@@ -14,6 +14,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Dialog, Page, expect
 
+from llm_router_api.base.lb.chooser import DRAIN_REFRESH
 from standin import StandIn
 from tests.support.procs import Gateway, RedisServer, running_standins, wait_for, write_config
 
@@ -82,6 +83,7 @@ def signed_in(browser: Browser, gateway: Gateway, width: int = 1280,
     page.fill("#token", ADMIN)
     page.click("#sign-in-form button[type=submit]")
     expect(page.locator("#live")).to_have_text("● live", timeout=WAIT_MS)
+    page.wait_for_function("Number(document.body.dataset.updates || 0) > 0", timeout=WAIT_MS)
     return page
 
 
@@ -128,7 +130,7 @@ def test_the_live_view_changes_while_traffic_flows(browser: Browser, gateway: Ga
                                                    artifacts: Path) -> None:
     page = signed_in(browser, gateway)
     page.evaluate("window.__sameDocument = true")
-    before = int(page.evaluate("Number(document.body.dataset.updates)"))
+    before = int(page.evaluate("Number(document.body.dataset.updates || 0)"))
     for s in fresh:
         s.set_behaviour(tokens=30, token_delay=0.05)
     stop = threading.Event()
@@ -154,7 +156,7 @@ def test_the_live_view_changes_while_traffic_flows(browser: Browser, gateway: Ga
         stop.set()
         for t in threads:
             t.join(30)
-    wait_for(lambda: int(page.evaluate("Number(document.body.dataset.updates)")) > before + 3,
+    wait_for(lambda: int(page.evaluate("Number(document.body.dataset.updates || 0)")) > before + 3,
              20, "more live updates")
     assert page.evaluate("window.__sameDocument") is True
     page.context.close()
@@ -181,6 +183,7 @@ def test_drain_takes_effect_and_in_flight_requests_finish(
     expect(page.locator('section[data-model="m"] tr[data-provider="p0"] td[data-col="state"]')
            ).to_have_text("‖ drained", timeout=WAIT_MS)
     page.screenshot(path=str(artifacts / "console-drained.png"))
+    time.sleep(3 * DRAIN_REFRESH)  # every worker re-reads the drained set within this
     for s in fresh:
         s.set_behaviour(tokens=3, token_delay=0.0)
     served_before = fresh[0].count
@@ -197,6 +200,7 @@ def test_drain_takes_effect_and_in_flight_requests_finish(
     page.locator('section[data-model="m"] tr[data-provider="p0"] button[data-act="drain"]').click()
     expect(page.locator('section[data-model="m"] tr[data-provider="p0"] td[data-col="state"]')
            ).to_have_text("✓ healthy", timeout=WAIT_MS)
+    time.sleep(3 * DRAIN_REFRESH)
     for _ in range(9):
         assert chat(gateway).status_code == 200
     assert fresh[0].count > served_before

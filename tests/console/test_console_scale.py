@@ -123,7 +123,7 @@ def test_the_page_renders_500_providers_every_second(
         samples: list[float] = []
 
         def sampled() -> bool:
-            updates = int(page.evaluate("Number(document.body.dataset.updates)"))
+            updates = int(page.evaluate("Number(document.body.dataset.updates || 0)"))
             if updates > len(samples) + 1:
                 samples.append(float(page.evaluate("document.body.dataset.renderMs")))
             return len(samples) >= 5

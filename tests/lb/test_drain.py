@@ -4,13 +4,15 @@ two choosers sharing one Redis (two instances) see each other's drains."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from typing import Any
 
 import pytest
 
-from llm_router_api.base.lb.chooser import ProviderChooser
+from llm_router_api.base.lb.chooser import DRAIN_REFRESH, DRAINED_KEY, ProviderChooser
 from llm_router_api.base.lb.registry import STRATEGIES, strategy_class
-from llm_router_api.base.lb.state import StateStore
+from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.errors import NoProviderAvailable
 from llm_router_api.schemas.config import ModelConfig, ProviderConfig
 from tests.lb.conftest import redis_store
@@ -84,3 +86,32 @@ def test_a_drain_on_one_instance_holds_on_another_sharing_redis(
     finally:
         a_store.close()
         b_store.close()
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.drain_reads = 0
+
+    def get_hash(self, key: str) -> Any:
+        self.drain_reads += key == DRAINED_KEY
+        return super().get_hash(key)
+
+
+def test_the_drain_check_is_not_a_store_call_per_request() -> None:
+    store = CountingStore()
+    choose = chooser("balanced", store)
+    started = time.monotonic()
+    served(choose, model(), 50)
+    periods = (time.monotonic() - started) / DRAIN_REFRESH
+    assert 1 <= store.drain_reads <= 1 + periods + 1
+
+
+def test_another_worker_honours_a_drain_within_the_refresh_period() -> None:
+    store = MemoryStore()
+    a, b = chooser("balanced", store), chooser("balanced", store)
+    m = model()
+    served(b, m, 3)  # b has read the (empty) drained set
+    a.drain("p0")
+    time.sleep(3 * DRAIN_REFRESH)  # the documented bound, with a 3x margin
+    assert served(b, m, 9)["p0"] == 0

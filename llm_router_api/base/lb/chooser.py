@@ -22,7 +22,9 @@ Drain: ``drain(provider_id)`` takes a provider out of rotation for maintenance. 
 out here, with the candidates, so it gets no new request under any strategy (built-in or
 custom); requests already on it finish normally. The drained set lives in the state store
 (hash ``drained``: provider id -> wall time it was drained), so every worker and instance
-sharing the store honours it from its next acquire; ``undrain`` puts it back.
+sharing the store honours it; ``undrain`` puts it back. Each chooser re-reads the set at most
+every ``DRAIN_REFRESH`` seconds (at once after its own drain/undrain), so a routing decision
+stays one store call and a drain reaches every worker and instance within ``DRAIN_REFRESH``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ DRAINED_KEY = "drained"
 #: Hash: provider id -> wall time its latest cool-down ends (for reports; routing asks
 #: ``store.cooling``).
 COOL_UNTIL_KEY = "health:cool_until"
+#: Seconds a chooser keeps the drained set it read (one store read per worker per period, not
+#: per request); a drain is honoured everywhere within this time.
+DRAIN_REFRESH = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ class ProviderChooser:
         self.store = store if store is not None else self.strategy.store
         self.limits = limits or ChooserLimits()
         self._live: LeaseBook[str] = LeaseBook()  # lease id -> provider id, this worker's
+        self._drained_seen: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
 
     # -- acquire -------------------------------------------------------------------------------
     def acquire(self, model: ModelConfig, exclude: Collection[str] = (),
@@ -103,7 +109,7 @@ class ProviderChooser:
         if not untried:
             raise NoProviderAvailable("every provider of this model has been tried",
                                       retry_after=self.limits.cooldown)
-        drained = self.drained()
+        drained = self._drained_now()
         if drained:
             untried = [p for p in untried if p.id not in drained]
             if not untried:
@@ -174,9 +180,20 @@ class ProviderChooser:
     def drain(self, provider_id: str) -> None:
         """No new request goes to ``provider_id`` (any strategy); in-flight ones finish."""
         self.store.set_hash(DRAINED_KEY, {provider_id: time.time()})
+        self._drained_seen = (float("-inf"), frozenset())  # read again at the next acquire
 
     def undrain(self, provider_id: str) -> None:
         self.store.delete_hash(DRAINED_KEY, [provider_id])
+        self._drained_seen = (float("-inf"), frozenset())
+
+    def _drained_now(self) -> frozenset[str]:
+        """The drained set, read from the store at most every ``DRAIN_REFRESH`` seconds."""
+        read_at, drained = self._drained_seen
+        now = time.monotonic()
+        if now - read_at >= DRAIN_REFRESH:
+            drained = frozenset(self.store.get_hash(DRAINED_KEY))
+            self._drained_seen = (now, drained)
+        return drained
 
     def drained(self) -> dict[str, float]:
         """Drained provider ids -> wall time they were drained."""
