@@ -12,6 +12,9 @@ from __future__ import annotations
 import os
 import sys
 
+#: The exit status when settings or a config file stop startup.
+CANNOT_START = 2
+
 
 def _patch_gevent_first() -> None:
     # The one read of the environment outside the settings loader: gevent must patch the
@@ -37,7 +40,7 @@ def main() -> int:
         load_prompt_library(settings)
     except (SettingsError, ConfigError, KeysFileError, PromptError) as exc:
         print(f"llm-router: cannot start: {exc}", file=sys.stderr)
-        return 2
+        return CANNOT_START
     if exposed(settings.server_host, keys.enabled, any(p.token for _, p in models.providers())):
         print(f"llm-router: WARNING: listening on {settings.server_host} with no API keys "
               "while providers have tokens: anyone who reaches the port can spend them "

@@ -14,6 +14,9 @@ Request-level outcome (documented in README.md, Built-in text utilities):
   that is an HTTP error with the first failed job's status, in the OpenAI error shape; once a
   stream has begun, its last line is ``{"done": true, "error": {...}}``.
 A stream's response starts only when some job produced its first token, or fails as a whole.
+The ``X-LLM-Router-Model`` header names the model that served: the requested one or, when its
+providers could not, the fallback that did (SPEC §12); then the final body also has ``model``.
+A stream's header is fixed with its first line, so it names the model of the first output.
 
 The caller leaving stops the work: closing the stream (the server does it when a write fails),
 or — while nothing is written, as for a non-stream answer — the server telling that the
@@ -35,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from llm_router_api.core.model_handler import ModelHandler, Reply
+from llm_router_api.core.model_handler import MODEL_HEADER, ModelHandler, Reply
 from llm_router_api.errors import ClientClosed, RouterError, UpstreamError, UpstreamProtocolError
 from llm_router_api.protocols.shapes import openai_error
 from llm_router_api.schemas.calls import Call, Op, Protocol
@@ -52,12 +55,15 @@ STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 class Delta:
     index: int
     text: str
+    #: The configured model that serves job ``index`` (a fallback's name, if one does).
+    model: str = ""
 
 
 @dataclass(frozen=True)
 class Finished:
     index: int
     text: str
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -158,17 +164,19 @@ class FanOut:
         call = self._call(index)
         events = self._handler.run_events(call)
         parts: list[str] = []
+        model = ""
         try:
             for event in events:
                 if self._stop.is_set():
                     return
+                model = model or str(event.get("model") or "")
                 text = delta_text(event)
                 if text:
                     parts.append(text)
-                    self._events.put(Delta(index, text))
+                    self._events.put(Delta(index, text, model))
             if not parts:
                 raise UpstreamProtocolError("the provider sent an empty answer")
-            self._events.put(Finished(index, "".join(parts)))
+            self._events.put(Finished(index, "".join(parts), model))
         except RouterError as exc:
             self._events.put(Failed(index, exc))
         except Exception as exc:  # a bug must still end this job with an error, not a hang
@@ -195,11 +203,13 @@ class Outcome:
         self.plan = plan
         self.started = started
         self.texts: dict[int, str] = {}
+        self.models: dict[int, str] = {}
         self.errors: dict[int, RouterError] = {}
 
     def add(self, event: Event) -> None:
         if isinstance(event, Finished):
             self.texts[event.index] = event.text
+            self.models[event.index] = event.model
         elif isinstance(event, Failed):
             self.errors[event.index] = event.error
 
@@ -210,6 +220,12 @@ class Outcome:
     def first_error(self) -> RouterError:
         return self.errors[min(self.errors)]
 
+    def served(self) -> str:
+        """The model that served the answers: the requested one, or the fallback that did
+        (several, comma-separated, when texts of one request were served by different ones)."""
+        names = dict.fromkeys(self.models[i] for i in sorted(self.models))
+        return ", ".join(name for name in names if name) or self.plan.model
+
     def result(self, index: int) -> Any:
         return self.plan.result(index, self.texts.get(index))
 
@@ -217,6 +233,8 @@ class Outcome:
         results = [self.result(i) for i in range(len(self.plan.jobs))]
         body: dict[str, Any] = {"response": self.plan.combine(results),
                                 "generation_time": round(time.monotonic() - self.started, 3)}
+        if self.served() != self.plan.model:  # a fallback served: say which (SPEC §12)
+            body["model"] = self.served()
         if self.errors:
             body["errors"] = [{"index": i, "error": error_object(e)}
                               for i, e in sorted(self.errors.items())]
@@ -235,9 +253,12 @@ def respond(handler: ModelHandler, plan: Plan, stream: bool, concurrency: int,
             outcome.add(event)
         if outcome.all_failed:
             raise outcome.first_error()
-        return Reply(200, "application/json", orjson.dumps(outcome.body()), model=plan.model)
+        return Reply(200, "application/json", orjson.dumps(outcome.body()),
+                     headers={MODEL_HEADER: outcome.served()}, model=plan.model)
     head = _head(events, outcome)
-    return Reply(200, NDJSON, _lines(events, outcome, head), headers=dict(STREAM_HEADERS),
+    served = head[-1].model if isinstance(head[-1], Delta | Finished) else ""
+    return Reply(200, NDJSON, _lines(events, outcome, head),
+                 headers={**STREAM_HEADERS, MODEL_HEADER: served or plan.model},
                  model=plan.model)
 
 

@@ -31,6 +31,11 @@ def load_models_config(path: str | Path, environ: Mapping[str, str]) -> ModelsCo
     return ModelsConfig(models=models, mtime=file.stat().st_mtime, sha256=sha256)
 
 
+def parse_models_config(raw: Any, source: str, environ: Mapping[str, str]) -> ModelsConfig:
+    """Validate an already-parsed config (``source`` names it in messages), as at startup."""
+    return ModelsConfig(models=_parse(Path(source), raw, environ))
+
+
 def _parse(file: Path, raw: Any, environ: Mapping[str, str]) -> dict[str, ModelConfig]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: $: expected an object")
@@ -38,6 +43,7 @@ def _parse(file: Path, raw: Any, environ: Mapping[str, str]) -> dict[str, ModelC
     if not isinstance(active, dict):
         raise ConfigError(f"{file}: $.active_models: required, an object of group -> [names]")
     models: dict[str, ModelConfig] = {}
+    where_of: dict[str, str] = {}
     seen_ids: dict[str, str] = {}
     for group, names in active.items():
         where = f"$.active_models.{group}"
@@ -56,7 +62,47 @@ def _parse(file: Path, raw: Any, environ: Mapping[str, str]) -> dict[str, ModelC
                                       f"is already used by model '{seen_ids[provider.id]}'")
                 seen_ids[provider.id] = name
             models[name] = model
+            where_of[name] = f"$.{group}.{name}"
+    _check_fallbacks(file, raw, models, where_of)
     return models
+
+
+def _check_fallbacks(file: Path, raw: dict[str, Any], models: Mapping[str, ModelConfig],
+                     where_of: Mapping[str, str]) -> None:
+    """Each fallback is another active model, and no chain comes back to where it started."""
+    for name, model in models.items():
+        for index, fallback in enumerate(model.fallback_models):
+            where = f"{file}: {where_of[name]}.fallback_models[{index}]"
+            if fallback == name:
+                raise ConfigError(f"{where}: model '{name}' cannot fall back to itself")
+            if fallback not in models:
+                defined = any(isinstance(group, dict) and fallback in group
+                              for key, group in raw.items() if key != "active_models")
+                why = "is not active (list it in active_models)" if defined else "is not defined"
+                raise ConfigError(f"{where}: fallback model '{fallback}' {why}")
+    clean: set[str] = set()
+    for name in models:
+        cycle = _cycle(name, models, [], clean)
+        if cycle:
+            index = models[cycle[-2]].fallback_models.index(cycle[-1])
+            raise ConfigError(f"{file}: {where_of[cycle[-2]]}.fallback_models[{index}]: "
+                              f"fallback cycle {' -> '.join(cycle)}")
+
+
+def _cycle(name: str, models: Mapping[str, ModelConfig], path: list[str],
+           clean: set[str]) -> list[str]:
+    """The first cycle reachable from ``name`` (``a -> b -> a`` as a list), or ``[]``.
+    ``clean`` collects models known to reach no cycle, so each is explored once."""
+    if name in path:
+        return [*path[path.index(name):], name]
+    if name in clean:
+        return []
+    for fallback in models[name].fallback_models:
+        found = _cycle(fallback, models, [*path, name], clean)
+        if found:
+            return found
+    clean.add(name)
+    return []
 
 
 def _model(file: Path, where: str, name: str, entry: Any,
@@ -76,4 +122,5 @@ def _model(file: Path, where: str, name: str, entry: Any,
                                   f"environment variable {var} is not set")
             provider = provider.model_copy(update={"api_token": SecretStr(environ[var])})
         providers.append(provider)
-    return ModelConfig(name=name, providers=tuple(providers))
+    return ModelConfig(name=name, providers=tuple(providers),
+                       fallback_models=tuple(parsed.fallback_models))

@@ -102,6 +102,13 @@ class PrometheusMetrics(CallObserver):
         self.healthy = Gauge("provider_healthy", "1 when the provider is not cooling down.",
                              mp, namespace=NAMESPACE, registry=self.registry,
                              multiprocess_mode="livemostrecent")
+        self.leases = Gauge("provider_leases",
+                            "Live leases (requests in flight) on the provider, as the "
+                            "load-balancing state holds them.", mp, namespace=NAMESPACE,
+                            registry=self.registry, multiprocess_mode="livemostrecent")
+        self.fallbacks = counter(
+            "model_fallbacks", "Requests that moved from a model none of whose providers could "
+            "serve to the next model of its fallback chain.", ("model", "fallback"))
         self.selections = counter("strategy_selections",
                                   "Providers chosen by the load-balancing strategy.",
                                   ("strategy", "model", "provider"))
@@ -118,6 +125,8 @@ class PrometheusMetrics(CallObserver):
             self.failovers.labels(*labels)
             for direction in ("in", "out"):
                 self.tokens.labels(*labels, direction)
+        for model_name, fallback in self._models.fallback_pairs():
+            self.fallbacks.labels(model_name, fallback)
         for result in RELOAD_RESULTS:
             self.reloads.labels(result)
         self.refresh_health()
@@ -146,6 +155,9 @@ class PrometheusMetrics(CallObserver):
         if usage.output_tokens:
             self.tokens.labels(*labels, "out").inc(usage.output_tokens)
 
+    def model_fell_back(self, model: str, fallback: str) -> None:
+        self.fallbacks.labels(model, fallback).inc()  # both configured names (bounded)
+
     def meter(self, protocol: Protocol, stream: bool) -> Meter:
         return meter_for(protocol, stream)
 
@@ -172,10 +184,13 @@ class PrometheusMetrics(CallObserver):
 
     # -- exposition ------------------------------------------------------------------------------
     def refresh_health(self) -> None:
+        """Health and live leases of every provider, from the load-balancing state."""
         ids = [p.id for _, p in self._models.providers()]
         cooling = self._store.cooling(ids)
+        leases = self._store.in_flight(ids)
         for model, provider in self._models.providers():
             self.healthy.labels(model.name, provider.id).set(0 if provider.id in cooling else 1)
+            self.leases.labels(model.name, provider.id).set(leases.get(provider.id, 0))
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition: every worker's values when in multiprocess mode."""

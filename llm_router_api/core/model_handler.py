@@ -1,9 +1,11 @@
 """``ModelHandler``: the one path every model call takes.
 
-    resolve model ─► loop (at most MAX_ATTEMPTS):
-        acquire a lease ─► open the upstream ─► read its FIRST frame
-            failed before the first frame?  release (cool down), try another provider
-        ─► status and headers are fixed ─► stream the rest ─► release in ``finally``
+    resolve model ─► for each model of its chain (the model, then its fallback_models):
+        loop (at most MAX_ATTEMPTS):
+            acquire a lease ─► open the upstream ─► read its FIRST frame
+                failed before the first frame?  release (cool down), try another provider
+        no provider of the model could serve?  the next model of the chain (same deadline)
+    ─► status and headers are fixed ─► stream the rest ─► release in ``finally``
 
 A non-stream answer is the same chain collected into one body, released before it is returned.
 A stream that fails after its first frame ends with one error frame in the caller's format.
@@ -45,7 +47,7 @@ from llm_router_api.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from llm_router_api.protocols.base import CallerProtocol
+from llm_router_api.protocols.base import CallerProtocol, renamed
 from llm_router_api.providers.base import ProviderAdapter
 from llm_router_api.schemas.calls import Call
 from llm_router_api.schemas.checks import check_request
@@ -54,6 +56,8 @@ from llm_router_api.schemas.config import ModelConfig, ModelsConfig, ProviderCon
 log = logging.getLogger("llm_router.handler")
 
 T = TypeVar("T")
+#: Names the configured model that served the reply (another one when a fallback served).
+MODEL_HEADER = "X-LLM-Router-Model"
 #: Opens one provider for a call: caller bytes (``frames``) or canonical events (``events``).
 Opener = Callable[[Call, ModelConfig, ProviderConfig], Iterator[T]]
 
@@ -125,7 +129,8 @@ class ModelHandler:
         A generator: nothing is acquired until the first ``next()``; the lease is released in
         its ``finally`` (exhausted, failed, or closed early). ``deadline`` (monotonic) bounds
         everything before the first event (default: the first-byte deadline from the first
-        ``next()``).
+        ``next()``). Each event's ``model`` is the model as the caller named it, or the
+        fallback's that served instead.
         """
         lease, first, events = self._open(call, self.events, deadline)
         latency = time.monotonic() - lease.started  # time to first token for a stream
@@ -134,8 +139,11 @@ class ModelHandler:
         failure: RouterError | None = None
         tokens = EventTokens()
         try:
+            shown = self.shown_name(call, lease.model)
+            first["model"] = shown
             yield tokens.feed(first)
             for event in events:
+                event["model"] = shown
                 yield tokens.feed(event)
         except RouterError as exc:
             failure = exc
@@ -157,18 +165,44 @@ class ModelHandler:
 
     def _open(self, call: Call, opener: Opener[T],
               deadline: float | None = None) -> tuple[Lease, T, Iterator[T]]:
-        """Acquire, open and read the first item, failing over (bounded) before it arrives.
+        """Open the call on its model or, when no provider of it can serve before the first
+        byte, on the next model of its fallback chain (SPEC §12), all within one ``deadline``.
 
-        On return the caller owns the lease and must release it exactly once.
+        ``lease.model`` names the model that served. On return the caller owns the lease and
+        must release it exactly once.
         """
         model = self.resolve(call.model)
+        if deadline is None:
+            deadline = time.monotonic() + self._limits.first_byte_deadline
+        call = dataclasses.replace(call, deadline=deadline)
+        failure: RouterError | None = None
+        for candidate in self.models.chain(model):
+            if failure is not None and time.monotonic() >= deadline:
+                break  # out of time: no further model is tried
+            if failure is not None:
+                log.warning("model %s cannot serve (%s); falling back to %s", model.name,
+                            failure.message, candidate.name)
+                self.observer.model_fell_back(model.name, candidate.name)
+            try:
+                return self._open_model(call, candidate, opener, deadline)
+            except (UpstreamError, NoProviderAvailable) as exc:
+                if isinstance(exc, UpstreamError) and not exc.failover:
+                    raise  # the caller's fault, or the deadline passed (DeadlineExceeded)
+                if not isinstance(failure, UpstreamError) or isinstance(exc, UpstreamError):
+                    failure = exc  # an attempt's failure says more than "none acquirable"
+        assert failure is not None  # the chain is never empty
+        if isinstance(failure, UpstreamError) and time.monotonic() >= deadline:
+            raise _late(failure)
+        raise failure
+
+    def _open_model(self, call: Call, model: ModelConfig, opener: Opener[T],
+                    deadline: float) -> tuple[Lease, T, Iterator[T]]:
+        """Acquire, open and read the first item on one model, failing over between its
+        providers (bounded) before that item arrives. Slot waits end at ``ACQUIRE_TIMEOUT``
+        from now or at ``deadline``, whichever is first."""
         if self._translates(call, model):
             check_request(call.op, call.canonical)  # a 400 naming the field, not a 500 later
-        now = time.monotonic()
-        if deadline is None:
-            deadline = now + self._limits.first_byte_deadline
-        slot_deadline = min(deadline, now + self._limits.acquire_timeout)
-        call = dataclasses.replace(call, deadline=deadline)
+        slot_deadline = min(deadline, time.monotonic() + self._limits.acquire_timeout)
         tried: set[str] = set()
         failure: UpstreamError | None = None
         for _ in range(self._limits.max_attempts):
@@ -228,11 +262,20 @@ class ModelHandler:
         """The caller's bytes from one provider: forwarded as-is, or translated."""
         adapter = self.adapter(provider)
         upstream_model = model.upstream_name(provider)
+        shown = self.shown_name(call, model.name)
         if adapter.protocol == call.protocol:
-            return adapter.forward(provider, upstream_model, call)
+            forwarded = adapter.forward(provider, upstream_model, call)
+            if shown == call.model:
+                return forwarded  # the upstream's bytes as they are
+            return renamed(forwarded, call.stream, shown)  # a fallback answered
         events = adapter.complete(provider, upstream_model, call)
-        return self.protocol(call).render(call.op, events, call.stream, call.model,
-                                          body=call.body)
+        return self.protocol(call).render(call.op, events, call.stream, shown, body=call.body)
+
+    def shown_name(self, call: Call, served: str) -> str:
+        """The model name a reply shows (body and ``X-LLM-Router-Model``): as the caller
+        spelled it, or the configured name of the fallback model that ``served``."""
+        asked = self.models.resolve(call.model)
+        return call.model if asked is not None and asked.name == served else served
 
     def _reply(self, call: Call, lease: Lease, first: bytes, frames: Iterator[bytes]) -> Reply:
         protocol = self.protocol(call)
@@ -252,15 +295,17 @@ class ModelHandler:
             meter.feed(body)
             self.observer.finished(lease, meter.usage)
             _charge(call.on_usage, meter.usage)
-            return Reply(200, "application/json", body, provider_id=lease.provider.id,
-                         model=call.model)
+            return Reply(200, "application/json", body,
+                         headers={MODEL_HEADER: self.shown_name(call, lease.model)},
+                         provider_id=lease.provider.id, model=call.model)
         ttft = time.monotonic() - lease.started
         self.observer.first_token(lease, ttft)
         stream = ClosingBody(self._stream(protocol, lease, first, frames, ttft,
                                           self._meter(call, stream=True), call.on_usage),
                              lambda: self._abandon(lease, frames))
         return Reply(200, protocol.stream_content_type, stream,
-                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                              MODEL_HEADER: self.shown_name(call, lease.model)},
                      provider_id=lease.provider.id, model=call.model)
 
     def _meter(self, call: Call, stream: bool) -> Meter:

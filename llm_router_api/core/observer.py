@@ -9,6 +9,9 @@ The lifecycle of one attempt, as the handler reports it::
     └── finished(lease, usage)                   it delivered an answer (whole, or cut by a
                                                  failure after the first frame)
 
+    model_fell_back(model, fallback)             no provider of the request's model could serve
+                                                 before the first byte; ``fallback`` is tried next
+
 ``config_loaded(models)`` says which configuration is in use (at startup and after each hot
 reload) and ``config_reloaded(ok)`` counts reloads and refused reloads.
 
@@ -67,6 +70,9 @@ class CallObserver:
 
     def finished(self, lease: Lease, usage: Usage) -> None:
         """The attempt delivered an answer; its last byte has been passed on."""
+
+    def model_fell_back(self, model: str, fallback: str) -> None:
+        """A request for ``model`` moved on to the configured model ``fallback``."""
 
     def meter(self, protocol: Protocol, stream: bool) -> Meter:
         """A token meter for the caller-format frames of one answer."""

@@ -21,6 +21,39 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def renamed(frames: Iterator[bytes], stream: bool, model: str) -> Iterator[bytes]:
+    """A forwarded answer whose ``model`` fields name ``model``: used when a fallback model
+    served, so the reply names it (SPEC §12). Works for every protocol's body and stream:
+    a top-level ``model`` (OpenAI, Ollama, Anthropic bodies) and ``message.model`` (Anthropic's
+    ``message_start``), in a whole body, SSE ``data:`` lines or NDJSON lines."""
+    for frame in frames:
+        if not stream:
+            yield _renamed_json(frame, model)
+            continue
+        lines = frame.split(b"\n")
+        for index, line in enumerate(lines):
+            if line.startswith(b"data:") and line[5:].strip().startswith(b"{"):
+                lines[index] = b"data: " + _renamed_json(line[5:].strip(), model)
+            elif line.startswith(b"{"):
+                lines[index] = _renamed_json(line, model)
+        yield b"\n".join(lines)
+
+
+def _renamed_json(raw: bytes, model: str) -> bytes:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw  # not ours to judge here; the meter and the caller see it as it came
+    if not isinstance(value, dict):
+        return raw
+    if "model" in value:
+        value["model"] = model
+    message = value.get("message")
+    if isinstance(message, dict) and "model" in message:
+        message["model"] = model
+    return dumps(value)
+
+
 class CallerProtocol(ABC):
     protocol: ClassVar[Protocol]
     #: Content type of a streamed answer.

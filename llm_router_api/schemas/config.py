@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import (
@@ -57,6 +58,8 @@ class ModelConfig(BaseModel):
 
     name: str
     providers: tuple[ProviderConfig, ...] = Field(min_length=1)
+    #: Active models to try, in order, when no provider of this one can serve (SPEC §12).
+    fallback_models: tuple[str, ...] = ()
 
     def upstream_name(self, provider: ProviderConfig) -> str:
         return provider.model_path or self.name
@@ -66,6 +69,7 @@ class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     providers: list[ProviderConfig] = Field(min_length=1)
+    fallback_models: list[str] = Field(default_factory=list)
 
 
 class ModelsConfig(BaseModel):
@@ -86,6 +90,25 @@ class ModelsConfig(BaseModel):
         if found is None and ":" not in name:
             found = self.models.get(name + ":latest")
         return found
+
+    def chain(self, model: ModelConfig) -> Iterator[ModelConfig]:
+        """``model``, then its fallbacks, each followed by its own (depth first, each model
+        once). Lazy: a request that is served by its own model never computes the rest."""
+        yield model
+        seen = {model.name}
+        pending = list(reversed(model.fallback_models))
+        while pending:
+            found = self.models.get(pending.pop())
+            if found is None or found.name in seen:
+                continue  # validated at load; a reload race must not loop or fail here
+            seen.add(found.name)
+            yield found
+            pending.extend(reversed(found.fallback_models))
+
+    def fallback_pairs(self) -> list[tuple[str, str]]:
+        """Every (model, fallback) pair a request can move along: the metric's label values."""
+        return [(m.name, f.name) for m in self.models.values()
+                for f in list(self.chain(m))[1:]]
 
     def providers(self) -> list[tuple[ModelConfig, ProviderConfig]]:
         return [(m, p) for m in self.models.values() for p in m.providers]

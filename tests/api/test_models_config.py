@@ -70,3 +70,35 @@ def test_mistakes_name_the_file_and_the_path(tmp_path: Path, config: Any, where:
         load_models_config(path, {})
     assert str(path) in str(caught.value)
     assert where in str(caught.value)
+
+
+def fallback_group(**fallbacks: list[str]) -> dict[str, Any]:
+    """Models a, b, c (plus an inactive z), each with the fallbacks given."""
+    models = {name: {"providers": [provider(id=f"p-{name}")],
+                     **({"fallback_models": fallbacks[name]} if name in fallbacks else {})}
+              for name in ("a", "b", "c", "z")}
+    return {"g": models, "active_models": {"g": ["a", "b", "c"]}}
+
+
+@pytest.mark.parametrize("fallbacks,message", [
+    ({"a": ["nope"]}, "$.g.a.fallback_models[0]: fallback model 'nope' is not defined"),
+    ({"a": ["b", "z"]}, "$.g.a.fallback_models[1]: fallback model 'z' is not active"),
+    ({"b": ["b"]}, "$.g.b.fallback_models[0]: model 'b' cannot fall back to itself"),
+    ({"a": ["b"], "b": ["c"], "c": ["a"]},
+     "$.g.c.fallback_models[0]: fallback cycle a -> b -> c -> a"),
+    ({"a": [1]}, "$.g.a.fallback_models[0]"),
+])
+def test_fallback_mistakes_stop_startup_naming_file_and_path(
+        tmp_path: Path, fallbacks: dict[str, list[str]], message: str) -> None:
+    path = write(tmp_path, fallback_group(**fallbacks))
+    with pytest.raises(ConfigError) as caught:
+        load_models_config(path, {})
+    assert str(caught.value).startswith(f"{path}: {message}")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_fallback_chain_is_depth_first_and_visits_each_model_once(tmp_path: Path) -> None:
+    config = load_models_config(write(tmp_path, fallback_group(a=["b", "c"], b=["c"])), {})
+    assert [m.name for m in config.chain(config.models["a"])] == ["a", "b", "c"]
+    assert [m.name for m in config.chain(config.models["c"])] == ["c"]
+    assert set(config.fallback_pairs()) == {("a", "b"), ("a", "c"), ("b", "c")}

@@ -81,10 +81,11 @@ class Process:
 
 
 class Gateway(Process):
-    """``python -m llm_router_api.rest_api`` with the given settings, ready when /ping answers."""
+    """``python -m llm_router_api.rest_api`` (or ``command``, such as ``llm-router serve``) with
+    the given settings, ready when /ping answers."""
 
     def __init__(self, config: Path, server_type: str = "flask", prefix: str = "/api",
-                 **env: str) -> None:
+                 command: list[str] | None = None, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.prefix = prefix
@@ -99,8 +100,8 @@ class Gateway(Process):
             "PYTHONUNBUFFERED": "1",
         })
         full_env.update(env)
-        super().__init__([sys.executable, "-m", "llm_router_api.rest_api"], full_env,
-                         f"gateway-{server_type}")
+        super().__init__(command or [sys.executable, "-m", "llm_router_api.rest_api"],
+                         full_env, f"gateway-{server_type}")
         try:
             wait_for(self._ready, START_TIMEOUT, f"the {server_type} gateway to start")
         except TimeoutError:
