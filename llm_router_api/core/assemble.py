@@ -15,6 +15,7 @@ from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
 from llm_router_api.base.lb.registry import build_strategy
 from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.core.background import Maintenance
+from llm_router_api.core.fanout import FanOut
 from llm_router_api.core.generation import ConfigHolder, first_generation, load_inputs
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
 from llm_router_api.core.observer import CallObserver
@@ -131,7 +132,8 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
     observer: CallObserver | None = metrics
     stats = None
     if settings.admin_token:  # the console exists only then; its windows wrap the metrics
-        observer = stats = WindowStats(chooser.store, inner=metrics)
+        stats = WindowStats(chooser.store)
+        observer = FanOut(metrics, stats)
     handler = ModelHandler(inputs.models, chooser, adapters, build_protocols(),
                            HandlerLimits(max_attempts=settings.max_attempts,
                                          acquire_timeout=settings.acquire_timeout,

@@ -33,7 +33,6 @@ from llm_router_api.base.lb.state import StateStore
 from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.usage import Meter, Usage, meter_for
 from llm_router_api.schemas.calls import Protocol
-from llm_router_api.schemas.config import ModelsConfig
 
 BUCKET_SECONDS = 10
 WINDOW_BUCKETS = 6  # one minute
@@ -60,11 +59,9 @@ def latency_bin(seconds: float) -> int:
 class WindowStats(CallObserver):
     """Counts this worker's attempts per provider and bucket; ``flush`` writes them out."""
 
-    def __init__(self, store: StateStore, clock: Callable[[], float] = time.time,
-                 inner: CallObserver | None = None) -> None:
+    def __init__(self, store: StateStore, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._clock = clock
-        self._inner = inner or CallObserver()  # e.g. the Prometheus observer
         self._worker = uuid.uuid4().hex[:10]
         self._lock = threading.Lock()
         self._counts: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -80,15 +77,12 @@ class WindowStats(CallObserver):
 
     def attempt_started(self, lease: Lease, strategy: str, failover: bool) -> None:
         self._add(lease.provider.id, "req")
-        self._inner.attempt_started(lease, strategy, failover)
 
     def first_token(self, lease: Lease, seconds: float) -> None:
         self._add(lease.provider.id, f"ttft{latency_bin(seconds)}")
-        self._inner.first_token(lease, seconds)
 
     def attempt_failed(self, lease: Lease, error: BaseException) -> None:
         self._add(lease.provider.id, "err")
-        self._inner.attempt_failed(lease, error)
 
     def finished(self, lease: Lease, usage: Usage) -> None:
         seconds = time.monotonic() - lease.started
@@ -98,19 +92,14 @@ class WindowStats(CallObserver):
         if usage.output_tokens:
             self._add(lease.provider.id, "tout", usage.output_tokens)
         _thread_usage.usage = usage
-        self._inner.finished(lease, usage)
 
     def meter(self, protocol: Protocol, stream: bool) -> Meter:
-        meter = self._inner.meter(protocol, stream)
-        return meter_for(protocol, stream) if type(meter) is Meter else meter
-
-    def config_loaded(self, models: ModelsConfig) -> None:
-        self._inner.config_loaded(models)
+        """A counting meter, so tokens are known without Prometheus."""
+        return meter_for(protocol, stream)
 
     def config_reloaded(self, ok: bool) -> None:
         if ok:  # the console shows when the configuration was last reloaded, anywhere
             self.store.set_hash(RELOAD_KEY, {"at": self._clock()})
-        self._inner.config_reloaded(ok)
 
     # -- flushing (``console.Ticker`` calls it once a second) ------------------------------------
     def flush(self) -> None:
