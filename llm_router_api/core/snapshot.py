@@ -8,7 +8,9 @@ model), whatever the traffic.
 
 Signals that other parts of the router may publish (load signals, prefix-hit ratio, §11) come
 through ``signals``: a function from provider ids to ``{provider_id: {"load": {...},
-"prefix_hit_ratio": x}}``; absent means "not known" and the page says so.
+"prefix_hit_ratio": x}}``; absent means "not known" and the page says so. By default they are
+read from the state store when it keeps load signals (``store.signals(ids)`` giving each
+provider's last values and their age, as the load poller of ``cache_aware`` writes them).
 """
 
 from __future__ import annotations
@@ -30,6 +32,23 @@ def no_signals(provider_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     return {}
 
 
+def store_signals(store: object) -> Signals:
+    """The load signals the state store keeps, if it keeps any."""
+    read = getattr(store, "signals", None)
+    if not callable(read):
+        return no_signals
+
+    def signals(provider_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        known: dict[str, dict[str, Any]] = {}
+        for provider_id, (values, age) in read(provider_ids).items():
+            load = {k: v for k, v in values.items() if k != "prefix_hit_ratio"}
+            known[provider_id] = {"load": {**load, "age_s": round(age, 1)},
+                                  "prefix_hit_ratio": values.get("prefix_hit_ratio")}
+        return known
+
+    return signals
+
+
 @dataclass
 class ConfigView:
     """What the page says about the configuration."""
@@ -42,9 +61,10 @@ class ConfigView:
 
 
 def build_snapshot(chooser: ProviderChooser, models: ModelsConfig, config: ConfigView,
-                   signals: Signals = no_signals, now: float | None = None) -> dict[str, Any]:
+                   signals: Signals | None = None, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     store = chooser.store
+    signals = signals or store_signals(store)
     ids = list(dict.fromkeys(p.id for _, p in models.providers()))
     cooling = store.cooling(ids)
     in_flight = store.in_flight(ids)
