@@ -4,6 +4,7 @@ and drain through the admin API under every strategy across two instances sharin
 
 from __future__ import annotations
 
+import fnmatch
 import time
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import tomllib
 
 from llm_router_api.auth.sessions import SessionSigner
 from llm_router_api.base.lb.chooser import DRAIN_REFRESH
@@ -192,3 +194,12 @@ def test_drain_across_two_instances_under_every_strategy(
     finally:
         a.stop()
         b.stop()
+
+
+def test_every_console_file_ships_in_the_package() -> None:
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["llm_router_api"]
+    files = [p.relative_to(root / "llm_router_api").as_posix()
+             for p in (root / "llm_router_api" / "web" / "ui").iterdir()]
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), files
