@@ -33,11 +33,22 @@ def browser(playwright_driver: Playwright) -> Iterator[Browser]:
     launched.close()
 
 
+ARTIFACTS = pytest.StashKey[Path]()
+
+
 @pytest.fixture(scope="session")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where screenshots go: ``LLM_ROUTER_TEST_ARTIFACTS``, else a pytest temp dir."""
+def artifacts(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
+    """Where screenshots go: ``LLM_ROUTER_TEST_ARTIFACTS``, else a pytest temp dir (its path is
+    printed in the test summary)."""
     given = os.environ.get("LLM_ROUTER_TEST_ARTIFACTS")
     path = Path(given) if given else tmp_path_factory.mktemp("console-artifacts")
     path.mkdir(parents=True, exist_ok=True)
-    print(f"\nconsole screenshots: {path}")
+    pytestconfig.stash[ARTIFACTS] = path
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter,
+                            config: pytest.Config) -> None:
+    path = config.stash.get(ARTIFACTS, None)
+    if path is not None:
+        terminalreporter.write_line(f"console screenshots and measurements: {path}")
