@@ -42,6 +42,16 @@ DEFAULT_REDIS_PREFIX = "llm_router:"
 DEFAULT_SENTINEL_MASTER = "mymaster"
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_SHUTDOWN_GRACE = 30.0
+# cache_aware (SPEC §11)
+DEFAULT_PREFIX_BLOCK_SIZE = 256
+DEFAULT_PREFIX_CACHE_ENTRIES = 100_000
+DEFAULT_PREFIX_CACHE_TTL = 3600.0
+DEFAULT_LOAD_POLL_INTERVAL = 1.0
+DEFAULT_PREFIX_WEIGHT = 3.0
+DEFAULT_LOAD_WEIGHT = 1.0
+DEFAULT_SATURATION_WAITING = 5.0
+DEFAULT_SATURATION_KV = 0.8
+DEFAULT_AFFINITY_BOUND = 1.25
 
 SERVER_TYPES = ("flask", "gunicorn", "waitress")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -112,6 +122,15 @@ class Settings:
     config_watch: bool = False
     #: Not a variable: the launcher's file that tells its workers to reload (core.reload).
     reload_signal_file: str = ""
+    prefix_block_size: int = DEFAULT_PREFIX_BLOCK_SIZE
+    prefix_cache_entries: int = DEFAULT_PREFIX_CACHE_ENTRIES
+    prefix_cache_ttl: float = DEFAULT_PREFIX_CACHE_TTL
+    load_poll_interval: float = DEFAULT_LOAD_POLL_INTERVAL
+    cache_aware_prefix_weight: float = DEFAULT_PREFIX_WEIGHT
+    cache_aware_load_weight: float = DEFAULT_LOAD_WEIGHT
+    cache_aware_saturation_waiting: float = DEFAULT_SATURATION_WAITING
+    cache_aware_saturation_kv: float = DEFAULT_SATURATION_KV
+    cache_aware_affinity_bound: float = DEFAULT_AFFINITY_BOUND
     # Prometheus' own variable; under gunicorn the launcher sets it (web.multiproc).
     prometheus_multiproc_dir: str = ""
     # The environment as it was at load time, for `env:NAME` secrets in models-config.json.
@@ -188,7 +207,7 @@ def _prefix(name: str, raw: str) -> str:
 
 def _strategy(name: str, raw: str) -> str:
     value = raw.strip()
-    known = ("balanced", "weighted", "dynamic_weighted", "first_available")
+    known = ("balanced", "weighted", "dynamic_weighted", "first_available", "cache_aware")
     if value in known or (":" in value and all(value.split(":", 1))):
         return value
     raise SettingsError(
@@ -271,6 +290,15 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "protect_info_endpoints": parse_bool,
     "ca_bundle": _text,
     "config_watch": parse_bool,
+    "prefix_block_size": _positive(_int),
+    "prefix_cache_entries": _positive(_int),
+    "prefix_cache_ttl": _positive(_float),
+    "load_poll_interval": _positive(_float),
+    "cache_aware_prefix_weight": _number(float, "a number"),
+    "cache_aware_load_weight": _number(float, "a number"),
+    "cache_aware_saturation_waiting": _positive(_number(float, "a number")),
+    "cache_aware_saturation_kv": _positive(_number(float, "a number")),
+    "cache_aware_affinity_bound": _positive(_number(float, "a number")),
 }
 
 # Standard proxy variables (either case), honoured by the upstream transport.

@@ -14,6 +14,7 @@ import sys
 
 from .behaviour import MODES, Behaviour
 from .server import StandIn
+from .sim import ServerSim, SimParams
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,7 +32,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--die-after", type=int, default=2)
     parser.add_argument("--no-tool-call", action="store_true")
     parser.add_argument("--embedding-dim", type=int, default=4)
+    sim = parser.add_argument_group("sim mode (standin.sim): a cached, queueing server")
+    sim.add_argument("--sim", action="store_true", help="simulate prefix cache, slots, queue")
+    sim.add_argument("--slots", type=int, default=SimParams.slots)
+    sim.add_argument("--prefill-per-char", type=float, default=SimParams.prefill_per_char)
+    sim.add_argument("--cache-chars", type=int, default=SimParams.cache_chars)
+    sim.add_argument("--block-chars", type=int, default=SimParams.block_chars)
+    sim.add_argument("--model", default=SimParams.model)
+    sim.add_argument("--count", type=int, default=1,
+                     help="servers to run in this process, on consecutive free ports")
     return parser.parse_args(argv)
+
+
+def sim_from(args: argparse.Namespace) -> ServerSim | None:
+    if not args.sim:
+        return None
+    return ServerSim(SimParams().updated(
+        slots=args.slots, prefill_per_char=args.prefill_per_char, cache_chars=args.cache_chars,
+        block_chars=args.block_chars, model=args.model))
 
 
 def behaviour_from(args: argparse.Namespace) -> Behaviour:
@@ -50,16 +68,22 @@ def behaviour_from(args: argparse.Namespace) -> Behaviour:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    stand_in = StandIn(args.name, args.host, args.port, behaviour_from(args))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await stand_in.start_async()
-    print(f"standin {args.name} listening on {stand_in.url}", flush=True)
+    servers = []
+    for index in range(max(1, args.count)):
+        name = args.name if args.count <= 1 else f"{args.name}{index}"
+        port = args.port if index == 0 or args.port == 0 else args.port + index
+        stand_in = StandIn(name, args.host, port, behaviour_from(args), sim=sim_from(args))
+        await stand_in.start_async()
+        servers.append(stand_in)
+        print(f"standin {name} listening on {stand_in.url}", flush=True)
     await stop.wait()
-    await stand_in.stop_async()
+    for stand_in in servers:
+        await stand_in.stop_async()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ from .routes import (
     protocol_for,
     recorded_json,
 )
+from .sim import MODEL_CALLS, SIM_PATHS, ServerSim
 
 CONTROL_PATHS = frozenset({"/_control", "/_stats", "/_reset"})
 STATS_LAST = 50
@@ -54,8 +55,11 @@ class StandIn:
         port: int = 0,
         behaviour: Behaviour | None = None,
         record_limit: int = 10_000,
+        sim: ServerSim | None = None,
     ) -> None:
         self.name = name
+        #: The simulated cached, queueing server (``standin.sim``), when in sim mode.
+        self.sim = sim
         self.host = host
         self._requested_port = port
         self.port = port
@@ -235,8 +239,16 @@ class StandIn:
         behaviour = self._behaviour
         if request.path in CONTROL_PATHS:
             return await self._send(writer, self._control(request), request.keep_alive, behaviour)
+        if self.sim is not None and request.path in SIM_PATHS:
+            return await self._send(writer, self._sim_page(request), request.keep_alive,
+                                    behaviour)
         parsed = parse_json(request.body)
         self._record(request, recorded_json(parsed))
+        if (self.sim is not None and behaviour.mode == "ok" and isinstance(parsed, dict)
+                and request.path in MODEL_CALLS and not behaviour.fail_marker):
+            async with self.sim.serve(parsed, behaviour):
+                reply = self._reply(request, parsed, behaviour)
+                return await self._send(writer, reply, request.keep_alive, behaviour)
         if behaviour.fail_marker and behaviour.fail_marker.encode() in request.body:
             behaviour = behaviour.updated(mode="status")
         if behaviour.generation_only and request.method != "POST":
@@ -272,6 +284,28 @@ class StandIn:
             headers = (("Retry-After", f"{behaviour.retry_after:g}"),)
         message = f"standin {self.name}: simulated HTTP {behaviour.status_code}"
         return error_reply(protocol_for(request.path), behaviour.status_code, message, headers)
+
+    def _sim_page(self, request: Request) -> Reply:
+        sim = self.sim
+        assert sim is not None
+        if request.path == "/_sim":
+            if request.method == "POST":
+                try:
+                    fields = json.loads(request.body or b"{}")
+                    if not isinstance(fields, dict):
+                        raise ValueError("expected a JSON object of sim fields")
+                    if fields.pop("clear", False):
+                        sim.clear()
+                    sim.update(**fields)
+                except (ValueError, TypeError) as exc:
+                    return json_reply({"ok": False, "error": str(exc)}, 400)
+            return json_reply(sim.stats())
+        if sim.params.metrics_status != 200:
+            return json_reply({"error": "simulated failure"}, sim.params.metrics_status)
+        if request.path == "/metrics":
+            return Reply(content_type="text/plain; version=0.0.4",
+                         body=sim.metrics_text().encode())
+        return json_reply(sim.ps_body())
 
     def _record(self, request: Request, body: Any) -> None:
         entry = {

@@ -17,10 +17,12 @@ from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.core.background import Maintenance
 from llm_router_api.core.fanout import FanOut
 from llm_router_api.core.generation import ConfigHolder, first_generation, load_inputs
+from llm_router_api.core.load_poller import LoadPoller
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
 from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.prompts import PromptLibrary
 from llm_router_api.core.reload import Reloader, read_signals, signals_for
+from llm_router_api.core.routing import RoutingHints
 from llm_router_api.core.stats import WindowStats
 from llm_router_api.protocols.anthropic import AnthropicProtocol
 from llm_router_api.protocols.base import CallerProtocol
@@ -123,7 +125,7 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
         limits = ChooserLimits(acquire_timeout=settings.acquire_timeout,
                                lease_ttl=settings.lease_ttl, cooldown=settings.cooldown,
                                max_cooldown=max(MAX_COOLDOWN, settings.cooldown))
-        chooser = ProviderChooser(build_strategy(settings.balance_strategy, store),
+        chooser = ProviderChooser(build_strategy(settings.balance_strategy, store, settings),
                                   store=store, limits=limits)
     transport = Urllib3Transport(ca_bundle=settings.ca_bundle, http_proxy=settings.http_proxy,
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
@@ -134,14 +136,19 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
     if settings.admin_token:  # the console exists only then; its windows wrap the metrics
         stats = WindowStats(chooser.store)
         observer = FanOut(metrics, stats)
+    strategy = chooser.strategy
     handler = ModelHandler(inputs.models, chooser, adapters, build_protocols(),
                            HandlerLimits(max_attempts=settings.max_attempts,
                                          acquire_timeout=settings.acquire_timeout,
                                          first_byte_deadline=settings.first_byte_deadline),
-                           observer=observer)
+                           observer=observer,
+                           hints=(RoutingHints(settings.prefix_block_size)
+                                  if strategy.uses_hints else None))
     config = ConfigHolder(first_generation(inputs, handler))
+    poller = (LoadPoller(chooser.store, transport, lambda: config.current.models,
+                         settings.load_poll_interval) if strategy.polls_load else None)
     maintenance = Maintenance(chooser, lambda: config.current.models, adapters,
-                              chooser.limits.lease_ttl, settings.health_interval)
+                              chooser.limits.lease_ttl, settings.health_interval, poller)
     reloader = Reloader(config, lambda: load_inputs(settings), signals, seen,
                         observer=handler.observer,
                         on_swap=[maintenance.reprobe,

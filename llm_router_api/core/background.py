@@ -13,6 +13,9 @@ thread starts, every provider is probed once, concurrently; those that do not an
 recorded in the state store's ``health:unreachable`` hash and probed again every
 ``HEALTH_INTERVAL`` until they answer. The record only informs health reports; routing still
 decides by cool-downs, so a provider that could serve is never skipped on a probe's word.
+
+A ``LoadPoller`` handed in (strategies that use load signals) is started and stopped with
+it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from llm_router_api.base.lb.chooser import ProviderChooser
+from llm_router_api.core.load_poller import LoadPoller
 from llm_router_api.providers.base import ProviderAdapter
 from llm_router_api.schemas.config import ModelsConfig
 
@@ -40,8 +44,9 @@ class Maintenance:
 
     def __init__(self, chooser: ProviderChooser, models: Callable[[], ModelsConfig],
                  adapters: Mapping[str, ProviderAdapter], lease_ttl: float,
-                 health_interval: float) -> None:
+                 health_interval: float, poller: LoadPoller | None = None) -> None:
         self._chooser = chooser
+        self.poller = poller
         self._models = models
         self._adapters = adapters
         self._tick = min(lease_ttl / 3, health_interval)
@@ -54,9 +59,13 @@ class Maintenance:
 
     def start(self) -> None:
         self._thread.start()
+        if self.poller is not None:
+            self.poller.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self.poller is not None:
+            self.poller.stop()
 
     def reprobe(self, *_: object) -> None:
         """Probe every provider's reachability in the next round (a new configuration)."""

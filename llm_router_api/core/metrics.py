@@ -20,6 +20,7 @@ import struct
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -33,6 +34,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from llm_router_api.base.lb.chooser import Lease
+from llm_router_api.base.lb.hint import RoutingOutcome
 from llm_router_api.base.lb.state import StateStore
 from llm_router_api.core.observer import CallObserver, error_kind
 from llm_router_api.core.usage import Meter, Usage, meter_for
@@ -46,6 +48,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     120.0, 300.0)
 MERGE_ATTEMPTS = 3
+MATCH_BUCKETS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 #: Values of the ``result`` label of ``llm_router_config_reloads_total``.
 RELOAD_RESULTS = ("success", "error")
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -116,6 +119,24 @@ class PrometheusMetrics(CallObserver):
                                "Hot reloads of the configuration by this process's workers, "
                                "by result (error: refused, nothing changed).", ("result",))
         self.registry.register(self.config_info)
+        self._define_cache_aware(counter, histogram, mp)
+
+    def _define_cache_aware(self, counter: Any, histogram: Any, mp: tuple[str, ...]) -> None:
+        """The ``cache_aware`` series (SPEC §11), fed from each lease's ``RoutingOutcome``."""
+        self.prefix_match = histogram(
+            "prefix_match_ratio", "Share of the prompt's blocks the chosen provider was last "
+            "sent (cache_aware).", mp, MATCH_BUCKETS)
+        self.affinity = counter("session_affinity", "Session affinity decisions: hit (kept "
+                                "on its provider) or break (moved).", ("model", "result"))
+        self.saturation_skips = counter(
+            "saturation_skips", "Saturated providers passed over by cache_aware.", ("model",))
+        self.provider_load = Gauge(
+            "provider_load", "Load (0..1) of the provider as cache_aware last saw it.", mp,
+            namespace=NAMESPACE, registry=self.registry, multiprocess_mode="livemostrecent")
+        self.signal_age = Gauge(
+            "load_signal_age_seconds", "Age of the provider's load signals at the last "
+            "cache_aware decision.", ("provider",), namespace=NAMESPACE,
+            registry=self.registry, multiprocess_mode="livemostrecent")
 
     def _preset(self) -> None:
         """Zero series for every configured provider, so rates and alerts see them at once."""
@@ -138,6 +159,19 @@ class PrometheusMetrics(CallObserver):
         self.provider_calls.labels(*labels).inc()
         if failover:
             self.failovers.labels(*labels).inc()
+        if lease.routing is not None:
+            self._routed(lease.model, lease.routing)
+
+    def _routed(self, model: str, routing: RoutingOutcome) -> None:
+        self.prefix_match.labels(model, routing.provider_id).observe(routing.prefix_match)
+        if routing.affinity:
+            self.affinity.labels(model, routing.affinity).inc()
+        if routing.saturation_skips:
+            self.saturation_skips.labels(model).inc(routing.saturation_skips)
+        for provider_id, load in routing.loads.items():
+            self.provider_load.labels(model, provider_id).set(load)
+        for provider_id, age in routing.signal_ages.items():
+            self.signal_age.labels(provider_id).set(age)
 
     def first_token(self, lease: Lease, seconds: float) -> None:
         self.ttft.labels(lease.model, lease.provider.id).observe(seconds)

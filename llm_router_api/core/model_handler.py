@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from llm_router_api.base.lb.chooser import Lease, ProviderChooser
+from llm_router_api.base.lb.hint import RoutingHint
 from llm_router_api.closing import ClosingBody, close_if_closable
 from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.usage import Meter, Usage, meter_for
@@ -60,6 +61,9 @@ T = TypeVar("T")
 MODEL_HEADER = "X-LLM-Router-Model"
 #: Opens one provider for a call: caller bytes (``frames``) or canonical events (``events``).
 Opener = Callable[[Call, ModelConfig, ProviderConfig], Iterator[T]]
+#: Builds a call's routing hint on one model for strategies that use one
+#: (``core.routing.RoutingHints``).
+Hinter = Callable[[Call, str], RoutingHint | None]
 
 
 @dataclass
@@ -86,13 +90,14 @@ class ModelHandler:
                  adapters: Mapping[str, ProviderAdapter],
                  protocols: Mapping[str, CallerProtocol],
                  limits: HandlerLimits | None = None,
-                 observer: CallObserver | None = None) -> None:
+                 observer: CallObserver | None = None, hints: Hinter | None = None) -> None:
         self.models = models
         self.chooser = chooser
         self._adapters = adapters
         self._protocols = protocols
         self._limits = limits or HandlerLimits()
         self.observer = observer or CallObserver()
+        self._hints = hints
 
     def with_models(self, models: ModelsConfig) -> ModelHandler:
         """A handler for another configuration generation (hot reload): the same chooser,
@@ -205,11 +210,13 @@ class ModelHandler:
         slot_deadline = min(deadline, time.monotonic() + self._limits.acquire_timeout)
         tried: set[str] = set()
         failure: UpstreamError | None = None
+        hint = self._hints(call, model.name) if self._hints is not None else None
         for _ in range(self._limits.max_attempts):
             if failure is not None and time.monotonic() >= deadline:
                 raise _late(failure)
             try:
-                lease = self.chooser.acquire(model, exclude=tried, deadline=slot_deadline)
+                lease = self.chooser.acquire(model, exclude=tried, deadline=slot_deadline,
+                                             hint=hint)
             except NoProviderAvailable:
                 if failure is not None:
                     raise failure from None

@@ -6,11 +6,11 @@ any instance sharing the store draws the same picture. Cost: a fixed number of s
 snapshot (one per kind of state, plus one per stats bucket and, with runtime weights, one per
 model), whatever the traffic.
 
-Signals that other parts of the router may publish (load signals, prefix-hit ratio, §11) come
-through ``signals``: a function from provider ids to ``{provider_id: {"load": {...},
-"prefix_hit_ratio": x}}``; absent means "not known" and the page says so. By default they are
-read from the state store when it keeps load signals (``store.signals(ids)`` giving each
-provider's last values and their age, as the load poller of ``cache_aware`` writes them).
+Load signals (§11) come through ``signals``: a function from provider ids to
+``{provider_id: {"load": {...}}}``; by default the state store's (``store.signals``: each
+provider's last polled values and their age, as ``cache_aware``'s load poller writes them).
+The prefix-hit ratio is the mean prefix match of the ``cache_aware`` decisions of the last
+minute (``core.stats``). Absent means "not known" and the page says so.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_router_api.base.lb.chooser import COOL_UNTIL_KEY, ProviderChooser
+from llm_router_api.base.lb.state import StateStore
 from llm_router_api.core.background import UNREACHABLE_KEY
 from llm_router_api.core.stats import ProviderWindow, quantile, read_window
 from llm_router_api.schemas.config import ModelsConfig, ProviderConfig
@@ -32,19 +33,11 @@ def no_signals(provider_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     return {}
 
 
-def store_signals(store: object) -> Signals:
-    """The load signals the state store keeps, if it keeps any."""
-    read = getattr(store, "signals", None)
-    if not callable(read):
-        return no_signals
-
+def store_signals(store: StateStore) -> Signals:
+    """The load signals the state store keeps (polled for ``cache_aware``), with their age."""
     def signals(provider_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        known: dict[str, dict[str, Any]] = {}
-        for provider_id, (values, age) in read(provider_ids).items():
-            load = {k: v for k, v in values.items() if k != "prefix_hit_ratio"}
-            known[provider_id] = {"load": {**load, "age_s": round(age, 1)},
-                                  "prefix_hit_ratio": values.get("prefix_hit_ratio")}
-        return known
+        return {provider_id: {"load": {**values, "age_s": round(age, 1)}}
+                for provider_id, (values, age) in store.signals(provider_ids).items()}
 
     return signals
 
@@ -90,8 +83,7 @@ def build_snapshot(chooser: ProviderChooser, models: ModelsConfig, config: Confi
                 "max_concurrency": strategy.cap(p),
                 **_rates(windows.get(p.id), covered),
                 **_weights(p, weights.get(p.id)),
-                "load": known.get(p.id, {}).get("load"),
-                "prefix_hit_ratio": known.get(p.id, {}).get("prefix_hit_ratio")})
+                "load": known.get(p.id, {}).get("load")})
         out_models.append({"name": model.name,
                            "healthy": any(pr["state"] in ("healthy", "half-open")
                                           for pr in providers),
@@ -124,7 +116,8 @@ def _rates(window: ProviderWindow | None, covered: float) -> dict[str, Any]:
             "tokens_per_min": round((window.tokens_in + window.tokens_out) * per_minute, 1),
             "latency_p50": quantile(window.latency, 0.5),
             "latency_p95": quantile(window.latency, 0.95),
-            "ttft_p50": quantile(window.ttft, 0.5), "ttft_p95": quantile(window.ttft, 0.95)}
+            "ttft_p50": quantile(window.ttft, 0.5), "ttft_p95": quantile(window.ttft, 0.95),
+            "prefix_hit_ratio": window.prefix_hit_ratio}
 
 
 def _weights(provider: ProviderConfig, runtime: dict[str, float | None] | None,

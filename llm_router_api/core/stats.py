@@ -10,8 +10,10 @@ worker. Each flush that starts a new bucket deletes the buckets that fell out of
 the store holds at most a few hashes.
 
 Metrics per provider and bucket: ``req`` (attempts started), ``err`` (attempts failed),
-``tin`` / ``tout`` (tokens), ``lat<i>`` and ``ttft<i>`` (attempts finishing in latency bin i:
-total time of an attempt, and time to first token of a stream). Quantiles are read from the
+``tin`` / ``tout`` (tokens), ``pfx`` / ``pfxn`` (the summed prefix-match ratio of
+``cache_aware`` decisions and their number: the mean is the prefix-hit ratio), ``lat<i>`` and
+``ttft<i>`` (attempts finishing in latency bin i: total time of an attempt, and time to first
+token of a stream). Quantiles are read from the
 bins: p50/p95 are the upper edge of the bin that holds them (so "≤ 0.5 s").
 
 ``last_usage()`` hands the web layer the tokens of the model call that just finished on this
@@ -77,6 +79,9 @@ class WindowStats(CallObserver):
 
     def attempt_started(self, lease: Lease, strategy: str, failover: bool) -> None:
         self._add(lease.provider.id, "req")
+        if lease.routing is not None:  # cache_aware: how much of the prompt it had cached
+            self._add(lease.provider.id, "pfx", lease.routing.prefix_match)
+            self._add(lease.provider.id, "pfxn")
 
     def first_token(self, lease: Lease, seconds: float) -> None:
         self._add(lease.provider.id, f"ttft{latency_bin(seconds)}")
@@ -128,8 +133,15 @@ class ProviderWindow:
     errors: float = 0.0
     tokens_in: float = 0.0
     tokens_out: float = 0.0
+    prefix_match: float = 0.0
+    prefix_decisions: float = 0.0
     latency: list[float] | None = None
     ttft: list[float] | None = None
+
+    @property
+    def prefix_hit_ratio(self) -> float | None:
+        """The mean prefix-match ratio of the ``cache_aware`` decisions (``None``: none)."""
+        return self.prefix_match / self.prefix_decisions if self.prefix_decisions else None
 
     def add(self, metric: str, value: float) -> None:
         if metric == "req":
@@ -140,6 +152,10 @@ class ProviderWindow:
             self.tokens_in += value
         elif metric == "tout":
             self.tokens_out += value
+        elif metric == "pfx":
+            self.prefix_match += value
+        elif metric == "pfxn":
+            self.prefix_decisions += value
         elif metric.startswith(("lat", "ttft")):
             name = "ttft" if metric.startswith("ttft") else "latency"
             bins = getattr(self, name) or [0.0] * (len(LATENCY_EDGES) + 1)

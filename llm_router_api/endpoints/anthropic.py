@@ -30,5 +30,6 @@ class AnthropicMessages(EndpointI):
         call = Call(Protocol.ANTHROPIC, Op.CHAT, body["model"], body,
                     CALLER.canonical(Op.CHAT, body), body.get("stream") is True,
                     request_id=incoming.request_id,
-                    on_usage=incoming.on_usage, extra_headers=extra)
+                    on_usage=incoming.on_usage, extra_headers=extra,
+                    session=incoming.session)
         return incoming.config.handler.run(call)

@@ -26,6 +26,9 @@ from llm_router_api.schemas.config import ModelsConfig
 from llm_router_api.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
+#: The header naming a caller's session (``cache_aware`` session affinity).
+SESSION_HEADER = "x-session-id"
+MAX_SESSION = 256
 
 
 @dataclass
@@ -66,6 +69,14 @@ class Incoming:
     client_gone: Callable[[], bool] | None = None
     #: Whether the caller came over TLS (directly or per ``X-Forwarded-Proto``): secure cookies.
     secure: bool = False
+
+    @property
+    def session(self) -> str:
+        """The ``X-Session-ID`` header ('' when absent), at most ``MAX_SESSION`` characters."""
+        for name, value in self.headers.items():
+            if name.lower() == SESSION_HEADER:
+                return value.strip()[:MAX_SESSION]
+        return ""
 
 
 class EndpointI(ABC):

@@ -50,7 +50,9 @@ class OllamaRoot(EndpointI):
 
 class Health(EndpointI):
     """Readiness as the router sees it: 503 when some model has no healthy provider (every one
-    cooling down after failures, or not answering its probe since startup)."""
+    cooling down after failures, or not answering its probe since startup). Each provider also
+    shows its last load signals (``load``: the values and their ``age_s``) when the state store
+    has any (polled for ``cache_aware``)."""
 
     access = "info"
     paths = ("{prefix}/health",)
@@ -66,15 +68,24 @@ class Health(EndpointI):
             ids = [p.id for p in model.providers]
             down = chooser.store.cooling(ids) | (unreachable & set(ids))
             in_flight = chooser.store.in_flight(ids)
+            signals = chooser.store.signals(ids)
             providers = [{"id": pid, "healthy": pid not in down,
                           "reachable": pid not in unreachable, "drained": pid in drained,
-                          "in_flight": in_flight.get(pid, 0)} for pid in ids]
+                          "in_flight": in_flight.get(pid, 0), **_load(signals.get(pid))}
+                         for pid in ids]
             healthy = len(ids) - len(down)
             ready = ready and healthy > 0
             models[model.name] = {"healthy": healthy > 0, "providers": providers}
         config = {"sha256": incoming.config.sha256, "loaded_at": incoming.config.loaded_at}
         body = {"status": "ok" if ready else "degraded", "models": models, "config": config}
         return Reply(200 if ready else 503, "application/json", dumps(body))
+
+
+def _load(signals: tuple[dict[str, float], float] | None) -> dict[str, Any]:
+    if signals is None:
+        return {}
+    values, age = signals
+    return {"load": {**values, "age_s": round(age, 3)}}
 
 
 def _created(models_mtime: float) -> int:

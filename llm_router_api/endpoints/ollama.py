@@ -49,7 +49,7 @@ class OllamaCallEndpoint(EndpointI):
             return self._loaded(incoming, body["model"], stream)
         call = Call(Protocol.OLLAMA, self.op, body["model"], body,
                     CALLER.canonical(self.op, body), stream, request_id=incoming.request_id,
-                    on_usage=incoming.on_usage)
+                    on_usage=incoming.on_usage, session=incoming.session)
         return incoming.config.handler.run(call)
 
     def _loaded(self, incoming: Incoming, model: str, stream: bool) -> Reply:

@@ -27,7 +27,7 @@ class OpenAICallEndpoint(EndpointI):
         body = incoming.body
         call = Call(Protocol.OPENAI, self.op, body["model"], body, body,
                     bool(body.get("stream", False)), request_id=incoming.request_id,
-                    on_usage=incoming.on_usage)
+                    on_usage=incoming.on_usage, session=incoming.session)
         return incoming.config.handler.run(call)
 
 

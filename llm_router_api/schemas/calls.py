@@ -42,6 +42,8 @@ class Call:
     stream: bool
     request_id: str = ""
     extra_headers: dict[str, str] = field(default_factory=dict)
+    #: A caller-named session (``X-Session-ID``), for session affinity; '' when none.
+    session: str = ""
     #: Told the tokens (input + output) the answer used, once it is delivered (per-key limits).
     on_usage: Callable[[int], None] | None = field(default=None, compare=False)
     #: Monotonic time by which the upstream's first byte must have come (set by

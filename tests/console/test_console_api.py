@@ -17,6 +17,7 @@ import tomllib
 from llm_router_api.auth.sessions import SessionSigner
 from llm_router_api.base.lb.chooser import DRAIN_REFRESH
 from standin import StandIn
+from standin.sim import ServerSim, SimParams
 from tests.support.procs import Gateway, RedisServer, running_standins, write_config
 
 ADMIN = "console-admin-token-456"
@@ -203,3 +204,41 @@ def test_every_console_file_ships_in_the_package() -> None:
     files = [p.relative_to(root / "llm_router_api").as_posix()
              for p in (root / "llm_router_api" / "web" / "ui").iterdir()]
     assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), files
+
+
+def test_cache_aware_load_signals_and_prefix_hits_reach_the_live_view(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    fast = SimParams(prefill_per_char=0.0, load_seconds=0.0, model="m")
+    sims = [StandIn(name=f"sim{i}", sim=ServerSim(fast)) for i in range(2)]
+    for server in sims:
+        server.start()
+    config = write_config(tmp_path, {"m": [{"id": f"v{i}", "api_host": s.url,
+                                            "api_type": "vllm"} for i, s in enumerate(sims)]})
+    gw = Gateway(config, server_type="flask", LLM_ROUTER_ADMIN_TOKEN=ADMIN,
+                 LLM_ROUTER_BALANCE_STRATEGY="cache_aware", LLM_ROUTER_REDIS_HOST="127.0.0.1",
+                 LLM_ROUTER_REDIS_PORT=str(redis_server.port),
+                 LLM_ROUTER_REDIS_PREFIX=f"ca-console-{uuid.uuid4().hex[:6]}:",
+                 LLM_ROUTER_LOAD_POLL_INTERVAL="0.2", LLM_ROUTER_PREFIX_BLOCK_SIZE="64")
+    try:
+        prompt = "You are a careful assistant. " * 40
+        for _ in range(4):  # the same long prompt: later decisions find its prefix cached
+            assert requests.post(gw.url + "/v1/chat/completions", timeout=10, json={
+                "model": "m", "messages": [{"role": "user", "content": prompt}]}
+                                 ).status_code == 200
+
+        def view() -> list[dict[str, object]]:
+            snap = requests.get(f"{gw.url}/api/ui/api/snapshot", headers=BEARER,
+                                timeout=10).json()
+            return list(snap["models"][0]["providers"])
+
+        deadline = time.monotonic() + 15
+        while not (all(p["load"] for p in view())
+                   and any((p["prefix_hit_ratio"] or 0) > 0 for p in view())):
+            assert time.monotonic() < deadline, view()
+            time.sleep(0.2)
+        load = view()[0]["load"]
+        assert isinstance(load, dict) and "age_s" in load
+    finally:
+        gw.stop()
+        for server in sims:
+            server.stop()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
 from llm_router_api.base.lb.chooser import ProviderChooser
-from llm_router_api.base.lb.state import MemoryStore
+from llm_router_api.base.lb.state import MemoryStore, SignalAges
 from llm_router_api.core.background import UNREACHABLE_KEY
 from llm_router_api.core.snapshot import ConfigView, build_snapshot
 from llm_router_api.schemas.config import ModelConfig, ModelsConfig, ProviderConfig
@@ -16,7 +16,7 @@ IDS = ("ok", "drained", "cooling", "unreachable")
 
 
 class SignalStore(MemoryStore):
-    def signals(self, provider_ids: Sequence[str]) -> dict[str, tuple[dict[str, float], float]]:
+    def signals(self, provider_ids: Sequence[str]) -> SignalAges:
         return {"ok": ({"waiting": 2.0, "kv_cache": 0.5}, 0.4)}
 
 

@@ -10,12 +10,17 @@ from typing import Any
 import pytest
 
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
+from llm_router_api.base.lb.cache_aware import CacheAwareStrategy
 from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
 from llm_router_api.base.lb.first_available import FirstAvailableStrategy
+from llm_router_api.base.lb.hint import RoutingHint
+from llm_router_api.base.lb.prefix import block_hashes
 from llm_router_api.base.lb.state import MemoryStore
 from llm_router_api.base.lb.weighted import WeightedStrategy
 from llm_router_api.errors import NoProviderAvailable
 from llm_router_api.schemas.config import ModelConfig, ProviderConfig
+from tests.lb.conftest import redis_store
+from tests.support.procs import RedisServer
 
 
 class CountingStore(MemoryStore):
@@ -58,3 +63,41 @@ def test_all_cooling_still_fails_at_once_without_waiting() -> None:
         chooser.acquire(MODEL)
     assert "cooling down" in caught.value.message
     assert store.calls == ["choose_lease", "cooling"]
+
+
+class CountingCachedStore(CountingStore):
+    def choose_cached(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append("choose_cached")
+        return super().choose_cached(*args, **kwargs)
+
+
+def test_cache_aware_decision_is_one_store_call() -> None:
+    store = CountingCachedStore()
+    chooser = ProviderChooser(CacheAwareStrategy(store), store=store,
+                              limits=ChooserLimits(acquire_timeout=0.3))
+    lease = chooser.acquire(MODEL, hint=RoutingHint(block_hashes("x" * 2000, 256, "m"), "s"))
+    assert store.calls == ["choose_cached"]
+    chooser.release(lease)
+
+
+def test_cache_aware_decision_is_one_redis_command(redis_server: RedisServer) -> None:
+    """Scoring every candidate, the pick, the lease and the records: one command (EVALSHA)."""
+    store = redis_store(redis_server)
+    chooser = ProviderChooser(CacheAwareStrategy(store), store=store,
+                              limits=ChooserLimits(acquire_timeout=0.3))
+    hint = RoutingHint(block_hashes("y" * 5000, 256, "m"), "session")
+    chooser.release(chooser.acquire(MODEL, hint=hint))  # loads the script once
+    client = store._redis
+    sent: list[str] = []
+    original = client.execute_command
+
+    def counting(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]))
+        return original(*args, **options)
+
+    client.execute_command = counting  # type: ignore[method-assign]
+    lease = chooser.acquire(MODEL, hint=hint)
+    assert sent == ["EVALSHA"]
+    assert lease.routing is not None and lease.routing.prefix_match == 1.0
+    chooser.release(lease)
+    store.close()

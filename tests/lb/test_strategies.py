@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
+from llm_router_api.base.lb.cache_aware import CacheAwareStrategy
 from llm_router_api.base.lb.first_available import FirstAvailableStrategy
 from llm_router_api.base.lb.registry import STRATEGIES, strategy_class
 from llm_router_api.base.lb.state import MemoryStore, StateStore
@@ -42,7 +43,7 @@ def run(strategy: ChooseProviderStrategyI, provs: Sequence[ProviderConfig], n: i
 def test_registry_has_every_strategy_under_its_seed_path() -> None:
     expected = {"balanced": LoadBalancedStrategy, "weighted": WeightedStrategy,
                 "dynamic_weighted": DynamicWeightedStrategy,
-                "first_available": FirstAvailableStrategy}
+                "first_available": FirstAvailableStrategy, "cache_aware": CacheAwareStrategy}
     assert expected == STRATEGIES
     assert strategy_class("llm_router_api.base.lb.weighted:WeightedStrategy") is WeightedStrategy
 

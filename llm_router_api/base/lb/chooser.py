@@ -34,6 +34,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
+from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
 from llm_router_api.base.lb.state import FAILURES, StateStore
 from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
 from llm_router_api.base.leases import LeaseBook
@@ -62,6 +63,8 @@ class Lease:
     seq: int | None = None
     #: The provider was half-open: this request is its trial.
     trial: bool = False
+    #: What a hint-aware strategy decided (``cache_aware``), for observers.
+    routing: RoutingOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -83,19 +86,19 @@ class ProviderChooser:
 
     # -- acquire -------------------------------------------------------------------------------
     def acquire(self, model: ModelConfig, exclude: Collection[str] = (),
-                deadline: float | None = None) -> Lease:
+                deadline: float | None = None, hint: RoutingHint | None = None) -> Lease:
         if deadline is None:
             deadline = time.monotonic() + self.limits.acquire_timeout
         while True:
             untried = self.untried(model, exclude)
             if self.strategy.skips_cooling:  # one store call when a slot is free
-                lease = self._try(model, untried)
+                lease = self._try(model, untried, hint=hint)
                 if lease is None:
                     self.healthy(untried)  # raises at once when every one is cooling down
             else:  # a custom strategy: health marks are read before, cool-downs skipped here
                 healthy = self.healthy(untried)
                 lease = self._try(model, healthy,
-                                  self.store.health_marks([p.id for p in healthy]))
+                                  self.store.health_marks([p.id for p in healthy]), hint)
             if lease is not None:
                 return lease
             if time.monotonic() + POLL_INTERVAL > deadline:
@@ -127,17 +130,19 @@ class ProviderChooser:
         return healthy
 
     def _try(self, model: ModelConfig, candidates: list[ProviderConfig],
-             marks: dict[str, tuple[float, int]] | None = None) -> Lease | None:
-        acquired = self.strategy.acquire(model.name, candidates, self.limits.lease_ttl)
-        if acquired is None:
+             marks: dict[str, tuple[float, int]] | None = None,
+             hint: RoutingHint | None = None) -> Lease | None:
+        routed = self.strategy.route(model.name, candidates, self.limits.lease_ttl, hint)
+        if routed is None:
             return None
+        acquired, routing = routed
         provider, lease_id = acquired
         self._live.add(lease_id, provider.id)
         seq, trial = getattr(acquired, "seq", None), getattr(acquired, "trial", False)
         if seq is None and marks is not None and provider.id in marks:
             failures, seq = marks[provider.id]
             trial = failures > 0
-        return Lease(lease_id, model.name, provider, seq=seq, trial=trial)
+        return Lease(lease_id, model.name, provider, seq=seq, trial=trial, routing=routing)
 
     # -- release -------------------------------------------------------------------------------
     def release(self, lease: Lease, failure: RouterError | None = None,

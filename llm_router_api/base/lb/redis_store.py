@@ -8,6 +8,10 @@ Layout (under ``LLM_ROUTER_REDIS_PREFIX``, default ``llm_router:``)::
                        numbers, latencies, weights)
     log:<key>          list of short text entries, newest last, trimmed (recent requests)
     gone:<lease>       tombstone of a lease released late (one TTL)
+    pfx:<provider>     sorted set: prompt-block hash -> when last sent (``cache_aware``)
+    sig:<provider>     hash: the provider's last load signals and when they were taken
+    aff:<key>:<sess>   string with a TTL: the provider that served a session last
+    lock:<name>        string with a TTL: the holder of a lock (the load poller)
     probe              written by the outage prober
 
 Every multi-step operation is one Lua script (``redis_lua``), so caps and pick rules hold across
@@ -33,13 +37,22 @@ from typing import Any, TypeVar
 import redis
 
 from llm_router_api.base import lease_lua
-from llm_router_api.base.lb import redis_lua
+from llm_router_api.base.lb import redis_cache_lua, redis_lua
+from llm_router_api.base.lb.cache_scoring import (
+    AFFINITY_SLACK,
+    IMBALANCE_FACTOR,
+    SOFT_SLOTS,
+    CacheParams,
+)
+from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
 from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.state import (
     FAILSEQ,
     FAILURES,
+    Cached,
     Grant,
     MemoryStore,
+    SignalAges,
     StateStore,
     new_lease_id,
 )
@@ -57,6 +70,9 @@ log = logging.getLogger("llm_router.redis")
 T = TypeVar("T")
 #: How long a tombstone of a lease released late lives (ms): longer than any call can be late.
 TOMBSTONE_MS = 120_000
+#: How long a provider's last load signals are kept (ms); they are stale long before.
+SIGNALS_KEEP_MS = 600_000
+NO_SESSION = "aff:-"
 
 
 def _ms(seconds: float) -> int:
@@ -76,6 +92,9 @@ class RedisStore(StateStore):
                                       "SUCCEED")}
         self._scripts.update({name: client.register_script(getattr(lease_lua, name))
                               for name in ("RELEASE", "RENEW")})
+        self._scripts.update({name: client.register_script(getattr(redis_cache_lua, name))
+                              for name in ("CHOOSE_CACHED", "PUT_SIGNALS", "SIGNALS",
+                                           "HOLD_LOCK")})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStore:
@@ -275,6 +294,75 @@ class RedisStore(StateStore):
 
         return self._run(shared, lambda: self._memory.health_marks(provider_ids))
 
+    # -- cache_aware -------------------------------------------------------------------------
+    def choose_cached(self, state_key: str, candidates: Sequence[Candidate], hint: RoutingHint,
+                      params: CacheParams, ttl: float | None) -> Cached | None:
+        lease_id = new_lease_id()
+        ids = [c.id for c in candidates]
+        session = (f"{self._prefix}aff:{state_key}:{hint.session}" if hint.session
+                   else f"{self._prefix}{NO_SESSION}")
+        keys = [self._hash_key(state_key), session]
+        for i in ids:
+            keys += [self._lease_key(i), self._cool_key(i), f"{self._prefix}pfx:{i}",
+                     self._signals_key(i)]
+        keys += [self._tomb_key(lease_id), self._hash_key(FAILURES), self._hash_key(FAILSEQ)]
+        args: list[Any] = [
+            -1 if ttl is None else _ms(ttl), lease_id, len(ids), len(hint.hashes),
+            repr(params.prefix_weight), repr(params.load_weight),
+            repr(params.saturation_waiting), repr(params.saturation_kv),
+            _ms(params.max_signal_age), repr(params.affinity_bound), repr(AFFINITY_SLACK),
+            params.prefix_entries, _ms(params.prefix_ttl), 1 if hint.session else 0,
+            SOFT_SLOTS, IMBALANCE_FACTOR]
+        for c in candidates:
+            args += [c.id, -1 if c.cap is None else c.cap]
+        args += hint.hashes
+
+        def shared() -> Cached | None:
+            answer = self._scripts["CHOOSE_CACHED"](keys=keys, args=args)
+            return None if not answer else _cached(answer, len(hint.hashes))
+
+        return self._run(shared, lambda: self._memory.choose_cached(state_key, candidates, hint,
+                                                                    params, ttl),
+                         None if ttl is None else self._undo(lease_id, ids))
+
+    def _signals_key(self, provider_id: str) -> str:
+        return f"{self._prefix}sig:{provider_id}"
+
+    def put_signals(self, provider_id: str, values: Mapping[str, float]) -> None:
+        args: list[Any] = [SIGNALS_KEEP_MS]
+        for name, value in values.items():
+            args += [name, repr(float(value))]
+        self._memory.put_signals(provider_id, values)
+        self._run(lambda: self._scripts["PUT_SIGNALS"](keys=[self._signals_key(provider_id)],
+                                                       args=args),
+                  lambda: None)
+
+    def signals(self, provider_ids: Sequence[str]) -> SignalAges:
+        if not provider_ids:
+            return {}
+
+        def shared() -> SignalAges:
+            raw = self._scripts["SIGNALS"](keys=[self._signals_key(p) for p in provider_ids])
+            found: SignalAges = {}
+            for index, provider_id in enumerate(provider_ids):
+                age, fields = float(raw[2 * index]), raw[2 * index + 1]
+                if age >= 0:
+                    found[provider_id] = ({str(fields[i]): float(fields[i + 1])
+                                           for i in range(0, len(fields), 2)}, age / 1000)
+            return found
+
+        return self._run(shared, lambda: self._memory.signals(provider_ids))
+
+    def hold_lock(self, name: str, token: str, seconds: float) -> bool:
+        return bool(self._run(
+            lambda: self._scripts["HOLD_LOCK"](keys=[f"{self._prefix}lock:{name}"],
+                                               args=[token, _ms(seconds)]),
+            lambda: 1))  # Redis is out: every instance polls for itself meanwhile
+
+    def prefix_entries(self, provider_id: str) -> int:
+        return self._run(lambda: int(self._redis.zcard(f"{self._prefix}pfx:{provider_id}")),
+                         lambda: self._memory.prefix_entries(provider_id))
+
     # -- bounded logs ----------------------------------------------------------------------------
     def _log_key(self, key: str) -> str:
         return f"{self._prefix}log:{key}"
@@ -300,3 +388,19 @@ class RedisStore(StateStore):
     def close(self) -> None:
         self._fallback.close()
         self._redis.close()
+
+
+def _cached(answer: list[Any], total_blocks: int) -> Cached:
+    """``CHOOSE_CACHED``'s answer as ``(grant, outcome)``."""
+    chosen, lease_id, matched, affinity, skips, seq, trial = answer[:7]
+    loads: dict[str, float] = {}
+    ages: dict[str, float] = {}
+    rest = answer[7:]
+    for i in range(0, len(rest), 3):
+        provider_id = str(rest[i])
+        loads[provider_id] = float(rest[i + 1])
+        if float(rest[i + 2]) >= 0:
+            ages[provider_id] = float(rest[i + 2]) / 1000
+    match = int(matched) / total_blocks if total_blocks else 0.0
+    grant = Grant(str(chosen), str(lease_id) or None, int(seq), bool(int(trial)))
+    return grant, RoutingOutcome(str(chosen), match, str(affinity), int(skips), loads, ages)

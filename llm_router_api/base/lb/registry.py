@@ -5,14 +5,16 @@ from __future__ import annotations
 import importlib
 
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
+from llm_router_api.base.lb.cache_aware import CacheAwareStrategy
 from llm_router_api.base.lb.first_available import FirstAvailableStrategy
 from llm_router_api.base.lb.state import StateStore
 from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
 from llm_router_api.base.lb.weighted import DynamicWeightedStrategy, WeightedStrategy
+from llm_router_api.settings import Settings
 
 STRATEGIES: dict[str, type[ChooseProviderStrategyI]] = {
     cls.name: cls for cls in (LoadBalancedStrategy, WeightedStrategy, DynamicWeightedStrategy,
-                              FirstAvailableStrategy)
+                              FirstAvailableStrategy, CacheAwareStrategy)
 }
 
 
@@ -31,5 +33,7 @@ def strategy_class(name: str) -> type[ChooseProviderStrategyI]:
     return cls
 
 
-def build_strategy(name: str, store: StateStore) -> ChooseProviderStrategyI:
-    return strategy_class(name)(store)
+def build_strategy(name: str, store: StateStore,
+                   settings: Settings | None = None) -> ChooseProviderStrategyI:
+    cls = strategy_class(name)
+    return cls(store) if settings is None else cls.from_settings(store, settings)

@@ -9,6 +9,11 @@ requests run, so a crashed worker's leases expire by themselves.
 candidates it skips those cooling down or at their cap, applies a pick rule (``picking``) to the
 rest and leases the pick, all atomically (one Redis round trip).
 
+``choose_cached`` is the same step for ``cache_aware`` (``cache_scoring``): it also reads each
+candidate's prefix match and load signals and records the prompt's blocks and the session on the
+chosen provider. ``put_signals`` / ``signals`` keep each provider's last load signals with their
+age; ``hold_lock`` elects one load poller.
+
 ``MemoryStore`` serves one process (thread-safe). ``RedisStore`` (``redis_store``) shares the same
 operations across workers and instances.
 
@@ -40,11 +45,19 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping, Sequence
 
+from llm_router_api.base.lb.cache_scoring import CacheParams, Decision, View
+from llm_router_api.base.lb.cache_tables import CacheTables
+from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
 from llm_router_api.base.lb.picking import Candidate, pick
 from llm_router_api.base.leases import LeaseTable
 
 FAILURES = "health:failures"
 FAILSEQ = "health:failseq"
+
+#: ``(grant, what was decided)`` from ``choose_cached``.
+Cached = tuple["Grant", RoutingOutcome]
+#: ``provider id -> (signal values, age in seconds)``.
+SignalAges = dict[str, tuple[dict[str, float], float]]
 
 
 def new_lease_id() -> str:
@@ -71,6 +84,14 @@ def cool_seconds(failures: float, base: float, cap: float, retry_after: float | 
     if retry_after:
         return retry_after
     return min(base * 2 ** min(failures - 1, 62), cap)
+
+
+def outcome(decision: Decision, views: list[View], total_blocks: int) -> RoutingOutcome:
+    chosen = views[decision.index]
+    return RoutingOutcome(
+        chosen.id, chosen.matched / total_blocks if total_blocks else 0.0, decision.affinity,
+        decision.saturation_skips, decision.loads,
+        {v.id: v.age for v in views if v.age is not None})
 
 
 class StateStore(ABC):
@@ -152,6 +173,31 @@ class StateStore(ABC):
     def health_marks(self, provider_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
         """``(failures, seq)`` of each provider."""
 
+    # -- cache_aware ---------------------------------------------------------------------------
+    @abstractmethod
+    def choose_cached(self, state_key: str, candidates: Sequence[Candidate], hint: RoutingHint,
+                      params: CacheParams, ttl: float | None) -> Cached | None:
+        """``cache_aware``'s pick (``cache_scoring.decide``) and lease, atomically; records the
+        hint's blocks on the chosen provider and the session's provider. ``None`` when no
+        candidate is available."""
+
+    @abstractmethod
+    def put_signals(self, provider_id: str, values: Mapping[str, float]) -> None:
+        """The provider's load signals, taken now (replacing the last ones)."""
+
+    @abstractmethod
+    def signals(self, provider_ids: Sequence[str]) -> SignalAges:
+        """The last load signals of those providers that have some, with their age (s)."""
+
+    @abstractmethod
+    def hold_lock(self, name: str, token: str, seconds: float) -> bool:
+        """Take or keep the lock ``name`` for ``token`` for ``seconds``; False when another
+        holder has it."""
+
+    @abstractmethod
+    def prefix_entries(self, provider_id: str) -> int:
+        """How many prompt-block hashes the provider's prefix table holds."""
+
     # -- a bounded log of short text entries (the console's recent requests) ----------------------
     def push_log(self, key: str, entries: Sequence[str], keep: int) -> None:
         """Append ``entries`` (oldest first) to the log ``key``; only the newest ``keep`` stay.
@@ -181,6 +227,7 @@ class MemoryStore(StateStore):
         self._leases: dict[str, LeaseTable] = {}
         self._hashes: dict[str, dict[str, float]] = {}
         self._cool_until: dict[str, float] = {}
+        self._cache = CacheTables()
 
     def _table(self, provider_id: str) -> LeaseTable:
         return self._leases.setdefault(provider_id, LeaseTable())
@@ -202,32 +249,72 @@ class MemoryStore(StateStore):
             leases.add(lease_id, now + ttl)
             return lease_id
 
+    def _available(self, candidates: Sequence[Candidate],
+                   now: float) -> tuple[list[Candidate], dict[str, int]]:
+        """Candidates not cooling down and below their cap (one when half-open), and their
+        live leases (locked)."""
+        in_flight: dict[str, int] = {}
+        available: list[Candidate] = []
+        for candidate in candidates:
+            if self._cool_until.get(candidate.id, 0.0) > now:
+                continue
+            in_flight[candidate.id] = self._table(candidate.id).live(now)
+            cap = self._cap(candidate.id, candidate.cap)
+            if cap is None or in_flight[candidate.id] < cap:
+                available.append(candidate)
+        return available, in_flight
+
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
                      ttl: float | None) -> Grant | None:
         now = time.monotonic()
         with self._lock:
-            in_flight: dict[str, int] = {}
-            available: list[Candidate] = []
-            for candidate in candidates:
-                if self._cool_until.get(candidate.id, 0.0) > now:
-                    continue
-                in_flight[candidate.id] = self._table(candidate.id).live(now)
-                cap = self._cap(candidate.id, candidate.cap)
-                if cap is None or in_flight[candidate.id] < cap:
-                    available.append(candidate)
+            available, in_flight = self._available(candidates, now)
             if not available:
                 return None
             state = self._hashes.setdefault(state_key, {})
             index, updates = pick(rule, available, in_flight, state)
             state.update(updates)
             chosen = available[index].id
-            seq = int(self._hashes.get(FAILSEQ, {}).get(chosen, 0))
-            trial = self._hashes.get(FAILURES, {}).get(chosen, 0.0) > 0
-            if ttl is None:
-                return Grant(chosen, None, seq, trial)
-            lease_id = new_lease_id()
-            self._table(chosen).add(lease_id, now + ttl)
-            return Grant(chosen, lease_id, seq, trial)
+            return self._grant(chosen, ttl, now)
+
+    def _grant(self, chosen: str, ttl: float | None, now: float) -> Grant:
+        """Lease ``chosen`` (locked) with its health marks."""
+        seq = int(self._hashes.get(FAILSEQ, {}).get(chosen, 0))
+        trial = self._hashes.get(FAILURES, {}).get(chosen, 0.0) > 0
+        if ttl is None:
+            return Grant(chosen, None, seq, trial)
+        lease_id = new_lease_id()
+        self._table(chosen).add(lease_id, now + ttl)
+        return Grant(chosen, lease_id, seq, trial)
+
+    def choose_cached(self, state_key: str, candidates: Sequence[Candidate], hint: RoutingHint,
+                      params: CacheParams, ttl: float | None) -> Cached | None:
+        now = time.monotonic()
+        with self._lock:
+            available, in_flight = self._available(candidates, now)
+            if not available:
+                return None
+            decision, views = self._cache.decide(
+                f"{state_key}:{hint.session}", candidates, available, in_flight, hint, params,
+                self._hashes.setdefault(state_key, {}), now)
+            chosen = views[decision.index].id
+            return self._grant(chosen, ttl, now), outcome(decision, views,
+                                                          len(hint.hashes))
+
+    def put_signals(self, provider_id: str, values: Mapping[str, float]) -> None:
+        with self._lock:
+            self._cache.put_signals(provider_id, values, time.monotonic())
+
+    def signals(self, provider_ids: Sequence[str]) -> SignalAges:
+        with self._lock:
+            return self._cache.signals(provider_ids, time.monotonic())
+
+    def hold_lock(self, name: str, token: str, seconds: float) -> bool:
+        return True  # one process: whoever asks holds it
+
+    def prefix_entries(self, provider_id: str) -> int:
+        with self._lock:
+            return self._cache.prefix_size(provider_id)
 
     def release_lease(self, provider_id: str, lease_id: str) -> None:
         with self._lock:

@@ -12,6 +12,11 @@ and instances (Redis).
 default does ``get_provider`` then ``store.acquire_lease`` (and ``put_provider`` when the slot is
 taken, then tries the others), so a custom strategy only writes ``get_provider``. The built-in
 strategies override ``acquire`` with one atomic ``store.choose_lease`` (one Redis round trip).
+
+``route`` is ``acquire`` with the request's ``RoutingHint`` (prompt block hashes, session) and
+what was decided (a ``RoutingOutcome`` for observers, or ``None``); the chooser calls it. By
+default it is ``acquire``, hint ignored; ``cache_aware`` overrides it. ``from_settings`` builds a
+strategy (default: ``cls(store)``); a strategy with knobs of its own reads them there.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
 from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.state import Grant, MemoryStore, StateStore
 from llm_router_api.schemas.config import ProviderConfig
+from llm_router_api.settings import Settings
 
 
 class Acquired(tuple[ProviderConfig, str]):
@@ -40,6 +47,10 @@ class Acquired(tuple[ProviderConfig, str]):
         return acquired
 
 
+#: ``(acquired, what was decided or None)`` from ``route``.
+Routed = tuple[Acquired, RoutingOutcome | None]
+
+
 class ChooseProviderStrategyI(ABC):
     name: ClassVar[str] = "custom"
     #: Slots per provider when its config sets no ``max_concurrency`` (``None``: unlimited).
@@ -49,9 +60,17 @@ class ChooseProviderStrategyI(ABC):
     #: ``acquire`` itself passes over providers cooling down (the chooser then skips its own
     #: up-front check, so a free slot costs one store call).
     skips_cooling: ClassVar[bool] = False
+    #: Whether ``route`` uses a ``RoutingHint`` (the core only builds one then).
+    uses_hints: ClassVar[bool] = False
+    #: Whether the providers' load signals should be polled for this strategy.
+    polls_load: ClassVar[bool] = False
 
     def __init__(self, store: StateStore | None = None) -> None:
         self.store: StateStore = store if store is not None else MemoryStore()
+
+    @classmethod
+    def from_settings(cls, store: StateStore, settings: Settings) -> ChooseProviderStrategyI:
+        return cls(store)
 
     @abstractmethod
     def get_provider(self, model: str,
@@ -83,6 +102,12 @@ class ChooseProviderStrategyI(ABC):
             self.put_provider(model, provider)
             left = [p for p in left if p.id != provider.id]
         return None
+
+    def route(self, model: str, providers: Sequence[ProviderConfig], ttl: float,
+              hint: RoutingHint | None) -> Routed | None:
+        """``acquire`` with the request's hint; also says what was decided, if anything."""
+        acquired = self.acquire(model, providers, ttl)
+        return None if acquired is None else (acquired, None)
 
     # -- runtime weights (strategies with ``supports_runtime_weights``) -------------------------
     def runtime_weights(self, model: str,
