@@ -68,6 +68,8 @@ class StandIn:
         self._records: deque[dict[str, Any]] = deque(maxlen=record_limit)
         self._count = 0
         self._probes = 0
+        self._active = 0  # requests being answered now, and the most at once since reset
+        self._peak = 0
         self._lock = threading.Lock()
         self._extra = f"X-Standin-Name: {name}\r\n".encode("latin-1")
         self._server: asyncio.Server | None = None
@@ -113,11 +115,17 @@ class StandIn:
         """GET requests (model lists: the gateway's health probes) since the last reset."""
         return self._probes
 
+    @property
+    def peak(self) -> int:
+        """The most model calls answered at once since start or ``reset``."""
+        return self._peak
+
     def reset(self) -> None:
         """Forget recorded requests and restore the behaviour given at construction."""
         with self._lock:
             self._records.clear()
             self._count = self._probes = 0
+            self._peak = self._active
         self._behaviour = self._default
 
     def stats(self) -> dict[str, Any]:
@@ -127,6 +135,7 @@ class StandIn:
         return {
             "name": self.name,
             "count": count,
+            "peak": self._peak,
             "requests": last,
             "behaviour": self._behaviour.to_dict(),
         }
@@ -242,6 +251,19 @@ class StandIn:
         if self.sim is not None and request.path in SIM_PATHS:
             return await self._send(writer, self._sim_page(request), request.keep_alive,
                                     behaviour)
+        if request.method == "GET":  # a model list or a health probe: not a model call
+            return await self._answer(request, writer, behaviour)
+        with self._lock:
+            self._active += 1
+            self._peak = max(self._peak, self._active)
+        try:
+            return await self._answer(request, writer, behaviour)
+        finally:
+            with self._lock:
+                self._active -= 1
+
+    async def _answer(self, request: Request, writer: asyncio.StreamWriter,
+                      behaviour: Behaviour) -> bool:
         parsed = parse_json(request.body)
         self._record(request, recorded_json(parsed))
         if (self.sim is not None and behaviour.mode == "ok" and isinstance(parsed, dict)

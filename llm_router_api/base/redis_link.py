@@ -3,7 +3,9 @@
 ``redis_client(settings)`` never waits long: short socket timeouts, no client-side retries. It
 connects by ``LLM_ROUTER_REDIS_URL`` (``redis://``, ``rediss://`` with TLS, user and password),
 else through Redis Sentinel (``LLM_ROUTER_REDIS_SENTINELS``: the primary is asked of Sentinel on
-every new connection, so a failover is followed without a restart), else by host and port.
+every new connection, and every ``WATCH_INTERVAL`` by a ``PrimaryWatch`` that drops connections
+to a primary that was replaced, so a failover is followed without a restart), else by host and
+port.
 
 ``Fallback`` runs an operation on Redis, or — after any Redis error (timeout, refused, READONLY,
 OOM, LOADING, BUSY, ...) — on the process's own state instead. While Redis is down no request
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -33,6 +36,8 @@ from llm_router_api.settings import Settings
 log = logging.getLogger("llm_router.redis")
 
 SOCKET_TIMEOUT = 0.5
+#: How often Sentinel is asked where the primary is.
+WATCH_INTERVAL = 0.5
 PROBE_INTERVAL = 0.1
 PROBE_TTL_MS = 5000
 #: Every Redis failure is an outage (never a 500): connection, timeout, READONLY, OOM, LOADING,
@@ -43,13 +48,15 @@ T = TypeVar("T")
 Settle = Callable[[bool], Any]
 
 
-def _options(decode_responses: bool) -> dict[str, Any]:
-    return {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT,
+def _options(decode_responses: bool, socket_timeout: float) -> dict[str, Any]:
+    return {"socket_timeout": socket_timeout, "socket_connect_timeout": SOCKET_TIMEOUT,
             "retry": Retry(NoBackoff(), 0), "decode_responses": decode_responses}
 
 
-def redis_client(settings: Settings, decode_responses: bool = True) -> redis.Redis:
-    options = _options(decode_responses)
+def redis_client(settings: Settings, decode_responses: bool = True,
+                 socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:
+    """A client; a longer ``socket_timeout`` is for a pool that blocks (``BLPOP``) on purpose."""
+    options = _options(decode_responses, socket_timeout)
     if settings.redis_url:
         return redis.Redis.from_url(settings.redis_url, **options)
     password = settings.redis_password or None
@@ -57,10 +64,46 @@ def redis_client(settings: Settings, decode_responses: bool = True) -> redis.Red
         sentinel = redis.sentinel.Sentinel(list(settings.redis_sentinels),
                                            socket_timeout=SOCKET_TIMEOUT,
                                            socket_connect_timeout=SOCKET_TIMEOUT)
-        return sentinel.master_for(settings.redis_sentinel_master, db=settings.redis_db,
-                                   password=password, **options)
+        client: redis.Redis = sentinel.master_for(settings.redis_sentinel_master,
+                                                  db=settings.redis_db, password=password,
+                                                  **options)
+        PrimaryWatch(client.connection_pool)
+        return client
     return redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db,
                        password=password, **options)
+
+
+class PrimaryWatch:
+    """Asks Sentinel where the primary is every ``WATCH_INTERVAL`` for as long as the pool
+    lives. When it moved, redis-py drops the pool's idle connections (and those in use when
+    they come back), so after a failover nothing is written to the demoted primary for longer
+    than that — it may take writes until Sentinel reconfigures it, up to ten seconds later."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self._pool = weakref.ref(pool)
+        threading.Thread(target=self._run, daemon=True, name="llm-router-sentinel").start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            pool = self._pool()
+            if pool is None:
+                return  # the client is gone
+            try:
+                pool.get_master_address()  # type: ignore[attr-defined]
+            except OUTAGE:
+                continue  # Sentinel away: requests find out for themselves
+            finally:
+                del pool
+
+
+def blocking_twin(client: redis.Redis, socket_timeout: float) -> redis.Redis:
+    """A client on its own pool, like ``client``'s but with ``socket_timeout`` (for ``BLPOP``).
+    Not for a Sentinel-managed client: ``redis_client(..., socket_timeout=...)`` makes those."""
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs, socket_timeout=socket_timeout)
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, **kwargs))
 
 
 def redis_address(settings: Settings) -> str:

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import redis
 
+from llm_router_api.auth.keys import ApiKey
+from llm_router_api.auth.redis_limits import RedisLimiter
 from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.redis_store import RedisStore
-from llm_router_api.base.redis_link import redis_address
+from llm_router_api.base.lb.waiting import Waiter
+from llm_router_api.base.redis_link import redis_address, redis_client
 from llm_router_api.settings import SettingsError, load_settings
 from tests.support.procs import Process, RedisServer, free_port, wait_for
 
@@ -49,12 +52,34 @@ def works(url: str) -> bool:
         store.close()
 
 
+#: The least an ACL user needs (docs/load-balancing.md, "What Redis needs").
+ACL_COMMANDS = ["+@read", "+@write", "+@scripting", "+@connection", "+time", "+info",
+                "+config|get"]
+
+
 def test_url_with_an_acl_user(redis_server: RedisServer) -> None:
     admin = redis.Redis(port=redis_server.port)
     admin.acl_setuser("router", enabled=True, passwords=["+s3cret-pass"], keys=["llm_router:*"],
-                      channels=["llm_router:*"], commands=["+@all"])
-    assert works(f"redis://router:s3cret-pass@127.0.0.1:{redis_server.port}/2")
+                      commands=ACL_COMMANDS)
+    url = f"redis://router:s3cret-pass@127.0.0.1:{redis_server.port}/2"
+    assert works(url)
     assert admin.execute_command("SELECT", 2) and admin.zcard("llm_router:lease:p0") == 1
+    store = RedisStore.from_settings(load_settings({"LLM_ROUTER_REDIS_URL": url}))
+    limiter = RedisLimiter(redis_client(load_settings({"LLM_ROUTER_REDIS_URL": url}),
+                                        decode_responses=False), "llm_router:", 30)
+    try:  # waiting (BLPOP, LEAVE), releasing with a wake-up, key limits: all allowed
+        waiter = Waiter("m")
+        assert store.choose_lease("first", "s", [Candidate("p0", 1)], 30, waiter) is None
+        assert store.wait_turn(waiter, 0.1) is False
+        store.leave_queue(waiter)
+        store.release_lease("p0", "no-such-lease", queue="m")
+        key = ApiKey(id="k", key="acl-key-1234", requests_per_minute=5, max_concurrent=1,
+                     tokens_per_minute=100)
+        limiter.release(limiter.admit(key))
+        limiter.record_tokens("k", 3)
+        assert not store.degraded and limiter.pending_deliveries() == 0
+    finally:
+        store.close()
 
 
 def _certificates(directory: Path) -> tuple[Path, Path, Path]:

@@ -1,9 +1,9 @@
 """Every Redis failure is an outage, and no slot is left held by nobody when Redis returns.
 
 Real ``redis-server`` processes: stalled with ``DEBUG SLEEP``, demoted with ``REPLICAOF``,
-starved with ``maxmemory``, busy with a long script, flushed with ``FLUSHALL``/``SCRIPT FLUSH``.
-Slots are counted from Redis itself. Bounds: "usable within 1 s of Redis answering" is checked
-with a 3x margin.
+evicting (``volatile-lru``), starved with ``maxmemory``, busy with a long script, flushed with
+``FLUSHALL``/``SCRIPT FLUSH``. Slots are counted from Redis itself. Bounds: "usable within 1 s of
+Redis answering" is checked with a 3x margin.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.redis_store import RedisStore
 from llm_router_api.base.lb.registry import build_strategy
 from llm_router_api.base.redis_link import redis_client
+from llm_router_api.errors import NoProviderAvailable
 from llm_router_api.schemas.config import ModelConfig
 from llm_router_api.settings import load_settings
 from tests.lb.conftest import redis_store
@@ -231,3 +232,29 @@ def test_startup_warns_when_our_keys_can_be_evicted(
     finally:
         client.config_set("maxmemory", "0")
         client.config_set("maxmemory-policy", "noeviction")
+
+
+def test_evicted_leases_are_restored_by_renewal(server: RedisServer) -> None:
+    """``volatile-lru`` with no room evicts every key with a TTL (the router's leases) and then
+    refuses writes: an outage. When Redis has room again, one renewal round counts the running
+    requests again, so the cap holds."""
+    store = redis_store(server, "evict:")
+    model = ModelConfig.model_validate({"name": "m", "providers": [
+        {"id": "p0", "api_host": "http://127.0.0.1:9", "api_type": "openai",
+         "max_concurrency": 2}]})
+    chooser = ProviderChooser(build_strategy("balanced", store), store=store,
+                              limits=ChooserLimits(acquire_timeout=0.2, lease_ttl=30))
+    running = [chooser.acquire(model) for _ in range(2)]
+    client = raw(server)
+    client.config_set("maxmemory-policy", "volatile-lru")
+    client.config_set("maxmemory", "1")
+    store.cool_down("p1", 1)  # a write: Redis evicts what it can, then answers OOM
+    assert store.degraded and not client.exists("evict:lease:p0")
+    client.config_set("maxmemory", "0")
+    wait_for(lambda: not store.degraded, USABLE_WITHIN, "the store to use Redis again")
+    chooser.renew()
+    assert live(client, "evict:lease:p0") == 2
+    with pytest.raises(NoProviderAvailable):
+        chooser.acquire(model)  # the cap holds: both slots are in use
+    for lease in running:
+        chooser.release(lease)

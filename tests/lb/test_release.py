@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
 from llm_router_api.base.lb.first_available import FirstAvailableStrategy
 from llm_router_api.base.lb.picking import Candidate
-from llm_router_api.base.lb.state import MemoryStore
+from llm_router_api.base.lb.state import Grant, MemoryStore
+from llm_router_api.base.lb.waiting import Waiter
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.settings import load_settings
 from llm_router_api.web.app import create_app
@@ -33,15 +34,15 @@ class CountingStore(MemoryStore):
         self.released = 0
 
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
-                     ttl: float | None) -> tuple[str, str | None] | None:
-        chosen = super().choose_lease(rule, state_key, candidates, ttl)
+                     ttl: float | None, waiter: Waiter | None = None) -> Grant | None:
+        chosen = super().choose_lease(rule, state_key, candidates, ttl, waiter)
         if chosen is not None and chosen[1] is not None:
             self.granted += 1
         return chosen
 
-    def release_lease(self, provider_id: str, lease_id: str) -> None:
+    def release_lease(self, provider_id: str, lease_id: str, queue: str | None = None) -> None:
         self.released += 1
-        super().release_lease(provider_id, lease_id)
+        super().release_lease(provider_id, lease_id, queue)
 
 
 @pytest.fixture(scope="module")

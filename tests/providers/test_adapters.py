@@ -163,4 +163,4 @@ def test_health_paths(adapter_type: type[OllamaAdapter] | type[AnthropicAdapter]
                       fresh_upstream: StandIn, transport: Urllib3Transport) -> None:
     kind = "ollama" if adapter_type is OllamaAdapter else "anthropic"
     assert adapter_type(transport, 5).health(provider(fresh_upstream, kind))
-    assert fresh_upstream.all_requests[-1]["path"] == path
+    assert fresh_upstream.all_requests[-1]["path"] == path  # a GET: not a model call

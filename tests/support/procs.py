@@ -133,12 +133,37 @@ class RedisServer(Process):
         wait_for(self._ready, START_TIMEOUT, "redis-server to start")
 
     def _ready(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+        return pongs(self.port)
+
+
+def pongs(port: int) -> bool:
+    """Whether a Redis (or Sentinel) on ``port`` answers PING."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisSentinel(Process):
+    """A private ``redis-sentinel`` on a free port watching ``master`` at ``primary_port``, with
+    a short ``down-after`` so a killed primary is failed over in seconds."""
+
+    def __init__(self, primary_port: int, master: str = "mymaster",
+                 down_after_ms: int = 1000) -> None:
+        binary = shutil.which("redis-sentinel")
+        if binary is None:
+            raise RuntimeError("redis-sentinel is not installed (run-tests.sh installs it)")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="sentinel-")
+        conf = Path(self.dir) / "sentinel.conf"  # Sentinel rewrites it: a file of its own
+        conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                        f"sentinel monitor {master} 127.0.0.1 {primary_port} 1\n"
+                        f"sentinel down-after-milliseconds {master} {down_after_ms}\n"
+                        f"sentinel failover-timeout {master} 10000\n")
+        super().__init__([binary, str(conf)], os.environ, "sentinel")
+        wait_for(lambda: pongs(self.port), START_TIMEOUT, "redis-sentinel to start")
 
 
 @contextlib.contextmanager

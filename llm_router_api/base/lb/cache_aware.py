@@ -22,6 +22,7 @@ from llm_router_api.base.lb.hint import RoutingHint
 from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.state import Cached, StateStore
 from llm_router_api.base.lb.strategy import Acquired, ChooseProviderStrategyI, Routed
+from llm_router_api.base.lb.waiting import Waiter
 from llm_router_api.schemas.config import ProviderConfig
 from llm_router_api.settings import Settings
 
@@ -65,7 +66,9 @@ class CacheAwareStrategy(ChooseProviderStrategyI):
         return by_id[chosen[0][0]], chosen
 
     def route(self, model: str, providers: Sequence[ProviderConfig], ttl: float,
-              hint: RoutingHint | None) -> Routed | None:
+              hint: RoutingHint | None, waiter: Waiter | None = None) -> Routed | None:
+        # No ``queues``: the chooser never passes a waiter; a request that finds every
+        # provider full asks again every ``state.POLL_INTERVAL``.
         chosen = self._choose(model, providers, ttl, hint)
         if chosen is None:
             return None
@@ -81,6 +84,6 @@ class CacheAwareStrategy(ChooseProviderStrategyI):
         return None if chosen is None else chosen[0]
 
     def acquire(self, model: str, providers: Sequence[ProviderConfig],
-                ttl: float) -> Acquired | None:
+                ttl: float, waiter: Waiter | None = None) -> Acquired | None:
         routed = self.route(model, providers, ttl, None)
         return None if routed is None else routed[0]

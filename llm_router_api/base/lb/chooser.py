@@ -8,10 +8,12 @@ Lifecycle of one attempt::
 
 ``acquire`` offers the strategy only healthy, not-yet-tried, not-drained providers; the
 strategy picks one and takes a lease with the provider's ``max_concurrency`` as a hard cap
-(``strategy.acquire``). When every candidate is busy it waits until the deadline, then raises
-``NoProviderAvailable`` (503 with ``Retry-After``). ``release`` drops the lease, tells the
-strategy, and cools the provider down when the failure says so. While leases live,
-``renew()`` (called by one background thread per worker every TTL/3) keeps them alive.
+(``strategy.acquire``). When every candidate is busy it waits in the model's fair queue
+(``waiting``: arrival order across workers and instances, woken by a release, not polled) until
+the deadline, then raises ``NoProviderAvailable`` (503 with ``Retry-After``) and gives its place
+up. ``release`` drops the lease (waking the head of the queue), tells the strategy, and cools
+the provider down when the failure says so. While leases live, ``renew()`` (called by one
+background thread per worker every TTL/3) keeps them alive.
 
 Health is the store's (``state``, module docstring): a failure cools the provider down,
 doubling while it keeps failing; after the cool-down one live trial request at a time is let
@@ -35,13 +37,13 @@ from dataclasses import dataclass, field
 
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
 from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
-from llm_router_api.base.lb.state import FAILURES, StateStore
+from llm_router_api.base.lb.state import FAILURES, POLL_INTERVAL, StateStore
 from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
+from llm_router_api.base.lb.waiting import WAIT_SLICE, Waiter
 from llm_router_api.base.leases import LeaseBook
 from llm_router_api.errors import NoProviderAvailable, RouterError, UpstreamError
 from llm_router_api.schemas.config import ModelConfig, ProviderConfig
 
-POLL_INTERVAL = 0.05
 FAILURES_KEY = FAILURES
 #: Hash: provider id -> wall time it was drained (no new requests until undrained).
 DRAINED_KEY = "drained"
@@ -89,22 +91,37 @@ class ProviderChooser:
                 deadline: float | None = None, hint: RoutingHint | None = None) -> Lease:
         if deadline is None:
             deadline = time.monotonic() + self.limits.acquire_timeout
-        while True:
-            untried = self.untried(model, exclude)
-            if self.strategy.skips_cooling:  # one store call when a slot is free
-                lease = self._try(model, untried, hint=hint)
-                if lease is None:
-                    self.healthy(untried)  # raises at once when every one is cooling down
-            else:  # a custom strategy: health marks are read before, cool-downs skipped here
-                healthy = self.healthy(untried)
-                lease = self._try(model, healthy,
-                                  self.store.health_marks([p.id for p in healthy]), hint)
-            if lease is not None:
-                return lease
-            if time.monotonic() + POLL_INTERVAL > deadline:
-                raise NoProviderAvailable("every provider of this model is busy",
-                                          retry_after=max(1.0, self.limits.cooldown / 2))
-            time.sleep(POLL_INTERVAL)
+        # A strategy with queues waits in line (``waiting``): woken by releases, in order.
+        waiter = Waiter(model.name) if self.strategy.queues else None
+        try:
+            while True:
+                lease = self._attempt(model, exclude, waiter, hint)
+                if lease is not None:
+                    waiter = None  # the store took the ticket out of the queue
+                    return lease
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NoProviderAvailable("every provider of this model is busy",
+                                              retry_after=max(1.0, self.limits.cooldown / 2))
+                if waiter is None:
+                    time.sleep(min(remaining, POLL_INTERVAL))
+                else:
+                    self.store.wait_turn(waiter, min(remaining, WAIT_SLICE))
+        finally:
+            if waiter is not None:  # timed out, or failed: the place must not block the queue
+                self.store.leave_queue(waiter)
+
+    def _attempt(self, model: ModelConfig, exclude: Collection[str], waiter: Waiter | None,
+                 hint: RoutingHint | None) -> Lease | None:
+        untried = self.untried(model, exclude)
+        if not self.strategy.skips_cooling:  # a custom strategy: health marks read before
+            healthy = self.healthy(untried)
+            return self._try(model, healthy, self.store.health_marks([p.id for p in healthy]),
+                             hint, waiter)
+        lease = self._try(model, untried, hint=hint, waiter=waiter)  # one store call if free
+        if lease is None:
+            self.healthy(untried)  # raises at once when every one is cooling down
+        return lease
 
     def untried(self, model: ModelConfig, exclude: Collection[str] = ()) -> list[ProviderConfig]:
         """Providers not in ``exclude`` and not drained; raises when none is left."""
@@ -131,8 +148,8 @@ class ProviderChooser:
 
     def _try(self, model: ModelConfig, candidates: list[ProviderConfig],
              marks: dict[str, tuple[float, int]] | None = None,
-             hint: RoutingHint | None = None) -> Lease | None:
-        routed = self.strategy.route(model.name, candidates, self.limits.lease_ttl, hint)
+             hint: RoutingHint | None = None, waiter: Waiter | None = None) -> Lease | None:
+        routed = self.strategy.route(model.name, candidates, self.limits.lease_ttl, hint, waiter)
         if routed is None:
             return None
         acquired, routing = routed
@@ -149,7 +166,7 @@ class ProviderChooser:
                 latency: float | None = None, stream: bool = False) -> None:
         if self._live.pop(lease.id) is None:
             return  # already released
-        self.store.release_lease(lease.provider.id, lease.id)
+        self.store.release_lease(lease.provider.id, lease.id, queue=lease.model)  # wakes a waiter
         self.strategy.put_provider(lease.model, lease.provider)
         if isinstance(failure, UpstreamError) and failure.failover:
             self.mark_failed(lease.provider, failure.retry_after, lease.seq)

@@ -5,7 +5,8 @@ lease expiry. Leases of a provider are a sorted set (member: lease id, score: ex
 written with ``%.17g`` so a double survives the round trip exactly (Redis would cut them to 14
 digits). ``CHOOSE`` mirrors ``picking.pick``; keep the two equivalent. A grant checks the lease's
 tombstone (``lease_lua``): a grant that Redis runs after its caller gave up and released it
-grants nothing. Releases and renewals are ``lease_lua.RELEASE`` / ``RENEW``.
+grants nothing. Releases and renewals are ``lease_lua.RELEASE`` / ``RENEW``; ``RELEASE_WAKE``
+is a provider lease's release, which also wakes its model's queue (``waiting``).
 """
 
 from __future__ import annotations
@@ -56,28 +57,76 @@ redis.call('HSET', KEYS[1], ARGV[1], text)
 return text
 """
 
+# The fair queue of a model (``waiting``): KEYS queue zset (ticket -> arrival, us) and expiry
+# zset (ticket -> expiry, ms); a waiter's wake list is ARGV wake prefix .. ticket (not a declared
+# key: the router runs on one Redis, not a cluster). A wake is one token, never two.
+_QUEUE = """
+local function purge(q, qx)
+  local dead = redis.call('ZRANGEBYSCORE', qx, '-inf', now, 'LIMIT', 0, 64)
+  if #dead > 0 then
+    redis.call('ZREM', q, unpack(dead))
+    redis.call('ZREM', qx, unpack(dead))
+  end
+end
+local function wake_first(q, count, prefix, ttl)
+  if count <= 0 or count == math.huge then return end
+  for _, ticket in ipairs(redis.call('ZRANGE', q, 0, count - 1)) do
+    local list = prefix .. ticket
+    if redis.call('EXISTS', list) == 0 then
+      redis.call('RPUSH', list, '1')
+      redis.call('PEXPIRE', list, ttl)
+    end
+  end
+end
+"""
+
 # KEYS[1] the rule's state hash, KEYS[1 + i] lease zset and KEYS[1 + k + i] cool-down key of
 # candidate i, KEYS[2 + 2k] the lease's tombstone, KEYS[3 + 2k] the failures hash, KEYS[4 + 2k]
-# the failure sequence hash. ARGV: rule, ttl ms (-1: no lease), lease id, k, then id, cap (-1),
-# weight per candidate. -> {provider id, lease id or '', failure seq, 1 if half-open else 0} or
-# nil when no candidate is available.
-CHOOSE = _NOW + _KEEP_KEY + _HALF_OPEN + """
+# the failure sequence hash, KEYS[5 + 2k] and KEYS[6 + 2k] the model's queue and its expiries.
+# ARGV: rule, ttl ms (-1: no lease), lease id, k, then id, cap (-1), weight per candidate, then
+# ticket ('': no queue), ticket ttl ms, wake prefix. -> {provider id, lease id or '', failure
+# seq, 1 if half-open else 0} or nil when no candidate is available (or it is not the caller's
+# turn: its ticket then waits in the queue).
+CHOOSE = _NOW + _KEEP_KEY + _HALF_OPEN + _QUEUE + """
 local rule, ttl, lease_id, k = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local state = KEYS[1]
 if redis.call('EXISTS', KEYS[2 + 2 * k]) == 1 then return false end
 local function num(v) if v then return tonumber(v) end return 0 end
 local function fmt(x) return string.format('%.17g', x) end
-local avail = {}
+local avail, free, open = {}, 0, false
 for i = 1, k do
   local base = 4 + (i - 1) * 3
   if redis.call('EXISTS', KEYS[1 + k + i]) == 0 then
+    open = true
     redis.call('ZREMRANGEBYSCORE', KEYS[1 + i], '-inf', now)
     local n = redis.call('ZCARD', KEYS[1 + i])
     local cap = half_open_cap(KEYS[3 + 2 * k], ARGV[base + 1], tonumber(ARGV[base + 2]))
     if cap < 0 or n < cap then
       avail[#avail + 1] = {id = ARGV[base + 1], w = tonumber(ARGV[base + 3]), n = n,
                            key = KEYS[1 + i]}
+      if cap < 0 then free = math.huge else free = free + cap - n end
     end
+  end
+end
+local ticket, qttl, wake = ARGV[5 + 3 * k], tonumber(ARGV[6 + 3 * k]), ARGV[7 + 3 * k]
+local q, qx = KEYS[5 + 2 * k], KEYS[6 + 2 * k]
+local queued = false
+if ticket ~= '' and ttl >= 0 then
+  purge(q, qx)
+  local ahead = redis.call('ZRANK', q, ticket)
+  queued = ahead ~= false
+  if not queued then ahead = redis.call('ZCARD', q) end
+  if ahead >= free then
+    if open then
+      if not queued then
+        redis.call('ZADD', q, tonumber(t[1]) * 1000000 + tonumber(t[2]), ticket)
+      end
+      redis.call('ZADD', qx, now + qttl, ticket)
+      redis.call('PEXPIRE', q, qttl + 1000)
+      redis.call('PEXPIRE', qx, qttl + 1000)
+    end
+    wake_first(q, math.min(free, ahead), wake, qttl)
+    return false
   end
 end
 if #avail == 0 then return false end
@@ -131,6 +180,12 @@ if tonumber(redis.call('HGET', KEYS[3 + 2 * k], chosen.id) or '0') > 0 then tria
 if ttl < 0 then return {chosen.id, '', seq, trial} end
 redis.call('ZADD', chosen.key, now + ttl, lease_id)
 keep(chosen.key, ttl)
+if queued then
+  redis.call('ZREM', q, ticket)
+  redis.call('ZREM', qx, ticket)
+  redis.call('DEL', wake .. ticket)
+end
+if ticket ~= '' then wake_first(q, free - 1, wake, qttl) end
 return {chosen.id, lease_id, seq, trial}
 """
 
@@ -159,5 +214,28 @@ local seq = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 if tonumber(ARGV[2]) >= 0 and tonumber(ARGV[2]) ~= seq then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], '0')
 redis.call('DEL', KEYS[3])
+return 1
+"""
+
+# A lease's release that wakes the head of its model's queue. KEYS: lease set, tombstone, queue,
+# queue expiries. ARGV: lease id, tombstone ttl ms (0: none), wake prefix, ticket ttl ms.
+RELEASE_WAKE = "#!lua flags=allow-oom\n" + _NOW + _QUEUE + """
+redis.call('ZREM', KEYS[1], ARGV[1])
+local tomb = tonumber(ARGV[2])
+if tomb > 0 then redis.call('SET', KEYS[2], '1', 'PX', tomb) end
+purge(KEYS[3], KEYS[4])
+wake_first(KEYS[3], 1, ARGV[3], tonumber(ARGV[4]))
+return 1
+"""
+
+# A waiter gives its place up; an unused wake goes to the new head. KEYS: queue, expiries.
+# ARGV: ticket, wake prefix, ticket ttl ms.
+LEAVE = "#!lua flags=allow-oom\n" + _NOW + _QUEUE + """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('DEL', ARGV[2] .. ARGV[1]) == 1 then
+  purge(KEYS[1], KEYS[2])
+  wake_first(KEYS[1], 1, ARGV[2], tonumber(ARGV[3]))
+end
 return 1
 """

@@ -12,6 +12,9 @@ Layout (under ``LLM_ROUTER_REDIS_PREFIX``, default ``llm_router:``)::
     sig:<provider>     hash: the provider's last load signals and when they were taken
     aff:<key>:<sess>   string with a TTL: the provider that served a session last
     lock:<name>        string with a TTL: the holder of a lock (the load poller)
+    q:<model>          sorted set: waiting tickets -> arrival (us), the model's fair queue
+    qx:<model>         sorted set: waiting tickets -> expiry (ms)
+    w:<ticket>         list: a waiter's wake token (``BLPOP``-ed by the waiter)
     probe              written by the outage prober
 
 Every multi-step operation is one Lua script (``redis_lua``), so caps and pick rules hold across
@@ -26,6 +29,11 @@ grant whose call failed (Redis may still run it) is released then too, tombstone
 both stores (a lease lives in the one that granted it; the other ignores it). Renewals re-create
 leases Redis lost, including those granted from memory during an outage, so in-flight requests
 count again in Redis within one renewal round.
+
+Waiting (``waiting``): the routing script queues a caller whose turn has not come; the waiter
+then blocks in ``BLPOP`` on its own wake list (on a second connection pool whose socket timeout
+outlasts one ``WAIT_SLICE``; under gevent the block is cooperative), and a release pushes the
+head's token. While Redis is down, waiting uses the in-process queue like everything else.
 """
 
 from __future__ import annotations
@@ -56,9 +64,12 @@ from llm_router_api.base.lb.state import (
     StateStore,
     new_lease_id,
 )
+from llm_router_api.base.lb.waiting import TICKET_TTL, WAIT_SLICE, Waiter
 from llm_router_api.base.redis_link import (
     PROBE_TTL_MS,
+    SOCKET_TIMEOUT,
     Fallback,
+    blocking_twin,
     redis_address,
     redis_client,
     warn_if_keys_can_be_evicted,
@@ -73,6 +84,9 @@ TOMBSTONE_MS = 120_000
 #: How long a provider's last load signals are kept (ms); they are stale long before.
 SIGNALS_KEEP_MS = 600_000
 NO_SESSION = "aff:-"
+TICKET_TTL_MS = int(TICKET_TTL * 1000)
+#: The waiting pool's socket timeout: one ``BLPOP`` of a ``WAIT_SLICE``, and a reply's time.
+WAIT_SOCKET_TIMEOUT = WAIT_SLICE + SOCKET_TIMEOUT
 
 
 def _ms(seconds: float) -> int:
@@ -81,15 +95,17 @@ def _ms(seconds: float) -> int:
 
 class RedisStore(StateStore):
     def __init__(self, client: redis.Redis, prefix: str = "llm_router:",
-                 where: str = "redis") -> None:
+                 where: str = "redis", waiting: redis.Redis | None = None) -> None:
         self._redis = client
+        self._waiting = waiting if waiting is not None else blocking_twin(client,
+                                                                          WAIT_SOCKET_TIMEOUT)
         self._prefix = prefix
         self._where = where
         self._memory = MemoryStore()
         self._fallback = Fallback(where, "load-balancing state", self._probe)
         self._scripts = {name: client.register_script(getattr(redis_lua, name))
                          for name in ("ACQUIRE", "IN_FLIGHT", "EWMA", "CHOOSE", "FAIL",
-                                      "SUCCEED")}
+                                      "SUCCEED", "RELEASE_WAKE", "LEAVE")}
         self._scripts.update({name: client.register_script(getattr(lease_lua, name))
                               for name in ("RELEASE", "RENEW")})
         self._scripts.update({name: client.register_script(getattr(redis_cache_lua, name))
@@ -100,7 +116,8 @@ class RedisStore(StateStore):
     def from_settings(cls, settings: Settings) -> RedisStore:
         client, where = redis_client(settings), redis_address(settings)
         warn_if_keys_can_be_evicted(client, where)
-        return cls(client, settings.redis_prefix, where)
+        return cls(client, settings.redis_prefix, where,
+                   redis_client(settings, socket_timeout=WAIT_SOCKET_TIMEOUT))
 
     def _probe(self) -> None:
         self._redis.set(f"{self._prefix}probe", "1", px=PROBE_TTL_MS)
@@ -132,6 +149,13 @@ class RedisStore(StateStore):
     def _tomb_key(self, lease_id: str) -> str:
         return f"{self._prefix}gone:{lease_id}"
 
+    def _queue_keys(self, queue: str) -> list[str]:
+        return [f"{self._prefix}q:{queue}", f"{self._prefix}qx:{queue}"]
+
+    @property
+    def _wake_prefix(self) -> str:
+        return f"{self._prefix}w:"
+
     # -- leases ----------------------------------------------------------------------------------
     def acquire_lease(self, provider_id: str, cap: int | None, ttl: float) -> str | None:
         lease_id = new_lease_id()
@@ -144,19 +168,21 @@ class RedisStore(StateStore):
             return lease_id if granted else None
 
         return self._run(shared, lambda: self._memory.acquire_lease(provider_id, cap, ttl),
-                         self._undo(lease_id, [provider_id]))
+                         self._undo(lease_id, [provider_id], None))
 
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
-                     ttl: float | None) -> Grant | None:
+                     ttl: float | None, waiter: Waiter | None = None) -> Grant | None:
         lease_id = new_lease_id()
         ids = [c.id for c in candidates]
         keys = ([self._hash_key(state_key)] + [self._lease_key(i) for i in ids]
                 + [self._cool_key(i) for i in ids] + [self._tomb_key(lease_id),
                                                       self._hash_key(FAILURES),
-                                                      self._hash_key(FAILSEQ)])
+                                                      self._hash_key(FAILSEQ)]
+                + self._queue_keys(waiter.queue if waiter else state_key))
         args: list[Any] = [rule, -1 if ttl is None else _ms(ttl), lease_id, len(candidates)]
         for c in candidates:
             args += [c.id, -1 if c.cap is None else c.cap, repr(float(c.weight))]
+        args += [waiter.ticket if waiter else "", TICKET_TTL_MS, self._wake_prefix]
 
         def shared() -> Grant | None:
             answer = self._scripts["CHOOSE"](keys=keys, args=args)
@@ -166,20 +192,57 @@ class RedisStore(StateStore):
                          bool(int(answer[3])))
 
         return self._run(shared, lambda: self._memory.choose_lease(rule, state_key,
-                                                                   candidates, ttl),
-                         None if ttl is None else self._undo(lease_id, ids))
+                                                                   candidates, ttl, waiter),
+                         None if ttl is None else self._undo(lease_id, ids, waiter))
 
-    def _undo(self, lease_id: str, provider_ids: Sequence[str]) -> Callable[[bool], Any]:
-        """Release a grant whose call failed: Redis may run it yet (a stalled script)."""
-        return lambda late: self._release(lease_id, provider_ids, True)
+    def _undo(self, lease_id: str, provider_ids: Sequence[str],
+              waiter: Waiter | None) -> Callable[[bool], Any]:
+        """Release a grant whose call failed: Redis may run it yet (a stalled script). Its
+        ticket goes too: a place in line nobody waits in would hold up those behind it."""
+        def undo(late: bool) -> None:
+            self._release(lease_id, provider_ids, True)
+            if waiter is not None:
+                self._leave(waiter)
+
+        return undo
 
     def _release(self, lease_id: str, provider_ids: Sequence[str], late: bool) -> None:
         keys = [self._lease_key(p) for p in provider_ids] + [self._tomb_key(lease_id)]
         self._scripts["RELEASE"](keys=keys, args=[lease_id, TOMBSTONE_MS if late else 0])
 
-    def release_lease(self, provider_id: str, lease_id: str) -> None:
-        self._memory.release_lease(provider_id, lease_id)
-        self._fallback.settle(lambda late: self._release(lease_id, [provider_id], late))
+    def _release_and_wake(self, lease_id: str, provider_id: str, queue: str,
+                          late: bool) -> None:
+        keys = [self._lease_key(provider_id), self._tomb_key(lease_id),
+                *self._queue_keys(queue)]
+        self._scripts["RELEASE_WAKE"](keys=keys, args=[lease_id, TOMBSTONE_MS if late else 0,
+                                                       self._wake_prefix, TICKET_TTL_MS])
+
+    def release_lease(self, provider_id: str, lease_id: str, queue: str | None = None) -> None:
+        self._memory.release_lease(provider_id, lease_id, queue)
+        if queue is None:
+            self._fallback.settle(lambda late: self._release(lease_id, [provider_id], late))
+        else:
+            self._fallback.settle(lambda late: self._release_and_wake(lease_id, provider_id,
+                                                                      queue, late))
+
+    # -- waiting ---------------------------------------------------------------------------------
+    def wait_turn(self, waiter: Waiter, timeout: float) -> bool:
+        """Block until a release (or a waiter before us) wakes us, at most ``timeout`` (and one
+        ``WAIT_SLICE``). True when woken."""
+        timeout = min(timeout, WAIT_SLICE)
+        if timeout <= 0:
+            return False
+        return self._run(
+            lambda: self._waiting.blpop([self._wake_prefix + waiter.ticket], timeout) is not None,
+            lambda: self._memory.wait_turn(waiter, timeout))
+
+    def leave_queue(self, waiter: Waiter) -> None:
+        self._memory.leave_queue(waiter)
+        self._fallback.settle(lambda late: self._leave(waiter))
+
+    def _leave(self, waiter: Waiter) -> None:
+        self._scripts["LEAVE"](keys=self._queue_keys(waiter.queue),
+                               args=[waiter.ticket, self._wake_prefix, TICKET_TTL_MS])
 
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
         self._memory.renew_leases(leases, ttl)
@@ -323,7 +386,7 @@ class RedisStore(StateStore):
 
         return self._run(shared, lambda: self._memory.choose_cached(state_key, candidates, hint,
                                                                     params, ttl),
-                         None if ttl is None else self._undo(lease_id, ids))
+                         None if ttl is None else self._undo(lease_id, ids, None))
 
     def _signals_key(self, provider_id: str) -> str:
         return f"{self._prefix}sig:{provider_id}"
@@ -388,6 +451,7 @@ class RedisStore(StateStore):
     def close(self) -> None:
         self._fallback.close()
         self._redis.close()
+        self._waiting.close()
 
 
 def _cached(answer: list[Any], total_blocks: int) -> Cached:

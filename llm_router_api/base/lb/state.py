@@ -7,7 +7,10 @@ requests run, so a crashed worker's leases expire by themselves.
 
 ``choose_lease`` is the one-step routing decision of the built-in strategies: among the given
 candidates it skips those cooling down or at their cap, applies a pick rule (``picking``) to the
-rest and leases the pick, all atomically (one Redis round trip).
+rest and leases the pick, all atomically (one Redis round trip). With a ``Waiter`` it also
+keeps the model's queue fair (``waiting``): a caller takes a slot only when its turn has come,
+else its ticket waits in line; ``wait_turn`` sleeps until a release wakes it, ``leave_queue``
+gives the place up.
 
 ``choose_cached`` is the same step for ``cache_aware`` (``cache_scoring``): it also reads each
 candidate's prefix match and load signals and records the prompt's blocks and the session on the
@@ -38,6 +41,7 @@ a failure sequence number (``health:failseq``: bumped by every counted failure, 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -49,10 +53,13 @@ from llm_router_api.base.lb.cache_scoring import CacheParams, Decision, View
 from llm_router_api.base.lb.cache_tables import CacheTables
 from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
 from llm_router_api.base.lb.picking import Candidate, pick
+from llm_router_api.base.lb.waiting import Queues, Waiter, wait
 from llm_router_api.base.leases import LeaseTable
 
 FAILURES = "health:failures"
 FAILSEQ = "health:failseq"
+#: How often a store without queues is asked again while a request waits for a slot.
+POLL_INTERVAL = 0.05
 
 #: ``(grant, what was decided)`` from ``choose_cached``.
 Cached = tuple["Grant", RoutingOutcome]
@@ -103,18 +110,29 @@ class StateStore(ABC):
 
     @abstractmethod
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
-                     ttl: float | None) -> Grant | None:
+                     ttl: float | None, waiter: Waiter | None = None) -> Grant | None:
         """Pick among ``candidates`` by ``rule`` and lease the pick, atomically.
 
         Candidates cooling down or holding ``cap`` live leases (one when half-open) are
         skipped; the rule's state lives in the hash ``state_key``. Returns
         ``(provider_id, lease_id)`` with the pick's health marks, or ``None`` when no candidate
-        is available. With ``ttl=None`` nothing is leased (lease id ``None``).
+        is available. With ``ttl=None`` nothing is leased (lease id ``None``). With a
+        ``waiter``, only when its turn in the queue has come; else it keeps its place.
         """
 
     @abstractmethod
-    def release_lease(self, provider_id: str, lease_id: str) -> None:
-        """Drop the lease (no error if it expired or was already released)."""
+    def release_lease(self, provider_id: str, lease_id: str, queue: str | None = None) -> None:
+        """Drop the lease (no error if it expired or was already released); wake the head of
+        ``queue`` (the lease's model), if any."""
+
+    def wait_turn(self, waiter: Waiter, timeout: float) -> bool:
+        """Sleep until ``waiter`` is woken (True) or ``timeout`` passes (False). Default: a
+        short sleep (a store without queues is polled)."""
+        time.sleep(max(0.0, min(timeout, POLL_INTERVAL)))
+        return False
+
+    def leave_queue(self, waiter: Waiter) -> None:  # noqa: B027 - no queue by default
+        """Give the waiter's place up (it stopped waiting, for whatever reason)."""
 
     @abstractmethod
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
@@ -228,6 +246,7 @@ class MemoryStore(StateStore):
         self._hashes: dict[str, dict[str, float]] = {}
         self._cool_until: dict[str, float] = {}
         self._cache = CacheTables()
+        self._queues = Queues()
 
     def _table(self, provider_id: str) -> LeaseTable:
         return self._leases.setdefault(provider_id, LeaseTable())
@@ -250,11 +269,12 @@ class MemoryStore(StateStore):
             return lease_id
 
     def _available(self, candidates: Sequence[Candidate],
-                   now: float) -> tuple[list[Candidate], dict[str, int]]:
-        """Candidates not cooling down and below their cap (one when half-open), and their
-        live leases (locked)."""
+                   now: float) -> tuple[list[Candidate], dict[str, int], float]:
+        """Candidates not cooling down and below their cap (one when half-open), their live
+        leases, and the free slots in all (locked)."""
         in_flight: dict[str, int] = {}
         available: list[Candidate] = []
+        free = 0.0
         for candidate in candidates:
             if self._cool_until.get(candidate.id, 0.0) > now:
                 continue
@@ -262,13 +282,18 @@ class MemoryStore(StateStore):
             cap = self._cap(candidate.id, candidate.cap)
             if cap is None or in_flight[candidate.id] < cap:
                 available.append(candidate)
-        return available, in_flight
+                free += math.inf if cap is None else cap - in_flight[candidate.id]
+        return available, in_flight, free
 
     def choose_lease(self, rule: str, state_key: str, candidates: Sequence[Candidate],
-                     ttl: float | None) -> Grant | None:
+                     ttl: float | None, waiter: Waiter | None = None) -> Grant | None:
         now = time.monotonic()
         with self._lock:
-            available, in_flight = self._available(candidates, now)
+            available, in_flight, free = self._available(candidates, now)
+            open_ = len(in_flight) > 0  # some candidate is not cooling down: worth waiting
+            if waiter is not None and ttl is not None \
+                    and not self._queues.turn(waiter, free, open_, now):
+                return None
             if not available:
                 return None
             state = self._hashes.setdefault(state_key, {})
@@ -291,7 +316,7 @@ class MemoryStore(StateStore):
                       params: CacheParams, ttl: float | None) -> Cached | None:
         now = time.monotonic()
         with self._lock:
-            available, in_flight = self._available(candidates, now)
+            available, in_flight, _ = self._available(candidates, now)
             if not available:
                 return None
             decision, views = self._cache.decide(
@@ -316,9 +341,20 @@ class MemoryStore(StateStore):
         with self._lock:
             return self._cache.prefix_size(provider_id)
 
-    def release_lease(self, provider_id: str, lease_id: str) -> None:
+    def release_lease(self, provider_id: str, lease_id: str, queue: str | None = None) -> None:
         with self._lock:
             self._table(provider_id).remove(lease_id)
+            if queue is not None:
+                self._queues.wake_first(queue, 1)
+
+    def wait_turn(self, waiter: Waiter, timeout: float) -> bool:
+        with self._lock:
+            event = self._queues.wake_event(waiter)
+        return wait(event, timeout)
+
+    def leave_queue(self, waiter: Waiter) -> None:
+        with self._lock:
+            self._queues.leave(waiter)
 
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
         expiry = time.monotonic() + ttl

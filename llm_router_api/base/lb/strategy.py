@@ -11,7 +11,9 @@ and instances (Redis).
 ``acquire`` is what ``ProviderChooser`` calls: pick *and* lease, with each provider's cap. The
 default does ``get_provider`` then ``store.acquire_lease`` (and ``put_provider`` when the slot is
 taken, then tries the others), so a custom strategy only writes ``get_provider``. The built-in
-strategies override ``acquire`` with one atomic ``store.choose_lease`` (one Redis round trip).
+strategies override ``acquire`` with one atomic ``store.choose_lease`` (one Redis round trip),
+which also keeps the model's waiting queue fair (``waiting``): they set ``queues``. A strategy
+without it is asked again every ``state.POLL_INTERVAL`` while a request waits.
 
 ``route`` is ``acquire`` with the request's ``RoutingHint`` (prompt block hashes, session) and
 what was decided (a ``RoutingOutcome`` for observers, or ``None``); the chooser calls it. By
@@ -28,6 +30,7 @@ from typing import ClassVar
 from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
 from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.state import Grant, MemoryStore, StateStore
+from llm_router_api.base.lb.waiting import Waiter
 from llm_router_api.schemas.config import ProviderConfig
 from llm_router_api.settings import Settings
 
@@ -64,6 +67,8 @@ class ChooseProviderStrategyI(ABC):
     uses_hints: ClassVar[bool] = False
     #: Whether the providers' load signals should be polled for this strategy.
     polls_load: ClassVar[bool] = False
+    #: ``acquire`` honours a ``Waiter`` (a fair queue, woken by releases) rather than ignoring it.
+    queues: ClassVar[bool] = False
 
     def __init__(self, store: StateStore | None = None) -> None:
         self.store: StateStore = store if store is not None else MemoryStore()
@@ -89,8 +94,9 @@ class ChooseProviderStrategyI(ABC):
         return provider.max_concurrency or self.default_max_concurrency
 
     def acquire(self, model: str, providers: Sequence[ProviderConfig],
-                ttl: float) -> Acquired | None:
-        """Pick a provider and lease one of its slots; ``None`` when every one is full."""
+                ttl: float, waiter: Waiter | None = None) -> Acquired | None:
+        """Pick a provider and lease one of its slots; ``None`` when every one is full (or, with
+        ``waiter`` and ``queues``, when others waited first)."""
         left = list(providers)
         while left:
             provider = self.get_provider(model, left)
@@ -104,9 +110,9 @@ class ChooseProviderStrategyI(ABC):
         return None
 
     def route(self, model: str, providers: Sequence[ProviderConfig], ttl: float,
-              hint: RoutingHint | None) -> Routed | None:
+              hint: RoutingHint | None, waiter: Waiter | None = None) -> Routed | None:
         """``acquire`` with the request's hint; also says what was decided, if anything."""
-        acquired = self.acquire(model, providers, ttl)
+        acquired = self.acquire(model, providers, ttl, waiter)
         return None if acquired is None else (acquired, None)
 
     # -- runtime weights (strategies with ``supports_runtime_weights``) -------------------------
@@ -127,6 +133,7 @@ class RuleStrategy(ChooseProviderStrategyI):
 
     rule: ClassVar[str]
     skips_cooling = True  # the store's pick passes over cooling providers
+    queues = True
 
     def state_key(self, model: str) -> str:
         return f"{self.name}:{model}"
@@ -138,10 +145,10 @@ class RuleStrategy(ChooseProviderStrategyI):
         return [Candidate(p.id, self.cap(p), w)
                 for p, w in zip(providers, self.weights(model, providers), strict=True)]
 
-    def _choose(self, model: str, providers: Sequence[ProviderConfig],
-                ttl: float | None) -> tuple[ProviderConfig, Grant] | None:
+    def _choose(self, model: str, providers: Sequence[ProviderConfig], ttl: float | None,
+                waiter: Waiter | None = None) -> tuple[ProviderConfig, Grant] | None:
         chosen = self.store.choose_lease(self.rule, self.state_key(model),
-                                         self.candidates(model, providers), ttl)
+                                         self.candidates(model, providers), ttl, waiter)
         if chosen is None:
             return None
         by_id = {p.id: p for p in providers}
@@ -154,8 +161,8 @@ class RuleStrategy(ChooseProviderStrategyI):
         return None if chosen is None else chosen[0]
 
     def acquire(self, model: str, providers: Sequence[ProviderConfig],
-                ttl: float) -> Acquired | None:
-        chosen = self._choose(model, providers, ttl)
+                ttl: float, waiter: Waiter | None = None) -> Acquired | None:
+        chosen = self._choose(model, providers, ttl, waiter)
         if chosen is None:
             return None
         provider, grant = chosen
