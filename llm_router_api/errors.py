@@ -9,10 +9,12 @@
     │   ├── NotFound (404)
     │   │   └── UnknownModel (404)
     │   ├── MethodNotAllowed (405)
+    │   ├── RequestTimeout (408)          the request did not arrive within CLIENT_TIMEOUT
     │   ├── PayloadTooLarge (413)
     │   ├── RateLimited (429)             carries ``retry_after``
     │   ├── ClientClosed (499)            the caller went away; nobody reads the answer
-    │   └── UpstreamClientError (4xx)     an upstream 400/413/422, passed through
+    │   └── HTTPClientError (4xx)         a 4xx the HTTP layer decided (414, 431, ...)
+    │       └── UpstreamClientError (4xx) an upstream 400/413/422, passed through
     ├── NoProviderAvailable (503)         carries ``retry_after``
     └── UpstreamError (502)               the provider failed; ``failover`` says if another may try
         ├── UpstreamConnectError (502)    refused, reset, DNS
@@ -26,12 +28,24 @@
 
 Adapters translate transport exceptions into ``UpstreamError`` subclasses once, with
 ``raise ... from``. One Flask error handler renders any ``RouterError`` in the caller's protocol.
-Messages never contain provider tokens or host URLs.
+Messages never contain provider tokens or host URLs. A value echoed in a message goes through
+``echo`` (at most ``MAX_ECHO`` characters), and no message is longer than ``MAX_MESSAGE``.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+#: Longest piece of caller input repeated in an error message (SPEC §13).
+MAX_ECHO = 256
+#: Longest error message (an upstream's text included); longer ones are cut.
+MAX_MESSAGE = 2048
+
+
+def echo(value: object, limit: int = MAX_ECHO) -> str:
+    """``value`` as text for an error message, cut to ``limit`` characters."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class RouterError(Exception):
@@ -49,7 +63,7 @@ class RouterError(Exception):
         detail: Any = None,
         extra_headers: dict[str, str] | None = None,
     ) -> None:
-        self.message = message or self.default_message
+        self.message = echo(message or self.default_message, MAX_MESSAGE)
         self.param = param
         self.code = code
         self.retry_after = retry_after
@@ -104,13 +118,18 @@ class UnknownModel(NotFound):
     default_message = "model not found"
 
     def __init__(self, model: str) -> None:
-        super().__init__(f"model '{model}' is not served here", param="model",
+        super().__init__(f"model '{echo(model)}' is not served here", param="model",
                          code="model_not_found")
 
 
 class MethodNotAllowed(ClientError):
     status = 405
     default_message = "method not allowed"
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    default_message = "the request did not arrive in time"
 
 
 class PayloadTooLarge(ClientError):
@@ -131,8 +150,9 @@ class ClientClosed(ClientError):
     default_message = "the client closed the connection"
 
 
-class UpstreamClientError(ClientError):
-    """An upstream 400/413/422: the caller's request was refused; passed through as is."""
+class HTTPClientError(ClientError):
+    """A 4xx carrying its own status: one the HTTP layer decided (URI too long, header fields
+    too large, ...)."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -141,6 +161,10 @@ class UpstreamClientError(ClientError):
     @property
     def http_status(self) -> int:
         return self._status
+
+
+class UpstreamClientError(HTTPClientError):
+    """An upstream 400/413/422: the caller's request was refused; passed through as is."""
 
 
 class NoProviderAvailable(RouterError):

@@ -42,6 +42,12 @@ DEFAULT_REDIS_PREFIX = "llm_router:"
 DEFAULT_SENTINEL_MASTER = "mymaster"
 REDIS_URL_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_SHUTDOWN_GRACE = 30.0
+DEFAULT_CLIENT_TIMEOUT = 30.0
+# Connections one server process holds at once (gunicorn's worker_connections per worker,
+# waitress's connection_limit). Large on purpose: a stalled client costs a few KB (a greenlet or
+# a waitress channel) and is closed after LLM_ROUTER_CLIENT_TIMEOUT, so thousands of them must
+# not fill the pool and stop ordinary requests from being accepted (docs/running.md).
+DEFAULT_SERVER_CONNECTIONS = 10000
 # cache_aware (SPEC §11)
 DEFAULT_PREFIX_BLOCK_SIZE = 256
 DEFAULT_PREFIX_CACHE_ENTRIES = 100_000
@@ -159,6 +165,18 @@ def _addresses(name: str, raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(pairs)
 
 
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins = []
+    for item in (part.strip().rstrip("/").lower() for part in raw.split(",")):
+        if not item:
+            continue
+        if item != "*" and not item.startswith(("http://", "https://")):
+            raise SettingsError(f"{name}={raw!r}: expected origins such as https://app.example.com "
+                                "(scheme://host[:port]) or *, separated by commas")
+        origins.append(item)
+    return tuple(origins)
+
+
 def _text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -219,6 +237,11 @@ class Settings:
     #: attempt (then 504, or 503 when nothing could be acquired).
     first_byte_deadline: float = var(DEFAULT_FIRST_BYTE_DEADLINE, _positive(_float))
     shutdown_grace: float = var(DEFAULT_SHUTDOWN_GRACE, _float)
+    #: Request headers and body must arrive within this many seconds, else the connection closes.
+    client_timeout: float = var(DEFAULT_CLIENT_TIMEOUT, _positive(_float))
+    server_connections: int = var(DEFAULT_SERVER_CONNECTIONS, _positive(_int))
+    #: Browser origins allowed to call across sites (CORS); ``*`` allows any.
+    cors_origins: tuple[str, ...] = var((), _origins)
     admin_token: str = var("", _text, repr=False)
     api_keys: tuple[str, ...] = var((), _keys, repr=False)
     api_keys_file: str = var("", _text)

@@ -18,11 +18,15 @@ from llm_router_api.base.lb.registry import build_strategy
 from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.builtins.prompts import PromptLibrary
 from llm_router_api.core.background import Maintenance
+from llm_router_api.core.console import Console
+from llm_router_api.core.fanout import FanOut
 from llm_router_api.core.generation import ConfigHolder, first_generation, load_inputs
 from llm_router_api.core.load_poller import LoadPoller
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
+from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.reload import Reloader, read_signals, signals_for
 from llm_router_api.core.routing import RoutingHints
+from llm_router_api.core.stats import WindowStats
 from llm_router_api.formats.registry import build_adapters
 from llm_router_api.formats.upstream import UpstreamAdapter
 from llm_router_api.http.transport import Transport, Urllib3Transport
@@ -54,6 +58,10 @@ class Parts:
     reloader: Reloader
     guard: Guard
     metrics: PrometheusMetrics | None = None
+    #: The console's rolling windows (only with an admin token: the console exists only then).
+    stats: WindowStats | None = None
+    #: The operator console (with its windows: only with an admin token).
+    console: Console | None = None
     _exit_hook: Callable[[], None] | None = field(default=None, init=False, repr=False,
                                                   compare=False)
 
@@ -73,6 +81,8 @@ class Parts:
     def start(self) -> None:
         self.maintenance.start()
         self.reloader.start()
+        if self.console is not None:
+            self.console.start()
         self._exit_hook = self.close  # the very object registered, so it can be unregistered
         atexit.register(self._exit_hook)
 
@@ -82,6 +92,8 @@ class Parts:
             self._exit_hook = None
         self.reloader.stop()
         self.maintenance.stop()
+        if self.console is not None:
+            self.console.close()
         self.transport.close()
         self.chooser.store.close()
 
@@ -126,12 +138,17 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
     adapters = build_adapters(transport, settings.external_timeout, tokens_of(inputs.models))
     metrics = build_metrics(settings, inputs.models, chooser)
+    observer: CallObserver | None = metrics
+    stats = None
+    if settings.admin_token:  # the console exists only then; its windows wrap the metrics
+        stats = WindowStats(chooser.store)
+        observer = FanOut(metrics, stats)
     strategy = chooser.strategy
     handler = ModelHandler(inputs.models, chooser, adapters,
                            HandlerLimits(max_attempts=settings.max_attempts,
                                          acquire_timeout=settings.acquire_timeout,
                                          first_byte_deadline=settings.first_byte_deadline),
-                           observer=metrics,
+                           observer=observer,
                            hints=(RoutingHints(settings.prefix_block_size)
                                   if strategy.uses_hints else None))
     config = ConfigHolder(first_generation(inputs, handler))
@@ -145,7 +162,9 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                         observer=handler.observer,
                         on_swap=[maintenance.reprobe,
                                  lambda generation: mask_tokens(adapters, generation.models)])
-    return Parts(settings, config, chooser, transport, maintenance, reloader, guard, metrics)
+    console = Console(settings, stats) if stats is not None else None
+    return Parts(settings, config, chooser, transport, maintenance, reloader, guard, metrics,
+                 stats, console)
 
 
 def build_metrics(settings: Settings, models: ModelsConfig,

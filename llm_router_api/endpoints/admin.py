@@ -21,7 +21,7 @@ from llm_router_api.auth.access import Access
 from llm_router_api.auth.keys import bearer_token
 from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
 from llm_router_api.endpoints.base import EndpointI, Incoming
-from llm_router_api.errors import Unauthorized, ValidationFailed
+from llm_router_api.errors import Unauthorized, ValidationFailed, echo
 
 WEIGHTS_PATH = "{prefix}/admin/weights"
 
@@ -81,8 +81,9 @@ class AdminWeightsPut(AdminEndpoint):
         known = {p.id for p in model.providers}
         for provider_id in update.weights:
             if provider_id not in known:
-                raise ValidationFailed(f"weights.{provider_id}: model '{model.name}' has no "
-                                       "such provider", param=f"weights.{provider_id}")
+                field = f"weights.{echo(provider_id)}"
+                raise ValidationFailed(f"{field}: model '{model.name}' has no such provider",
+                                       param=field)
         strategy.set_runtime_weights(model.name, update.weights)
         return self.view(incoming, strategy)
 

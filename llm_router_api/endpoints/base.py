@@ -23,7 +23,7 @@ from llm_router_api.auth.access import Access
 from llm_router_api.core.assemble import Parts
 from llm_router_api.core.generation import Generation
 from llm_router_api.core.model_handler import Reply
-from llm_router_api.errors import ValidationFailed
+from llm_router_api.errors import ValidationFailed, echo
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.settings import Settings
 
@@ -47,6 +47,8 @@ class Incoming:
     on_usage: Callable[[int], None] | None = None
     #: True once the caller has closed its connection (``None``: the server cannot tell).
     client_gone: Callable[[], bool] | None = None
+    #: Whether the caller came over TLS (directly or per ``X-Forwarded-Proto``): secure cookies.
+    secure: bool = False
 
     @property
     def session(self) -> str:
@@ -75,6 +77,10 @@ class EndpointI(ABC):
         self.parts = parts
         self.settings = parts.settings
 
+    def check_access(self, headers: Mapping[str, str]) -> None:  # noqa: B027 - a hook
+        """Raise when the caller may not call this endpoint; runs before the body is read.
+        Default: nothing (``access`` and the guard decide)."""
+
     @abstractmethod
     def handle(self, incoming: Incoming) -> Reply | Any:
         """Answer one request."""
@@ -100,7 +106,8 @@ def validation_error(exc: ValidationError) -> ValidationFailed:
     errors = exc.errors()
     paths = [field_path(e["loc"]) for e in errors]
     index = max(range(len(errors)), key=lambda i: (paths[i].count(".") + 1) if paths[i] else 0)
-    return ValidationFailed(f"{paths[index]}: {errors[index]['msg']}", param=paths[index],
+    path = echo(paths[index])  # a path may hold a caller's dict key
+    return ValidationFailed(f"{path}: {echo(errors[index]['msg'])}", param=path,
                             detail=[{"loc": e["loc"], "msg": e["msg"]} for e in errors])
 
 

@@ -22,6 +22,9 @@ def test_defaults_match_the_documented_table() -> None:
     assert settings.max_request_body_size == 10485760
     assert settings.redis_prefix == "llm_router:"
     assert settings.uses_redis is False
+    assert settings.client_timeout == 30
+    assert settings.server_connections == 10000
+    assert settings.cors_origins == ()
 
 
 @pytest.mark.parametrize("word,value", [("1", True), ("TRUE", True), ("yes", True), ("On", True),
@@ -40,6 +43,9 @@ def test_booleans_accept_the_spec_words(word: str, value: bool) -> None:
     ("LLM_ROUTER_EXTERNAL_TIMEOUT", "-1"),
     ("LLM_ROUTER_EP_PREFIX", "api"),
     ("LLM_ROUTER_LOG_LEVEL", "LOUD"),
+    ("LLM_ROUTER_CLIENT_TIMEOUT", "0"),
+    ("LLM_ROUTER_SERVER_CONNECTIONS", "many"),
+    ("LLM_ROUTER_CORS_ORIGINS", "example.com"),
 ])
 def test_bad_values_name_the_variable(name: str, raw: str) -> None:
     with pytest.raises(SettingsError) as caught:
@@ -64,3 +70,21 @@ def test_custom_strategy_path_and_debug_level() -> None:
     assert settings.balance_strategy == "my.module:MyStrategy"
     assert settings.log_level == "DEBUG"
     assert isinstance(settings, Settings)
+
+
+def test_gunicorn_runs_the_hardened_workers_with_a_large_connection_pool() -> None:
+    from llm_router_api.web.servers import gunicorn_options
+
+    def options(**env: str) -> dict[str, object]:
+        return gunicorn_options(load_settings(env))
+
+    gevent = options(LLM_ROUTER_SERVER_WORKER_CLASS="gevent")
+    assert gevent["worker_class"] == "llm_router_api.web.gevent_worker.GeventWorker"
+    assert gevent["worker_connections"] == 10000
+    assert options()["worker_class"] == "llm_router_api.web.workers.ThreadWorker"
+    assert options(LLM_ROUTER_SERVER_THREADS_COUNT="1")["worker_class"] == \
+        "llm_router_api.web.workers.SyncJSONWorker"
+    assert options(LLM_ROUTER_SERVER_WORKER_CLASS="my.pkg:Worker")["worker_class"] == \
+        "my.pkg:Worker"
+    assert options(LLM_ROUTER_SERVER_CONNECTIONS="50000",
+                   LLM_ROUTER_SERVER_WORKER_CLASS="gevent")["worker_connections"] == 50000
