@@ -125,6 +125,11 @@ class WindowStats(CallObserver):
             self._last_bucket = now_bucket
 
 
+#: The stored names of the summed counters and their ``ProviderWindow`` fields.
+COUNTERS = {"req": "requests", "err": "errors", "tin": "tokens_in", "tout": "tokens_out",
+            "pfx": "prefix_match", "pfxn": "prefix_decisions"}
+
+
 @dataclass
 class ProviderWindow:
     """One provider's last minute, summed over every worker and instance."""
@@ -144,18 +149,9 @@ class ProviderWindow:
         return self.prefix_match / self.prefix_decisions if self.prefix_decisions else None
 
     def add(self, metric: str, value: float) -> None:
-        if metric == "req":
-            self.requests += value
-        elif metric == "err":
-            self.errors += value
-        elif metric == "tin":
-            self.tokens_in += value
-        elif metric == "tout":
-            self.tokens_out += value
-        elif metric == "pfx":
-            self.prefix_match += value
-        elif metric == "pfxn":
-            self.prefix_decisions += value
+        counter = COUNTERS.get(metric)
+        if counter is not None:
+            setattr(self, counter, getattr(self, counter) + value)
         elif metric.startswith(("lat", "ttft")):
             name = "ttft" if metric.startswith("ttft") else "latency"
             bins = getattr(self, name) or [0.0] * (len(LATENCY_EDGES) + 1)

@@ -173,17 +173,18 @@ def parse_json(raw: bytes) -> Any:
 
 
 def relay(response: UpstreamResponse, stream: bool,
-          blocks: Callable[[UpstreamResponse], Iterator[bytes]],
+          blocks: Callable[[Iterator[bytes]], Iterator[bytes]],
           check: Callable[[bytes], Any] = parse_json) -> Iterator[bytes]:
     """A same-protocol answer as it came: the whole body (once ``check`` accepts it: a 200 with
-    garbage is the provider's failure), or the stream's line blocks. Closes the response."""
+    garbage is the provider's failure), or the stream's line blocks (``line_blocks``) read by
+    the format's ``blocks`` (which checks its framing and errors). Closes the response."""
     try:
         if not stream:
             raw = response.read()
             check(raw)
             yield raw
             return
-        yield from blocks(response)
+        yield from blocks(line_blocks(response))
     finally:
         response.close()
 

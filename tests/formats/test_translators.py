@@ -31,6 +31,7 @@ from llm_router_api.formats.registry import (
     forwards,
     protocol_for,
 )
+from llm_router_api.formats.upstream import line_blocks
 from llm_router_api.schemas.calls import Op, Protocol
 from llm_router_api.schemas.config import ProviderConfig
 
@@ -72,19 +73,13 @@ def whole_answer(model: str = "m") -> dict[str, Any]:
 
 
 class Body:
-    """An upstream body arriving in pieces (what ``UpstreamResponse`` offers a reader)."""
+    """An upstream body arriving in pieces (what ``line_blocks`` reads of a response)."""
 
     def __init__(self, *pieces: bytes) -> None:
         self.pieces = pieces
 
     def chunks(self) -> Iterator[bytes]:
         yield from self.pieces
-
-    def lines(self) -> Iterator[bytes]:
-        yield from b"".join(self.pieces).splitlines()
-
-    def close(self) -> None:
-        pass
 
 
 # -- the registry -----------------------------------------------------------------------------
@@ -350,13 +345,13 @@ def test_canonical_to_openai_caller_stream_keeps_one_id_and_drops_usage_unasked(
 
 # -- a stream that ends before its last event -------------------------------------------------
 @pytest.mark.parametrize("blocks,body", [
-    (openai_up.sse_blocks, Body(b'data: {"choices": []}\n\n')),
-    (ollama_up.ndjson_blocks, Body(b'{"message": {"content": "a"}, "done": false}\n')),
-    (anthropic_up.sse_blocks, Body(b'event: message_start\ndata: {"type": "message_start"}\n\n')),
+    (openai_up.sse_blocks, b'data: {"choices": []}\n\n'),
+    (ollama_up.ndjson_blocks, b'{"message": {"content": "a"}, "done": false}\n'),
+    (anthropic_up.sse_blocks, b'event: message_start\ndata: {"type": "message_start"}\n\n'),
 ])
-def test_a_cut_stream_is_truncated_not_a_connection_failure(blocks: Any, body: Body) -> None:
+def test_a_cut_stream_is_truncated_not_a_connection_failure(blocks: Any, body: bytes) -> None:
     with pytest.raises(UpstreamTruncated) as caught:
-        list(blocks(body))
+        list(blocks(line_blocks(Body(body))))
     assert error_kind(caught.value) == "protocol"
 
 

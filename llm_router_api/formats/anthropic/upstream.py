@@ -10,7 +10,7 @@ embeddings cannot be, and get a 400 in the caller's shape.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from llm_router_api.errors import ClientError, UpstreamError, UpstreamProtocolError
@@ -40,11 +40,10 @@ from llm_router_api.formats.canonical import (
 )
 from llm_router_api.formats.upstream import (
     UpstreamAdapter,
-    line_blocks,
+    error_in,
     parse_json,
     relay,
     truncated,
-    upstream_message,
 )
 from llm_router_api.http.transport import UpstreamResponse
 from llm_router_api.schemas.calls import Call, Op
@@ -195,7 +194,7 @@ def anthropic_events(response: UpstreamResponse) -> Iterator[dict[str, Any]]:
         if line.startswith(b"data:"):
             event = parse_json(line[5:])
             if isinstance(event, dict) and event.get("type") == "error":
-                raise UpstreamError(upstream_message(event.get("error"), "the provider failed"))
+                raise error_in(event) or UpstreamError()
             if isinstance(event, dict):
                 yield event
 
@@ -247,25 +246,25 @@ def _delta_chunk(event: dict[str, Any], tools: dict[int, int],
     return None
 
 
-def sse_blocks(response: UpstreamResponse) -> Iterator[bytes]:
+def sse_blocks(blocks: Iterable[bytes]) -> Iterator[bytes]:
     """Forward SSE as it comes; an ``error`` event or no ``message_stop`` fails the stream."""
     done = False
-    for block in line_blocks(response):
+    for block in blocks:
         if b"event: error" in block:
             kept, _, rest = block.partition(b"event: error")
             if kept.strip():
                 yield kept
-            raise UpstreamError(_error_message(rest))
+            raise _error(rest)
         done = done or b"message_stop" in block
         yield block
     if not done:
         raise truncated()
 
 
-def _error_message(rest: bytes) -> str:
+def _error(rest: bytes) -> UpstreamError:
     for line in rest.splitlines():
         if line.startswith(b"data:"):
             event = parse_json(line[5:])
             if isinstance(event, dict):
-                return upstream_message(event.get("error"), "the provider failed")
-    return "the provider failed"
+                return error_in(event) or UpstreamError()
+    return UpstreamError()

@@ -10,7 +10,7 @@ fill what the caller left unset. Ollama NDJSON comes back as canonical chunks, w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from llm_router_api.errors import ClientError, UpstreamError, UpstreamProtocolError
@@ -35,7 +35,6 @@ from llm_router_api.formats.ollama.vocab import (
 )
 from llm_router_api.formats.upstream import (
     UpstreamAdapter,
-    line_blocks,
     parse_json,
     relay,
     truncated,
@@ -201,10 +200,10 @@ def canonical_chunks(op: Op, objects: Iterator[dict[str, Any]],
     raise truncated()
 
 
-def ndjson_blocks(response: UpstreamResponse) -> Iterator[bytes]:
+def ndjson_blocks(blocks: Iterable[bytes]) -> Iterator[bytes]:
     """Forward NDJSON as it comes; an error line or a missing ``done`` line fails the stream."""
     last = b""
-    for block in line_blocks(response):
+    for block in blocks:
         error = None
         if b'"error"' in block:
             block, error = split_error(block)

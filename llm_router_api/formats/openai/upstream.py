@@ -6,7 +6,7 @@ to ``vllm`` providers only; for ``openai`` providers they are dropped (README, t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from llm_router_api.errors import ClientError, UpstreamError
@@ -59,7 +59,7 @@ class OpenAIAdapter(UpstreamAdapter):
             if not call.stream:
                 yield _answer(parse_json(response.read()))
                 return
-            for block in sse_blocks(response):
+            for block in sse_blocks(line_blocks(response)):
                 for line in block.splitlines():
                     if line.startswith(b"data:") and line != DONE_LINE:
                         yield _answer(parse_json(line[5:]))
@@ -74,12 +74,12 @@ def _answer(obj: Any) -> Any:
     return obj
 
 
-def sse_blocks(response: Any) -> Iterator[bytes]:
+def sse_blocks(blocks: Iterable[bytes]) -> Iterator[bytes]:
     """Forward SSE lines as they come; an upstream that stops before ``[DONE]`` has failed.
     The upstream's own ``data: {"error": ...}`` line is not forwarded: it ends the stream as
     a failure, which the caller gets as the gateway's one error event."""
     done = False
-    for block in line_blocks(response):
+    for block in blocks:
         if b'"error"' in block:
             kept, failure = split_sse_error(block)
             if failure is not None:
