@@ -3,6 +3,8 @@ over workers, rolled out after a minute, old buckets deleted, quantiles from bin
 
 from __future__ import annotations
 
+import pytest
+
 from llm_router_api.base.lb.chooser import Lease
 from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.core.stats import (
@@ -16,6 +18,8 @@ from llm_router_api.core.stats import (
 from llm_router_api.core.usage import Usage
 from llm_router_api.errors import UpstreamTimeout
 from llm_router_api.schemas.config import ProviderConfig
+
+pytestmark = pytest.mark.unit
 
 P0 = ProviderConfig(id="p0", api_host="http://127.0.0.1:1", api_type="openai")
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import pytest
+
 from llm_router_api.core.fanout import FanOut
 from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.usage import Meter, meter_for
 from llm_router_api.schemas.calls import Protocol
+
+pytestmark = pytest.mark.unit
 
 
 class Recording(CallObserver):

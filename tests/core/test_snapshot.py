@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
 from llm_router_api.base.lb.chooser import ProviderChooser
 from llm_router_api.base.lb.state import MemoryStore, SignalAges
 from llm_router_api.core.background import UNREACHABLE_KEY
 from llm_router_api.core.snapshot import ConfigView, build_snapshot
 from llm_router_api.schemas.config import ModelConfig, ModelsConfig, ProviderConfig
+
+pytestmark = pytest.mark.unit
 
 IDS = ("ok", "drained", "cooling", "unreachable")
 
