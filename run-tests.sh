@@ -4,12 +4,15 @@
 # the dependency set changed, and retries a failed install), then ruff, mypy and pytest.
 # Extra arguments go to pytest (e.g. ./run-tests.sh -k lb).
 # Tests that need Redis start their own private redis-server (and redis-sentinel, for the
-# failover test); each is installed with apt when missing (as root, or with sudo).
+# failover test), and the console's browser tests drive Debian's chromium (headless, through
+# Playwright; `playwright install` is never run); each is installed with apt when missing (as
+# root, or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")"
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v redis-sentinel >/dev/null 2>&1 || missing="$missing redis-sentinel"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
 if [ -n "$missing" ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     echo "== installing$missing (apt)"

@@ -15,12 +15,15 @@ from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
 from llm_router_api.base.lb.registry import build_strategy
 from llm_router_api.base.lb.state import MemoryStore, StateStore
 from llm_router_api.core.background import Maintenance
+from llm_router_api.core.fanout import FanOut
 from llm_router_api.core.generation import ConfigHolder, first_generation, load_inputs
 from llm_router_api.core.load_poller import LoadPoller
 from llm_router_api.core.model_handler import HandlerLimits, ModelHandler
+from llm_router_api.core.observer import CallObserver
 from llm_router_api.core.prompts import PromptLibrary
 from llm_router_api.core.reload import Reloader, read_signals, signals_for
 from llm_router_api.core.routing import RoutingHints
+from llm_router_api.core.stats import WindowStats
 from llm_router_api.protocols.anthropic import AnthropicProtocol
 from llm_router_api.protocols.base import CallerProtocol
 from llm_router_api.protocols.ollama import OllamaProtocol
@@ -51,6 +54,8 @@ class Parts:
     maintenance: Maintenance
     reloader: Reloader
     metrics: PrometheusMetrics | None = None
+    #: The console's rolling windows (only with an admin token: the console exists only then).
+    stats: WindowStats | None = None
 
     @property
     def models(self) -> ModelsConfig:
@@ -126,12 +131,17 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                                  https_proxy=settings.https_proxy, no_proxy=settings.no_proxy)
     adapters = build_adapters(transport, settings.external_timeout, tokens_of(inputs.models))
     metrics = build_metrics(settings, inputs.models, chooser)
+    observer: CallObserver | None = metrics
+    stats = None
+    if settings.admin_token:  # the console exists only then; its windows wrap the metrics
+        stats = WindowStats(chooser.store)
+        observer = FanOut(metrics, stats)
     strategy = chooser.strategy
     handler = ModelHandler(inputs.models, chooser, adapters, build_protocols(),
                            HandlerLimits(max_attempts=settings.max_attempts,
                                          acquire_timeout=settings.acquire_timeout,
                                          first_byte_deadline=settings.first_byte_deadline),
-                           observer=metrics,
+                           observer=observer,
                            hints=(RoutingHints(settings.prefix_block_size)
                                   if strategy.uses_hints else None))
     config = ConfigHolder(first_generation(inputs, handler))
@@ -143,7 +153,7 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
                         observer=handler.observer,
                         on_swap=[maintenance.reprobe,
                                  lambda generation: mask_tokens(adapters, generation.models)])
-    return Parts(config, chooser, transport, maintenance, reloader, metrics)
+    return Parts(config, chooser, transport, maintenance, reloader, metrics, stats)
 
 
 def build_metrics(settings: Settings, models: ModelsConfig,

@@ -67,6 +67,8 @@ class Incoming:
     on_usage: Callable[[int], None] | None = None
     #: True once the caller has closed its connection (``None``: the server cannot tell).
     client_gone: Callable[[], bool] | None = None
+    #: Whether the caller came over TLS (directly or per ``X-Forwarded-Proto``): secure cookies.
+    secure: bool = False
 
     @property
     def session(self) -> str:
@@ -95,6 +97,10 @@ class EndpointI(ABC):
     def __init__(self, services: Services) -> None:
         self.services = services
         self.settings = services.settings
+
+    def check_access(self, headers: Mapping[str, str]) -> None:  # noqa: B027 - a hook
+        """Raise when the caller may not call this endpoint; runs before the body is read.
+        Default: nothing (``access`` and the guard decide)."""
 
     @abstractmethod
     def handle(self, incoming: Incoming) -> Reply | Any:

@@ -63,13 +63,14 @@ class Health(EndpointI):
         models: dict[str, Any] = {}
         ready = True
         unreachable = set(chooser.store.get_hash(UNREACHABLE_KEY))
+        drained = chooser.drained()
         for model in incoming.config.models.models.values():
             ids = [p.id for p in model.providers]
             down = chooser.store.cooling(ids) | (unreachable & set(ids))
             in_flight = chooser.store.in_flight(ids)
             signals = chooser.store.signals(ids)
             providers = [{"id": pid, "healthy": pid not in down,
-                          "reachable": pid not in unreachable,
+                          "reachable": pid not in unreachable, "drained": pid in drained,
                           "in_flight": in_flight.get(pid, 0), **_load(signals.get(pid))}
                          for pid in ids]
             healthy = len(ids) - len(down)

@@ -22,6 +22,7 @@ from llm_router_api.auth.guard import Guard
 from llm_router_api.base.lb.chooser import ProviderChooser
 from llm_router_api.closing import ClosingBody
 from llm_router_api.core.assemble import assemble
+from llm_router_api.core.console import Console
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointAutoLoader, EndpointI, Incoming, Services
 from llm_router_api.errors import (
@@ -63,8 +64,9 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
     configure_logging(settings)
     parts = assemble(settings, chooser)
     guard = Guard.from_settings(settings, parts.config.current.keys)
+    console = Console(settings, parts.stats) if parts.stats is not None else None
     services = Services(settings=settings, config=parts.config, started_at=time.time(),
-                        extras={"parts": parts, "guard": guard})
+                        extras={"parts": parts, "guard": guard, "console": console})
     app = RouterFlask("llm_router_api", static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_request_body_size, PROPAGATE_EXCEPTIONS=False)
     # Odd slashes are merged by ClientDeadline and served; werkzeug never answers a redirect.
@@ -77,9 +79,11 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
         mount_metrics(app, settings.prefix, parts.metrics,
                       lambda: guard.authenticate("info", dict(request.headers),
                                                  parts.config.current.keys))
-    _install_hooks(app, settings, parts.metrics)
+    _install_hooks(app, settings, parts.metrics, console)
     parts.maintenance.start()
     parts.reloader.start()
+    if console is not None:
+        console.start()
     # One line per worker (pid and the configuration it starts on): tells when each worker of
     # a gunicorn master can serve, and what it runs before any "configuration reloaded" line.
     log.info("llm-router ready in pid %d: sha256 %s, %d models, %d routes, strategy %s%s",
@@ -113,20 +117,27 @@ def _mount(app: Flask, services: Services, guard: Guard) -> int:
 
 
 def _view(endpoint: EndpointI, guard: Guard) -> Any:
+    console: Console | None = endpoint.services.extras.get("console")
+
     def view(**path_params: str) -> Response:
         g.protocol = endpoint.protocol
         config = endpoint.services.config.current  # this request's configuration, read once
         headers = dict(request.headers)
-        key = guard.authenticate(endpoint.access, headers, config.keys)
+        # The console's playground calls the model routes with its session (SPEC §14).
+        by_console = (console.caller(headers, changing=True)
+                      if console is not None and endpoint.access == "key" else None)
+        key = None if by_console else guard.authenticate(endpoint.access, headers, config.keys)
+        endpoint.check_access(headers)
         body = (_json_body(endpoint.settings.max_request_body_size)
                 if request.method in ("POST", "PUT", "PATCH") and endpoint.takes_body else None)
         admission = guard.admit(key, _model_of(body))
-        g.key_id = admission.key_id if admission else ""
+        g.key_id = admission.key_id if admission else (by_console or "")
         charge = (functools.partial(guard.record_tokens, admission)
                   if admission is not None and admission.charges_tokens else None)
         incoming = Incoming(body=body, headers=headers, path_params=path_params,
                             request_id=g.request_id, config=config, on_usage=charge,
-                            client_gone=client_gone_probe(request.environ))
+                            client_gone=client_gone_probe(request.environ),
+                            secure=_is_secure())
         try:
             response = to_response(endpoint.handle(incoming))
         except BaseException:
@@ -143,6 +154,12 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
 
     view.__name__ = type(endpoint).__name__
     return view
+
+
+def _is_secure() -> bool:
+    """Whether the caller reached us over TLS (directly, or through a proxy that says so)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.is_secure or forwarded == "https"
 
 
 def _model_of(body: Any) -> str | None:
@@ -255,7 +272,8 @@ def request_id(given: str) -> str:
     return uuid.uuid4().hex
 
 
-def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | None) -> None:
+def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | None,
+                   console: Console | None = None) -> None:
     browsers = BrowserPolicy(settings.cors_origins)
 
     @app.before_request
@@ -280,7 +298,7 @@ def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | 
         if g.get("close_connection") and "waitress.client_disconnected" not in request.environ:
             response.headers["Connection"] = "close"
         browsers.decorate(response, request.headers, request.method)
-        return track(response, metrics)
+        return track(response, metrics, None if console is None else console.record)
 
     @app.errorhandler(RouterError)
     def router_error(error: RouterError) -> Response:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, g, request
 
 from llm_router_api.closing import close_if_closable
+from llm_router_api.core.stats import last_usage
 from llm_router_api.web.logs import access_log
 
 if TYPE_CHECKING:  # prometheus-client is imported only when metrics are on
@@ -72,8 +73,14 @@ def started(metrics: PrometheusMetrics | None) -> None:
         g.in_flight = True
 
 
-def track(response: Response, metrics: PrometheusMetrics | None) -> Response:
-    """``after_request``: report the request when the server closes the response."""
+#: Told each finished request: its access fields, caller key id and tokens (in, out) if known.
+Recorder = Callable[[dict[str, Any], str, "tuple[int, int] | None"], None]
+
+
+def track(response: Response, metrics: PrometheusMetrics | None,
+          record: Recorder | None = None) -> Response:
+    """``after_request``: report the request when the server closes the response (access
+    line, metrics, and ``record``: the console's recent requests, a bounded buffer)."""
     fields: dict[str, Any] = {
         "method": request.method,
         "route": request.url_rule.rule if request.url_rule is not None else UNMATCHED,
@@ -87,12 +94,17 @@ def track(response: Response, metrics: PrometheusMetrics | None) -> Response:
     }
     begun = g.get("started", time.monotonic())
     in_flight = g.pop("in_flight", False)
+    key_id = str(g.get("key_id", ""))
 
     def report(sent: int) -> None:
         seconds = time.monotonic() - begun
         fields["duration_ms"] = round(seconds * 1000, 2)
         fields["bytes"] = sent
         access_log(fields)
+        usage = last_usage()
+        if record is not None:
+            record(fields, key_id,
+                   None if usage is None else (usage.input_tokens, usage.output_tokens))
         if metrics is not None and in_flight:
             metrics.request_finished(fields["route"], fields["method"], fields["status"],
                                      seconds)

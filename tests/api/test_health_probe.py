@@ -40,7 +40,8 @@ def test_unreachable_providers_are_reported_from_startup_and_recover(
         status, body = health(gateway)
         assert body["status"] == "degraded"
         assert body["models"]["later"]["providers"] == [
-            {"id": "later-up", "healthy": False, "reachable": False, "in_flight": 0}]
+            {"id": "later-up", "healthy": False, "reachable": False, "drained": False,
+             "in_flight": 0}]
         assert body["models"]["live"]["healthy"] is True
         assert str(later_port) not in str(body)  # never a host
 

@@ -145,8 +145,8 @@ def test_health_reports_unreachable_providers_and_no_hosts(gateway: Gateway,
     body = response.json()
     assert body["status"] == "degraded"
     assert body["models"]["pair"] == {"healthy": True, "providers": [
-        {"id": "pair-a", "healthy": True, "reachable": True, "in_flight": 0},
-        {"id": "pair-b", "healthy": False, "reachable": False, "in_flight": 0}]}
+        {"id": "pair-a", "healthy": True, "reachable": True, "drained": False, "in_flight": 0},
+        {"id": "pair-b", "healthy": False, "reachable": False, "drained": False, "in_flight": 0}]}
     assert body["models"]["down"]["healthy"] is False
     assert upstream.url not in response.text and TOKEN not in response.text
     assert "127.0.0.1" not in response.text

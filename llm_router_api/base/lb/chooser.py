@@ -6,19 +6,27 @@ Lifecycle of one attempt::
     ... call lease.provider ...
     chooser.release(lease, failure=None | error, latency=seconds)  # idempotent
 
-``acquire`` offers the strategy only healthy, not-yet-tried providers; the strategy picks one and
-takes a lease with the provider's ``max_concurrency`` as a hard cap (``strategy.acquire``). When
-every candidate is busy it waits in the model's fair queue (``waiting``: arrival order across
-workers and instances, woken by a release, not polled) until the deadline, then raises
-``NoProviderAvailable`` (503 with ``Retry-After``) and gives its place up. ``release`` drops the
-lease (waking the head of the queue), tells the strategy, and cools the provider down when the
-failure says so. While leases live, ``renew()`` (called by one background thread per worker
-every TTL/3) keeps them alive.
+``acquire`` offers the strategy only healthy, not-yet-tried, not-drained providers; the
+strategy picks one and takes a lease with the provider's ``max_concurrency`` as a hard cap
+(``strategy.acquire``). When every candidate is busy it waits in the model's fair queue
+(``waiting``: arrival order across workers and instances, woken by a release, not polled) until
+the deadline, then raises ``NoProviderAvailable`` (503 with ``Retry-After``) and gives its place
+up. ``release`` drops the lease (waking the head of the queue), tells the strategy, and cools
+the provider down when the failure says so. While leases live, ``renew()`` (called by one
+background thread per worker every TTL/3) keeps them alive.
 
 Health is the store's (``state``, module docstring): a failure cools the provider down,
 doubling while it keeps failing; after the cool-down one live trial request at a time is let
 through, and only a success of a request that began after the latest failure brings the
 provider back. Each lease carries the health marks seen when it was granted.
+
+Drain: ``drain(provider_id)`` takes a provider out of rotation for maintenance. It is filtered
+out here, with the candidates, so it gets no new request under any strategy (built-in or
+custom); requests already on it finish normally. The drained set lives in the state store
+(hash ``drained``: provider id -> wall time it was drained), so every worker and instance
+sharing the store honours it; ``undrain`` puts it back. Each chooser re-reads the set at most
+every ``DRAIN_REFRESH`` seconds (at once after its own drain/undrain), so a routing decision
+stays one store call and a drain reaches every worker and instance within ``DRAIN_REFRESH``.
 """
 
 from __future__ import annotations
@@ -37,6 +45,14 @@ from llm_router_api.errors import NoProviderAvailable, RouterError, UpstreamErro
 from llm_router_api.schemas.config import ModelConfig, ProviderConfig
 
 FAILURES_KEY = FAILURES
+#: Hash: provider id -> wall time it was drained (no new requests until undrained).
+DRAINED_KEY = "drained"
+#: Hash: provider id -> wall time its latest cool-down ends (for reports; routing asks
+#: ``store.cooling``).
+COOL_UNTIL_KEY = "health:cool_until"
+#: Seconds a chooser keeps the drained set it read (one store read per worker per period, not
+#: per request); a drain is honoured everywhere within this time.
+DRAIN_REFRESH = 0.5
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,7 @@ class ProviderChooser:
         self.store = store if store is not None else self.strategy.store
         self.limits = limits or ChooserLimits()
         self._live: LeaseBook[str] = LeaseBook()  # lease id -> provider id, this worker's
+        self._drained_seen: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
 
     # -- acquire -------------------------------------------------------------------------------
     def acquire(self, model: ModelConfig, exclude: Collection[str] = (),
@@ -107,11 +124,17 @@ class ProviderChooser:
         return lease
 
     def untried(self, model: ModelConfig, exclude: Collection[str] = ()) -> list[ProviderConfig]:
-        """Providers not in ``exclude``; raises when none is left."""
+        """Providers not in ``exclude`` and not drained; raises when none is left."""
         untried = [p for p in model.providers if p.id not in exclude]
         if not untried:
             raise NoProviderAvailable("every provider of this model has been tried",
                                       retry_after=self.limits.cooldown)
+        drained = self._drained_now()
+        if drained:
+            untried = [p for p in untried if p.id not in drained]
+            if not untried:
+                raise NoProviderAvailable("every provider of this model left is drained",
+                                          retry_after=self.limits.cooldown)
         return untried
 
     def healthy(self, untried: list[ProviderConfig]) -> list[ProviderConfig]:
@@ -165,12 +188,38 @@ class ProviderChooser:
         pause (``Retry-After`` on a 408/429)."""
         if not self.limits.cooldown and not retry_after:
             return None
-        return self.store.record_failure(provider.id, seq, self.limits.cooldown,
-                                         self.limits.max_cooldown, retry_after)
+        seconds = self.store.record_failure(provider.id, seq, self.limits.cooldown,
+                                            self.limits.max_cooldown, retry_after)
+        if seconds:  # for reports (the console's time left); routing asks the store
+            self.store.set_hash(COOL_UNTIL_KEY, {provider.id: time.time() + seconds})
+        return seconds
 
     def mark_healthy(self, provider_id: str) -> None:
         """Reset the provider's health at once (tests, operators): failures 0, no cool-down."""
         self.store.record_success(provider_id, None)
+
+    # -- drain ---------------------------------------------------------------------------------
+    def drain(self, provider_id: str) -> None:
+        """No new request goes to ``provider_id`` (any strategy); in-flight ones finish."""
+        self.store.set_hash(DRAINED_KEY, {provider_id: time.time()})
+        self._drained_seen = (float("-inf"), frozenset())  # read again at the next acquire
+
+    def undrain(self, provider_id: str) -> None:
+        self.store.delete_hash(DRAINED_KEY, [provider_id])
+        self._drained_seen = (float("-inf"), frozenset())
+
+    def _drained_now(self) -> frozenset[str]:
+        """The drained set, read from the store at most every ``DRAIN_REFRESH`` seconds."""
+        read_at, drained = self._drained_seen
+        now = time.monotonic()
+        if now - read_at >= DRAIN_REFRESH:
+            drained = frozenset(self.store.get_hash(DRAINED_KEY))
+            self._drained_seen = (now, drained)
+        return drained
+
+    def drained(self) -> dict[str, float]:
+        """Drained provider ids -> wall time they were drained."""
+        return self.store.get_hash(DRAINED_KEY)
 
     def renew(self) -> None:
         """Keep this worker's live leases alive, re-creating lost ones (called every TTL/3)."""

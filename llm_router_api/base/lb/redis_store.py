@@ -6,6 +6,7 @@ Layout (under ``LLM_ROUTER_REDIS_PREFIX``, default ``llm_router:``)::
     cool:<provider>    string with a TTL: present while the provider cools down
     h:<key>            hash of counters (strategy state, health failures and failure sequence
                        numbers, latencies, weights)
+    log:<key>          list of short text entries, newest last, trimmed (recent requests)
     gone:<lease>       tombstone of a lease released late (one TTL)
     pfx:<provider>     sorted set: prompt-block hash -> when last sent (``cache_aware``)
     sig:<provider>     hash: the provider's last load signals and when they were taken
@@ -424,6 +425,28 @@ class RedisStore(StateStore):
     def prefix_entries(self, provider_id: str) -> int:
         return self._run(lambda: int(self._redis.zcard(f"{self._prefix}pfx:{provider_id}")),
                          lambda: self._memory.prefix_entries(provider_id))
+
+    # -- bounded logs ----------------------------------------------------------------------------
+    def _log_key(self, key: str) -> str:
+        return f"{self._prefix}log:{key}"
+
+    def push_log(self, key: str, entries: Sequence[str], keep: int) -> None:
+        if not entries:
+            return
+
+        def shared() -> Any:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.rpush(self._log_key(key), *entries)
+            pipe.ltrim(self._log_key(key), -keep, -1)
+            return pipe.execute()
+
+        self._run(shared, lambda: self._memory.push_log(key, entries, keep))
+
+    def read_log(self, key: str) -> list[str]:
+        def shared() -> list[str]:
+            return [str(e) for e in self._redis.lrange(self._log_key(key), 0, -1)]
+
+        return self._run(shared, lambda: self._memory.read_log(key))
 
     def close(self) -> None:
         self._fallback.close()

@@ -46,6 +46,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Mapping, Sequence
 
 from llm_router_api.base.lb.cache_scoring import CacheParams, Decision, View
@@ -214,6 +215,23 @@ class StateStore(ABC):
     @abstractmethod
     def prefix_entries(self, provider_id: str) -> int:
         """How many prompt-block hashes the provider's prefix table holds."""
+
+    # -- a bounded log of short text entries (the console's recent requests) ----------------------
+    def push_log(self, key: str, entries: Sequence[str], keep: int) -> None:
+        """Append ``entries`` (oldest first) to the log ``key``; only the newest ``keep`` stay.
+
+        Default: in this process (a shared store overrides it)."""
+        logs: dict[str, deque[str]] = self.__dict__.setdefault("_logs", {})
+        with self.__dict__.setdefault("_logs_lock", threading.Lock()):
+            log = logs.get(key)
+            if log is None or log.maxlen != keep:
+                log = logs[key] = deque(log or (), maxlen=keep)
+            log.extend(entries)
+
+    def read_log(self, key: str) -> list[str]:
+        """The entries of the log ``key``, oldest first."""
+        with self.__dict__.setdefault("_logs_lock", threading.Lock()):
+            return list(self.__dict__.get("_logs", {}).get(key, ()))
 
     def close(self) -> None:  # noqa: B027 - nothing to close in memory
         """Release connections."""
