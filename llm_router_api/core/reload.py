@@ -178,10 +178,13 @@ class Reloader:
         """Reload when a signal moved since the last look; True when one did."""
         with self._lock:
             now = read_signals(self._signals)
-            # A signal that could not be read before (Redis away) is adopted, not followed.
-            # A counter that went back (Redis restarted empty) is followed: one extra reload.
-            moved = any(now[i] is not None and self._seen[i] is not None
-                        and now[i] != self._seen[i] for i in now)
+            # A signal never read since this generation's files were (Redis away or slow when
+            # the worker started: ``_seen`` is None) is followed at its first read: whether it
+            # moved meanwhile is unknown, and a reload too many is harmless where a missed one
+            # leaves the worker on an old configuration for good. A signal that cannot be read
+            # now keeps its last value and is looked at again next time. A counter that went
+            # back (Redis restarted empty) is followed: one extra reload.
+            moved = any(now[i] is not None and now[i] != self._seen.get(i) for i in now)
             self._seen.update({i: v for i, v in now.items() if v is not None})
             if moved:
                 with contextlib.suppress(ConfigRejected):  # reported by _reload

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +76,10 @@ def create_app(settings: Settings | None = None, chooser: ProviderChooser | None
                                                  parts.config.current.keys))
     _install_hooks(app, settings, parts.metrics, parts.console)
     parts.start()
-    log.info("llm-router ready: %d models, %d routes, strategy %s%s", len(parts.models.models),
+    # One line per worker (pid and the configuration it starts on): tells when each worker of
+    # a gunicorn master can serve, and what it runs before any "configuration reloaded" line.
+    log.info("llm-router ready in pid %d: sha256 %s, %d models, %d routes, strategy %s%s",
+             os.getpid(), parts.config.current.sha256, len(parts.models.models),
              mounted, type(parts.chooser.strategy).__name__,
              " (proxy-only mode: built-in utilities are off)" if settings.minimum else "")
     return app

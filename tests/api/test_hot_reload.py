@@ -6,6 +6,12 @@ the Redis prefix; an invalid configuration changes nothing and says why; a strea
 reload finishes on its old configuration; kept providers keep their state; a removed
 provider's lease is released. Which worker runs what is read from each worker's own log line
 (``configuration reloaded (...) in pid N: sha256 S``) and from ``GET P/admin/config``.
+
+A gateway answers ``/ping`` as soon as *one* gunicorn worker is up; every worker imports and
+builds the app itself (no preload), so on a loaded machine another may still be booting (or
+not even forked) then. Such a worker would read the files after a test changed them and start
+on the new configuration without any "configuration reloaded" line. So the fixtures wait until
+every worker logged ``llm-router ready in pid N`` before a test changes anything.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 KEY1, KEY2 = "sk-reload-test-key-1", "sk-reload-test-key-2"
 #: Every worker switches within 2 s; tests wait up to 3x that.
 SWITCH_BOUND = 6.0
+#: How long every worker of a master may take to boot (bounded, generous: a loaded machine).
+BOOT_BOUND = 60.0
+READY = re.compile(r"llm-router ready in pid (?P<pid>\d+): sha256 (?P<sha>[0-9a-f]{64})")
 RELOADED = re.compile(r"configuration reloaded \((?P<origin>[^)]*)\) in pid (?P<pid>\d+): "
                       r"sha256 (?P<sha>[0-9a-f]{64})")
 REFUSED = re.compile(r"configuration reload \((?P<origin>[^)]*)\) refused in pid (?P<pid>\d+)")
@@ -101,6 +110,21 @@ def workers(gateway: Gateway) -> set[int]:
         if int(fields[1]) == gateway.proc.pid:
             found.add(int(stat.parent.name))
     return found
+
+
+def ready_workers(gateway: Gateway) -> dict[int, str]:
+    """pid -> sha256 of every process of the gateway that logged its "ready" line."""
+    return {int(m["pid"]): m["sha"] for m in READY.finditer(gateway.output())}
+
+
+def wait_workers_ready(gateway: Gateway, count: int) -> set[int]:
+    """The master's ``count`` workers, once each has built its app and follows reloads."""
+    def ready() -> bool:
+        pids = workers(gateway)
+        return len(pids) == count and pids <= set(ready_workers(gateway))
+
+    wait_for(ready, BOOT_BOUND, f"the {count} workers of {gateway.url} to be ready")
+    return workers(gateway)
 
 
 def reloads(gateway: Gateway) -> list[tuple[int, str, str]]:
@@ -240,6 +264,13 @@ def pair(ups: list[StandIn], redis_server: RedisServer,
         b = start(b_dir, "gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS="gthread", **shared)
     except BaseException:
         a.stop()
+        raise
+    try:
+        for gateway in (a, b):
+            wait_workers_ready(gateway, 2)
+    except BaseException:
+        a.stop()
+        b.stop()
         raise
     yield Pair(a, b, a_dir, b_dir, prefix, redis_server.port)
     for gateway in (a, b):
@@ -451,6 +482,11 @@ def watched(ups: list[StandIn],
     # gevent: the master is monkey-patched too, and its watch must still run.
     gateway = start(directory, "gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS="gevent",
                     LLM_ROUTER_SERVER_WORKERS_COUNT="2", LLM_ROUTER_CONFIG_WATCH="1")
+    try:
+        wait_workers_ready(gateway, 2)
+    except BaseException:
+        gateway.stop()
+        raise
     yield gateway, directory
     assert gateway.stop() in (0, -15)
     assert "Traceback" not in gateway.output()

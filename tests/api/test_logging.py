@@ -171,22 +171,28 @@ def make_app(config: Path) -> Iterator[Any]:
 
 def test_health_is_503_when_a_model_has_no_healthy_provider(make_app: Any) -> None:
     app = make_app(LLM_ROUTER_COOLDOWN="60")
+    client = app.test_client()
     chooser = app.extensions["llm_router"].handler.chooser
     models = app.extensions["llm_router"].models.models
-    chooser.mark_failed(models["pair"].providers[1])
-    partly = app.test_client().get("/api/health")
-    assert partly.status_code == 200  # pair-a still serves "pair"
-    assert partly.get_json()["models"]["pair"]["providers"][1]["healthy"] is False
-    chooser.mark_failed(models["down"].providers[0])
-    degraded = app.test_client().get("/api/health")
+
+    def providers(model: str) -> list[dict[str, Any]]:
+        return list(client.get("/api/health").get_json()["models"][model]["providers"])
+
+    # The startup probe finds "down" (and pair-b) pointing at nothing.
+    wait_for(lambda: providers("down")[0]["reachable"] is False, 30, "the startup probe")
+    degraded = client.get("/api/health")
     assert degraded.status_code == 503
     body = degraded.get_json()
     assert body["status"] == "degraded"
-    down = body["models"]["down"]
-    assert down["healthy"] is False
-    assert [(p["id"], p["healthy"], p["in_flight"]) for p in down["providers"]] == [
-        ("down-up", False, 0)]
+    assert body["models"]["down"]["healthy"] is False
+    assert body["models"]["pair"]["healthy"] is True  # pair-a still serves "pair"
     assert body["models"]["m1"]["healthy"] is True
+    # A cool-down takes a reachable provider out too.
+    chooser.mark_failed(models["m1"].providers[0])
+    cooled = client.get("/api/health").get_json()["models"]["m1"]
+    assert cooled["healthy"] is False
+    assert [(p["id"], p["healthy"], p["reachable"], p["in_flight"])
+            for p in cooled["providers"]] == [("m1-up", False, True, 0)]
 
 
 def test_in_debug_means_debug_logs_and_detail_in_error_bodies(make_app: Any) -> None:

@@ -83,7 +83,10 @@ def signed_in(browser: Browser, gateway: Gateway, width: int = 1280,
     page.fill("#token", ADMIN)
     page.click("#sign-in-form button[type=submit]")
     expect(page.locator("#live")).to_have_text("● live", timeout=WAIT_MS)
-    page.wait_for_function("Number(document.body.dataset.updates || 0) > 0", timeout=WAIT_MS)
+    # Polled from here: the page's CSP forbids the eval that ``wait_for_function`` uses
+    # in-page once its first check has failed.
+    wait_for(lambda: int(page.evaluate("Number(document.body.dataset.updates || 0)")) > 0,
+             WAIT_MS / 1000, "the first live update")
     return page
 
 

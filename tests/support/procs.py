@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +22,9 @@ import requests
 from standin import StandIn
 
 ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0
+#: What each worker logs once its app is built (``web.app.create_app``).
+READY_LINE = re.compile(r"llm-router ready in pid (\d+)")
 
 
 def free_port() -> int:
@@ -100,6 +103,13 @@ class Gateway(Process):
             "PYTHONUNBUFFERED": "1",
         })
         full_env.update(env)
+        # Under gunicorn, /ping answers as soon as ONE worker is up; the others may still be
+        # starting (each builds its app after fork). Tests count on every worker, so readiness
+        # also waits for each worker's "ready in pid" line (when INFO lines are logged).
+        self.workers = 0
+        if server_type == "gunicorn" and full_env.get("LLM_ROUTER_LOG_LEVEL", "INFO") in (
+                "INFO", "DEBUG"):
+            self.workers = int(full_env.get("LLM_ROUTER_SERVER_WORKERS_COUNT", "2"))
         super().__init__(command or [sys.executable, "-m", "llm_router_api.rest_api"],
                          full_env, f"gateway-{server_type}")
         try:
@@ -111,10 +121,16 @@ class Gateway(Process):
     def _ready(self) -> bool:
         if not self.alive():
             raise RuntimeError(f"gateway exited:\n{self.output()}")
+        if len(self.ready_pids()) < self.workers:
+            return False
         try:
             return requests.get(f"{self.url}{self.prefix}/ping", timeout=1).status_code == 200
         except requests.RequestException:
             return False
+
+    def ready_pids(self) -> set[int]:
+        """Pids of the workers (or the one process) that logged they are ready to serve."""
+        return {int(pid) for pid in READY_LINE.findall(self.output())}
 
 
 class RedisServer(Process):

@@ -166,15 +166,17 @@ class ProviderChooser:
                 latency: float | None = None, stream: bool = False) -> None:
         if self._live.pop(lease.id) is None:
             return  # already released
+        if failure is None and (lease.trial or lease.seq is None):
+            # A successful half-open trial brings the provider back before its slot is freed,
+            # so the waiter that release wakes finds every slot open (and passes the turn on).
+            # Otherwise there is nothing a success could clear.
+            self.store.record_success(lease.provider.id, lease.seq)
         self.store.release_lease(lease.provider.id, lease.id, queue=lease.model)  # wakes a waiter
         self.strategy.put_provider(lease.model, lease.provider)
         if isinstance(failure, UpstreamError) and failure.failover:
             self.mark_failed(lease.provider, failure.retry_after, lease.seq)
-        elif failure is None:
-            if latency is not None:
-                self.strategy.observe_latency(lease.model, lease.provider, latency, stream)
-            if lease.trial or lease.seq is None:  # else there is nothing a success could clear
-                self.store.record_success(lease.provider.id, lease.seq)
+        elif failure is None and latency is not None:
+            self.strategy.observe_latency(lease.model, lease.provider, latency, stream)
 
     # -- health --------------------------------------------------------------------------------
     def mark_failed(self, provider: ProviderConfig, retry_after: float | None = None,
