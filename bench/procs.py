@@ -51,13 +51,14 @@ def raise_fd_limit() -> int:
 class Process:
     """A child process logging to a temp file, stopped (with its group) by ``stop()``."""
 
-    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], name: str,
+                 cwd: Path | None = None) -> None:
         fd, path = tempfile.mkstemp(prefix=f"bench-{name}-", suffix=".log")
         os.close(fd)
         self.log_path = Path(path)
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=ROOT, start_new_session=True)
+                                     cwd=cwd or ROOT, start_new_session=True)
 
     @property
     def pid(self) -> int:
@@ -128,7 +129,8 @@ def write_models_config(directory: Path, upstream_port: int) -> Path:
 
 
 def start_gateway(mode: str, config: Path, workers: int, threads: int,
-                  extra_env: dict[str, str] | None = None) -> tuple[Process, int]:
+                  extra_env: dict[str, str] | None = None,
+                  cwd: Path | None = None) -> tuple[Process, int]:
     """``python -m llm_router_api.rest_api`` in ``mode``, ready when ``/api/ping`` answers."""
     server_type, worker_class = MODES[mode]
     port = free_port()
@@ -146,7 +148,8 @@ def start_gateway(mode: str, config: Path, workers: int, threads: int,
         "LLM_ROUTER_EP_PREFIX": "/api",
     })
     env.update(extra_env or {})
-    proc = Process([sys.executable, "-m", "llm_router_api.rest_api"], env, f"gateway-{mode}")
+    proc = Process([sys.executable, "-m", "llm_router_api.rest_api"], env, f"gateway-{mode}",
+                   cwd=cwd)
     proc.wait_ready(f"http://127.0.0.1:{port}/api/ping", f"the {mode} gateway")
     return proc, port
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import procs
+from bench import procs, production
 from bench.client import build_request, fetch
 from bench.load import Tally, Target, closed_loop, open_loop, slow_streams
 from bench.report import table
@@ -73,7 +73,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-requests", type=int, default=2_000_000,
                    help="hard cap on requests per cell (2000000)")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, s (30)")
+    prod = p.add_argument_group("production profile (bench/production.py)")
+    prod.add_argument("--production", action="store_true",
+                      help="gunicorn + gevent with Redis and metrics on: CPU per request and "
+                           "per streamed chunk, against direct, round by round")
+    prod.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                      help="two sides, each REF[:KEY=VALUE,...] (REF: a commit, '.' the working "
+                           "tree); implies --production")
+    prod.add_argument("--rounds", type=int, help="rounds, best kept (3 / 1 with --quick)")
+    prod.add_argument("--profile", action="store_true",
+                      help="py-spy flame graphs of every worker, written next to the JSON")
     args = p.parse_args(argv)
+    args.production = args.production or bool(args.compare)
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     for name, (full, quick) in DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
@@ -383,11 +396,18 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = asyncio.run(main_async(args))
-    path = args.json or RESULTS / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = args.json or RESULTS / f"bench-{'prod-' if args.production else ''}{stamp}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if args.production:
+        procs.raise_fd_limit()
+        meta = {**machine(), "started": stamp, "args": _jsonable(vars(args))}
+        result = asyncio.run(production.run(args, meta, path.parent))
+        result["meta"]["loadavg_end"] = os.getloadavg()
+    else:
+        result = asyncio.run(main_async(args))
     path.write_text(json.dumps(result, indent=2))
-    print(table(result))
+    print(production.table(result) if args.production else table(result))
     print(f"\nJSON: {path}")
     return 0 if result["errors"] == 0 and result["leaked_leases"] == 0 else 1
 
