@@ -171,7 +171,6 @@ class Production:
         return out
 
     async def round(self, sides: list[Side], number: int) -> None:
-        args = self.args
         direct_plain, direct_stream = self.targets(self.upstream_port)
         cells: dict[str, dict[str, Any]] = {s.label: {} for s in sides}
         direct: dict[str, Any] = {}
@@ -209,7 +208,7 @@ class Production:
         written: list[str] = []
         plain, streamed = self.targets(side.port)
         seconds = max(2, int(self.args.duration))
-        for name, target, conc, stream, delays in (
+        for name, target, conc, _stream, delays in (
                 ("plain_c32", plain, 32, False, (0.0, 0.0)),
                 ("paced", streamed, PACED_CONCURRENCY, True,
                  (PACED_FIRST_DELAY, PACED_TOKEN_DELAY))):
