@@ -106,20 +106,35 @@ def start_redis(directory: Path) -> tuple[procs.Process, int]:
     raise RuntimeError("redis-server did not start")
 
 
-def redis_commands(port: int) -> int:
-    """``total_commands_processed`` of the Redis (an inline ``INFO stats``)."""
+def redis_commands(port: int) -> dict[str, int]:
+    """Calls per command since the Redis started (an inline ``INFO commandstats``)."""
     with socket.create_connection(("127.0.0.1", port), 5) as sock:
-        sock.sendall(b"INFO stats\r\n")
+        sock.sendall(b"INFO commandstats\r\n")
         data = b""
-        while b"total_commands_processed" not in data or not data.endswith(b"\r\n"):
+        header, _, rest = b"", b"", b""
+        while True:
             chunk = sock.recv(65536)
             if not chunk:
                 break
             data += chunk
-    for line in data.decode().splitlines():
-        if line.startswith("total_commands_processed:"):
-            return int(line.split(":")[1]) - 1  # not counting this INFO
-    return 0
+            header, _, rest = data.partition(b"\r\n")
+            if header.startswith(b"$") and len(rest) >= int(header[1:]) + 2:
+                break
+    calls: dict[str, int] = {}
+    for line in rest.decode().splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, stats = line[len("cmdstat_"):].partition(":")
+            calls[name] = int(stats.split("calls=")[1].split(",")[0])
+    return calls
+
+
+def per_request(before: dict[str, int], after: dict[str, int], requests: int,
+                ) -> dict[str, float]:
+    """Commands per request, by command (not counting the bench's own ``INFO``)."""
+    out = {name: round((n - before.get(name, 0)) / requests, 2) for name, n in after.items()
+           if name != "info" and n != before.get(name, 0)}
+    out["total"] = round(sum(out.values()), 2)
+    return out
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -165,7 +180,9 @@ class Production:
         out = tally.summary(stream)
         if side is not None and out["ok"]:
             out["cpu_ms_per_request"] = round((cpu1 - cpu0) / 1e6 / out["ok"], 4)
-            out["redis_commands_per_request"] = round((redis1 - redis0) / out["ok"], 2)
+            by_command = per_request(redis0, redis1, out["ok"])
+            out["redis_commands_per_request"] = by_command.pop("total")
+            out["redis_commands_by_name"] = by_command
             if stream and self.frames:
                 out["cpu_ms_per_chunk"] = round(out["cpu_ms_per_request"] / self.frames, 4)
         return out

@@ -29,7 +29,7 @@ from llm_router_api.auth.limits import (
     refusal,
 )
 from llm_router_api.base import lease_lua
-from llm_router_api.base.redis_link import PROBE_TTL_MS, Fallback, Settle
+from llm_router_api.base.redis_link import PROBE_TTL_MS, Fallback, LeanScript, Settle
 
 TOMBSTONE_MS = 120_000
 _BUCKET_MS = int(BUCKET * 1000)
@@ -97,10 +97,10 @@ class RedisLimiter(Limiter):
         super().__init__(lease_ttl)
         self._redis = client
         self._prefix = prefix + "auth:"
-        self._admit = client.register_script(ADMIT)
-        self._record = client.register_script(RECORD)
-        self._release_script = client.register_script(lease_lua.RELEASE)
-        self._renew = client.register_script(lease_lua.RENEW)
+        self._admit = LeanScript(client, ADMIT)
+        self._record = LeanScript(client, RECORD)
+        self._release_script = LeanScript(client, lease_lua.RELEASE)
+        self._renew = LeanScript(client, lease_lua.RENEW)
         self._memory = MemoryLimiter(lease_ttl)
         self._fallback = Fallback(where, "API-key limits", self._probe)
 

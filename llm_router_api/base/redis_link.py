@@ -147,6 +147,35 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class LeanScript:
+    """A Lua script called as ``script(keys=..., args=...)``, like redis-py's ``Script``, in one
+    ``EVALSHA`` sent on a connection of the client's own pool (so Sentinel's primary watch and
+    TLS still apply) without redis-py's per-command layers (retry wrapper, command lambdas,
+    response callbacks): about half of a call's CPU in the gateway (docs/performance.md). The
+    errors are redis-py's own; NOSCRIPT (after ``SCRIPT FLUSH`` or on a new server) loads the
+    script once through redis-py and retries, as ``Script`` does."""
+
+    def __init__(self, client: redis.Redis, source: str) -> None:
+        self._script = client.register_script(source)
+        self._pool = client.connection_pool
+        self.sha = self._script.sha
+
+    def __call__(self, keys: list[Any] | tuple[Any, ...] = (),
+                 args: list[Any] | tuple[Any, ...] = ()) -> Any:
+        pool = self._pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            return conn.read_response()
+        except redis.exceptions.NoScriptError:
+            return self._script(keys=keys, args=args)
+        except BaseException:
+            conn.disconnect()  # a half-read answer must not be read by the next command
+            raise
+        finally:
+            pool.release(conn)
+
+
 class Fallback:
     """Redis when it answers, the local alternative while it does not."""
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+import redis.connection
 
 from llm_router_api.base.lb.balanced import LoadBalancedStrategy
 from llm_router_api.base.lb.cache_aware import CacheAwareStrategy
@@ -80,22 +81,24 @@ def test_cache_aware_decision_is_one_store_call() -> None:
     chooser.release(lease)
 
 
-def test_cache_aware_decision_is_one_redis_command(redis_server: RedisServer) -> None:
+def test_cache_aware_decision_is_one_redis_command(redis_server: RedisServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Scoring every candidate, the pick, the lease and the records: one command (EVALSHA)."""
     store = redis_store(redis_server)
     chooser = ProviderChooser(CacheAwareStrategy(store), store=store,
                               limits=ChooserLimits(acquire_timeout=0.3))
     hint = RoutingHint(block_hashes("y" * 5000, 256, "m"), "session")
     chooser.release(chooser.acquire(MODEL, hint=hint))  # loads the script once
-    client = store._redis
     sent: list[str] = []
-    original = client.execute_command
+    original = redis.connection.AbstractConnection.send_command
 
-    def counting(*args: Any, **options: Any) -> Any:
+    def counting(self: Any, *args: Any, **options: Any) -> Any:
         sent.append(str(args[0]))
-        return original(*args, **options)
+        return original(self, *args, **options)
 
-    client.execute_command = counting  # type: ignore[method-assign]
+    # Every command goes on the wire through a connection's send_command (redis-py's client
+    # and our LeanScript alike).
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", counting)
     lease = chooser.acquire(MODEL, hint=hint)
     assert sent == ["EVALSHA"]
     assert lease.routing is not None and lease.routing.prefix_match == 1.0

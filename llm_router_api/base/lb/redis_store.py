@@ -69,6 +69,7 @@ from llm_router_api.base.redis_link import (
     PROBE_TTL_MS,
     SOCKET_TIMEOUT,
     Fallback,
+    LeanScript,
     blocking_twin,
     redis_address,
     redis_client,
@@ -103,12 +104,12 @@ class RedisStore(StateStore):
         self._where = where
         self._memory = MemoryStore()
         self._fallback = Fallback(where, "load-balancing state", self._probe)
-        self._scripts = {name: client.register_script(getattr(redis_lua, name))
+        self._scripts = {name: LeanScript(client, getattr(redis_lua, name))
                          for name in ("ACQUIRE", "IN_FLIGHT", "EWMA", "CHOOSE", "FAIL",
                                       "SUCCEED", "RELEASE_WAKE", "LEAVE")}
-        self._scripts.update({name: client.register_script(getattr(lease_lua, name))
+        self._scripts.update({name: LeanScript(client, getattr(lease_lua, name))
                               for name in ("RELEASE", "RENEW")})
-        self._scripts.update({name: client.register_script(getattr(redis_cache_lua, name))
+        self._scripts.update({name: LeanScript(client, getattr(redis_cache_lua, name))
                               for name in ("CHOOSE_CACHED", "PUT_SIGNALS", "SIGNALS",
                                            "HOLD_LOCK")})
 
