@@ -44,6 +44,8 @@ from bench.load import Tally, Target, closed_loop
 PACED_FIRST_DELAY = 0.05
 PACED_TOKEN_DELAY = 0.005
 PACED_CONCURRENCY = 8
+#: The side that is ``bench/floor.py`` (a featureless relay on gunicorn + gevent), not the gateway.
+FLOOR = "floor"
 
 
 @dataclass
@@ -63,7 +65,7 @@ def parse_side(spec: str, scratch: Path) -> Side:
     """``REF`` or ``REF:KEY=VALUE,KEY=VALUE``; REF ``.`` is the working tree as it is."""
     ref, _, settings = spec.partition(":")
     env = dict(item.split("=", 1) for item in settings.split(",") if "=" in item)
-    if ref in ("", "."):
+    if ref in ("", ".", FLOOR):
         return Side(spec, procs.ROOT, env)
     tree = scratch / f"tree-{len(list(scratch.iterdir()))}"
     subprocess.run(["git", "worktree", "add", "--detach", str(tree), ref], cwd=procs.ROOT,
@@ -89,6 +91,16 @@ def cpu_ns(pids: list[int]) -> int:
 
 def gateway_pids(gateway: procs.Process) -> list[int]:
     return [gateway.pid, *procs.children(gateway.pid)]
+
+
+def start_floor(workers: int, upstream_port: int) -> tuple[procs.Process, int]:
+    port = procs.free_port()
+    env = {**os.environ, "BENCH_UPSTREAM": f"127.0.0.1:{upstream_port}"}
+    proc = procs.Process([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
+                          "--worker-connections", "2000", "-b", f"127.0.0.1:{port}",
+                          "--log-level", "warning", "bench.floor:app"], env, "floor")
+    proc.wait_ready(f"http://127.0.0.1:{port}/api/ping", "the floor relay")
+    return proc, port
 
 
 # -- Redis ----------------------------------------------------------------------------------------
@@ -161,6 +173,9 @@ class Production:
         return ends.plain, ends.stream
 
     def start(self, side: Side, config: Path, index: int) -> None:
+        if side.label.partition(":")[0] == FLOOR:
+            side.gateway, side.port = start_floor(self.args.workers, self.upstream_port)
+            return
         env = {"LLM_ROUTER_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
                "LLM_ROUTER_REDIS_PREFIX": f"bench{index}:",
                "LLM_ROUTER_USE_PROMETHEUS": "1",
@@ -236,7 +251,7 @@ class Production:
                     path = self.out_dir / f"profile-side{index}-{name}-worker{n}.{ext}"
                     spies.append(subprocess.Popen(
                         [spy, "record", "--pid", str(pid), "--duration", str(seconds),
-                         "--rate", "200", "--format", fmt, "--output", str(path), "--nonblocking"],
+                         "--rate", "500", "--format", fmt, "--output", str(path), "--nonblocking"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                     written.append(str(path))
             await asyncio.sleep(0.3)

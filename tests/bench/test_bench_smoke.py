@@ -59,3 +59,26 @@ def test_loader_refuses_targets_off_this_machine() -> None:
     for host in ("10.0.0.1", "192.168.1.5", "example.com"):
         with pytest.raises(TargetError):
             check_loopback(host)
+
+
+def test_production_profile_compares_sides_in_one_run(tmp_path: Path) -> None:
+    """``--compare`` with the working tree (Redis + metrics on) and the featureless floor
+    relay: every headline figure for both sides, CPU read from /proc, no error, no lease
+    left behind (never the speed figures)."""
+    out = tmp_path / "prod.json"
+    run = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--compare", ".",
+                          "floor", "--duration", "0.5", "--warmup", "10", "--rounds", "1",
+                          "--json", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Production profile" in run.stdout
+    result = json.loads(out.read_text())
+    assert result["errors"] == 0 and result["leaked_leases"] == 0
+    assert set(result["sides"]) == {".", "floor"}
+    gateway = result["sides"]["."]
+    assert gateway["best"]["plain_c32.cpu_ms_per_request"] > 0
+    assert gateway["best"]["paced.cpu_ms_per_chunk"] > 0
+    assert gateway["best"]["plain_c32.redis_commands_per_request"] > 0  # Redis is in use
+    assert {"added_ttfb_p50_ms", "latency_mean_ratio"} <= set(gateway["rounds"][0]["gateway"]
+                                                              ["paced"])
+    assert result["sides"]["floor"]["best"]["plain_c32.redis_commands_per_request"] == 0
