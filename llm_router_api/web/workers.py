@@ -26,6 +26,7 @@ from typing import Any
 
 from gunicorn import util
 from gunicorn.http import errors as http_errors
+from gunicorn.http import wsgi as gunicorn_wsgi
 from gunicorn.http.message import Request
 from gunicorn.workers import gthread
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
@@ -67,6 +68,53 @@ def error_response(status: int, reason: str, detail: str, path: str, prefix: str
     return head.encode("latin-1") + body
 
 
+class OneWriteResponse(gunicorn_wsgi.Response):
+    """gunicorn's response, with the status line and headers put on the wire in the same
+    ``sendall`` as the first body bytes (or at ``close`` when there are none) instead of a
+    send of their own. On loopback a send costs the sender the receiver's TCP work too: this
+    saves one per request (about 5 % of a worker's CPU per non-stream request;
+    docs/performance.md). ``_emit_body`` is gunicorn's hook for framing the body; what
+    bypasses it (``sendfile``) gets the held head first."""
+
+    _head: bytes = b""
+
+    def send_headers(self) -> None:
+        if self.headers_sent:
+            return
+        tosend = self.default_headers()
+        tosend.extend(f"{k}: {v}\r\n" for k, v in self.headers)
+        self._head = util.to_bytestring("".join(tosend) + "\r\n", "latin-1")
+        self.headers_sent: bool = True
+
+    def _emit_body(self, data: bytes) -> None:
+        if self.chunked:
+            data = b"%X\r\n%s\r\n" % (len(data), data)
+        head, self._head = self._head, b""
+        self.sock.sendall(head + data if head else data)
+
+    def _flush_head(self) -> None:
+        head, self._head = self._head, b""
+        if head:
+            self.sock.sendall(head)
+
+    def sendfile(self, respiter: Any) -> bool:
+        self.send_headers()
+        self._flush_head()
+        return bool(super().sendfile(respiter))
+
+    def close(self) -> None:
+        self.send_headers()
+        head, self._head = self._head, b""
+        tail = b"0\r\n\r\n" if self.chunked else b""
+        if head or tail:
+            self.sock.sendall(head + tail)
+
+
+def use_one_write_responses() -> None:
+    """In a worker process: gunicorn builds every response from ``wsgi.Response``."""
+    gunicorn_wsgi.Response = OneWriteResponse
+
+
 class JSONErrors:
     """Mixin for a gunicorn worker: ``handle_error`` writes JSON, and a client that timed out
     is logged as one line (gunicorn would log a traceback)."""
@@ -86,6 +134,7 @@ class JSONErrors:
 
     def init_process(self) -> None:
         self.log.error_log.addFilter(_quiet_timeouts)
+        use_one_write_responses()
         super().init_process()  # type: ignore[misc]
 
     def handle_request(self, *args: Any) -> Any:
