@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
 import urllib3
+import urllib3.connection
 from urllib3.exceptions import (
     HTTPError,
     NewConnectionError,
@@ -138,6 +139,57 @@ class Urllib3Response:
         self._raw.close()
 
 
+class _OneSend:
+    """urllib3 sends a request's head (``endheaders``) and then its body in a second ``send``;
+    with a ``bytes`` body (every model call) the head is held and goes out with the body in one
+    send. On loopback a send costs the sender the receiver's TCP work too
+    (docs/performance.md)."""
+
+    _body: bool = False
+    _hold: bool = False
+    _held: bytes | None = None
+
+    def request(self, method: str, url: str, body: Any = None, headers: Any = None,
+                **options: Any) -> None:
+        self._body = isinstance(body, bytes) and bool(body) and not options.get("chunked")
+        try:
+            super().request(method, url, body=body, headers=headers, **options)  # type: ignore[misc]
+        finally:
+            self._body = self._hold = False
+            self._held = None
+
+    def endheaders(self, message_body: Any = None, **options: Any) -> None:
+        self._hold = self._body and message_body is None
+        try:
+            super().endheaders(message_body, **options)  # type: ignore[misc]
+        finally:
+            self._hold = False
+
+    def send(self, data: Any) -> None:
+        if self._hold:  # the head: it goes with the body's send
+            self._hold, self._held = False, bytes(data)
+            return
+        if self._held is not None:
+            data, self._held = self._held + bytes(data), None
+        super().send(data)  # type: ignore[misc]
+
+
+class OneSendHTTPConnection(_OneSend, urllib3.connection.HTTPConnection):
+    pass
+
+
+class OneSendHTTPSConnection(_OneSend, urllib3.connection.HTTPSConnection):
+    pass
+
+
+def _one_send(pool: Any) -> Any:
+    if isinstance(pool, urllib3.HTTPSConnectionPool):
+        pool.ConnectionCls = OneSendHTTPSConnection
+    elif isinstance(pool, urllib3.HTTPConnectionPool):
+        pool.ConnectionCls = OneSendHTTPConnection
+    return pool
+
+
 class Urllib3Transport:
     """Pooled keep-alive HTTP client; thread- and gevent-safe."""
 
@@ -165,7 +217,7 @@ class Urllib3Transport:
             if proxy is None or proxy_bypass_environment(parts.hostname or "",
                                                          {"no": self._no_proxy}):
                 target = parts.path + (f"?{parts.query}" if parts.query else "")
-                route = (self._direct.connection_from_url(url), target or "/")
+                route = (_one_send(self._direct.connection_from_url(url)), target or "/")
             else:
                 route = (proxy, url)
             if len(self._routes) < MAX_ROUTES:
