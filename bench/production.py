@@ -357,6 +357,7 @@ async def run(args: argparse.Namespace, meta: dict[str, Any], out_dir: Path) -> 
                               json.dumps({"model": procs.MODEL, "stream": True, "messages": [
                                   {"role": "user", "content": "x"}]}).encode())
         bench.frames = (await fetch("127.0.0.1", upstream_port, probe)).body.count(b"data:") - 1
+        result["frames"] = bench.frames
         config = procs.write_models_config(scratch, upstream_port)
         for n, side in enumerate(sides):
             bench.start(side, config, n)
