@@ -104,7 +104,8 @@ def _plan(body: JSONDict, behaviour: Behaviour) -> Plan:
 
 
 def _usage(plan: Plan) -> JSONDict:
-    return {"input_tokens": plan.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+    return {"input_tokens": plan.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": plan.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": plan.prompt_tokens + plan.completion_tokens}

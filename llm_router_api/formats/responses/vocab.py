@@ -210,7 +210,8 @@ def responses_usage(usage: Any) -> dict[str, Any]:
     made = count(usage.get("completion_tokens"))
     cached = count((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
     reasoning = count((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
-    return {"input_tokens": given, "input_tokens_details": {"cached_tokens": cached},
+    return {"input_tokens": given,
+            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
             "output_tokens": made, "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": given + made}
 
