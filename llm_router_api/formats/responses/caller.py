@@ -12,6 +12,7 @@ there is no ``[DONE]``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -100,22 +101,41 @@ class ResponsesCaller(CallerFormat):
 
     def renamed(self, frames: Iterator[bytes], stream: bool, model: str) -> Iterator[bytes]:
         """A native provider's answer naming the public ``model`` (in the body, or in the
-        ``response`` of each stream event that carries one)."""
-        for block in frames:
-            if not stream:
+        ``response`` of each stream event that carries one). A native stream that fails
+        after it began ends with one ``response.failed`` that continues its sequence numbers
+        and names the provider's response id."""
+        if not stream:
+            for block in frames:
                 yield _rename(block, model)
-                continue
-            if b'"model"' not in block:
-                yield block
-                continue
-            lines = block.split(b"\n")
-            for index, line in enumerate(lines):
-                if line.startswith(b"data:") and b'"model"' in line:
-                    lines[index] = b"data: " + _rename(line[5:].strip(), model)
-            yield b"\n".join(lines)
+            return
+        last = -1
+        created: dict[str, Any] = {}
+        try:
+            for block in frames:
+                numbers = _SEQUENCE.findall(block)
+                last = int(numbers[-1]) if numbers else last
+                if b'"model"' not in block:
+                    yield block
+                    continue
+                lines = block.split(b"\n")
+                for index, line in enumerate(lines):
+                    if line.startswith(b"data:") and b'"model"' in line:
+                        lines[index] = b"data: " + _rename(line[5:].strip(), model, created)
+                yield b"\n".join(lines)
+        except RouterError as exc:
+            response = created or {"id": new_id("resp_"), "object": "response",
+                                   "created_at": now(), "model": model, "output": [],
+                                   "parallel_tool_calls": True, "tool_choice": "auto",
+                                   "tools": []}
+            yield failed_frame(exc, response, last + 1)
+            exc.framed = True  # type: ignore[attr-defined]
+            raise
 
 
-def _rename(raw: bytes, model: str) -> bytes:
+_SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
+
+
+def _rename(raw: bytes, model: str, created: dict[str, Any] | None = None) -> bytes:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -124,6 +144,8 @@ def _rename(raw: bytes, model: str) -> bytes:
         return raw
     if isinstance(value.get("response"), dict) and "model" in value["response"]:
         value["response"]["model"] = model
+        if created is not None and value.get("type") == "response.created":
+            created.update(value["response"])
     elif value.get("object") == "response":
         value["model"] = model
     return dumps(value)
