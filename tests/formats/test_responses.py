@@ -280,3 +280,26 @@ def test_failure_mid_stream_is_one_failed_event_with_the_same_id() -> None:
     assert events[-1]["response"]["id"] == events[0]["response"]["id"]
     assert events[-1]["response"]["error"] == {"code": "server_error",
                                                "message": "the provider went away"}
+
+
+def test_reasoning_of_ollama_and_anthropic_reaches_reasoning_items() -> None:
+    from llm_router_api.formats.anthropic.upstream import canonical_response
+    from llm_router_api.formats.ollama.upstream import canonical_chunks
+
+    objs = [{"message": {"role": "assistant", "content": "", "thinking": "hmm "}, "done": False},
+            {"message": {"role": "assistant", "content": "ok"}, "done": False},
+            {"message": {"role": "assistant", "content": ""}, "done": True,
+             "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 2}]
+    events = stream(canonical_chunks(Op.CHAT, iter(objs), "up"), {"model": "m", "input": "x"})
+    check_contract(events)
+    final = events[-1]["response"]["output"]
+    assert [o["type"] for o in final] == ["reasoning", "message"]
+    assert final[0]["content"] == [{"type": "reasoning_text", "text": "hmm "}]
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "up",
+               "stop_reason": "end_turn", "usage": {"input_tokens": 1, "output_tokens": 2},
+               "content": [{"type": "thinking", "thinking": "deep", "signature": "s"},
+                           {"type": "text", "text": "done"}]}
+    body = whole([canonical_response(Op.CHAT, message, "up")], {"model": "m", "input": "x"})
+    strict_response(body)
+    assert body["output"][0]["content"] == [{"type": "reasoning_text", "text": "deep"}]
+    assert body["output"][1]["content"][0]["text"] == "done"
