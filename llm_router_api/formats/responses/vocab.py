@@ -30,6 +30,11 @@ PATH = "/v1/responses"
 NAMESPACE_SEPARATOR = "__"
 SYSTEM_ROLES = frozenset({"system", "developer"})
 TEXT_PARTS = frozenset({"input_text", "output_text", "text", "summary_text", "refusal"})
+# Tool types a translated provider cannot run (the metric's label values; others: "other").
+BUILTIN_TYPES = frozenset({
+    "web_search", "web_search_preview", "file_search", "code_interpreter", "computer_use",
+    "computer_use_preview", "image_generation", "mcp", "local_shell", "shell", "custom",
+    "apply_patch", "tool_search"})
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 # Echoed settings of a response object, with OpenAI's defaults when the request had none.
 ECHOED: dict[str, Any] = {
@@ -157,7 +162,7 @@ def canonical_tools(tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
             out += [_function(m, tool.get("name")) for m in tool.get("tools") or []
                     if isinstance(m, dict) and m.get("type", "function") == "function"]
         else:
-            dropped.append(str(kind))
+            dropped.append(kind if kind in BUILTIN_TYPES else "other")
     return out, dropped
 
 
