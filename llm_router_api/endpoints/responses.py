@@ -65,7 +65,8 @@ class ResponsesCreate(EndpointI):
         if previous is not None:
             record = _read(store, incoming.key_id, previous)
             if record is None:
-                raise ClientError(f"Previous response with id '{previous}' not found.",
+                raise ClientError(f"Previous response with id '{echo(previous[:128])}' not "
+                                  "found.",
                                   param="previous_response_id",
                                   code="previous_response_not_found")
             prior = list(record.get("input") or []) + list(

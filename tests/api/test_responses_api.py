@@ -214,6 +214,7 @@ def test_store_continue_get_delete_and_key_scope(gateway: Gateway, upstream: Sta
     upstream.reset()
     first = post(gateway, {"model": model, "input": "my name is Ada",
                            "instructions": "be brief"}).json()
+    strict_response(first)
     rid = first["id"]
     # GET (any worker: the store is Redis) returns the same response; another key sees none
     got = requests.get(f"{gateway.url}/v1/responses/{rid}", timeout=10,
@@ -313,3 +314,35 @@ def test_agents_sdk_function_tool(gateway: Gateway, upstream: StandIn) -> None:
     assert asked == ["Paris"] * len(MODELS)
 
 
+
+
+ODD_BODIES = (
+    {"input": [{"type": "message", "role": "user", "content": 5}]},
+    {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {"a": 1}},
+               {"type": "function_call_output", "call_id": "c",
+                "output": [{"type": "input_image", "image_url": "x"}]},
+               {"role": "user", "content": "go"}]},
+    {"input": [{"type": "item_reference", "id": "msg_1"}, {"type": "unknown_item"},
+               {"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+    {"input": "x", "tools": [{"type": "function"}, {"type": "namespace", "name": "n"},
+                             {"type": "namespace", "name": "n", "tools": "bad"}, "junk"]},
+    {"input": "x", "tool_choice": {"type": "web_search"}, "tools": [{"type": "web_search"}]},
+    {"input": "x", "text": {"format": {"type": "json_schema", "schema": "not-an-object"}}},
+    {"input": "x", "reasoning": {"effort": 5}, "include": "junk", "client_metadata": [1]},
+    {"input": "x", "previous_response_id": "resp_" + "9" * 5000},
+)
+
+
+@pytest.mark.parametrize("extra", ODD_BODIES)
+@pytest.mark.parametrize("model", ("m-openai", "m-ollama", "m-anthropic"))
+def test_odd_requests_never_break_the_gateway(gateway: Gateway, upstream: StandIn,
+                                              model: str, extra: dict[str, Any]) -> None:
+    upstream.reset()
+    reply = post(gateway, {"model": model, **extra})
+    assert reply.status_code in (200, 400), reply.text
+    if reply.status_code == 400:
+        error = reply.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["message"]
+        assert len(error["message"]) < 400
+    else:
+        strict_response(reply.json())

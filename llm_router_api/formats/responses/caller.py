@@ -191,10 +191,11 @@ class ResponseBuilder:
             "incomplete_details": ({"reason": "max_output_tokens"}
                                    if status == "incomplete" else None),
             "model": self.model, "output": list(self.output), **echoed,
-            "reasoning": {"effort": reasoning.get("effort"),
-                          "summary": reasoning.get("summary")},
-            "text": {"format": {"type": "text"}, **text},
-            "tools": body.get("tools") if isinstance(body.get("tools"), list) else [],
+            "tool_choice": _tool_choice(body.get("tool_choice")),
+            "reasoning": {"effort": _word(reasoning.get("effort"), EFFORTS),
+                          "summary": _word(reasoning.get("summary"), SUMMARIES)},
+            "text": {**text, "format": _text_format(text.get("format"))},
+            "tools": [t for t in body.get("tools") or [] if _echoable_tool(t)],
             "metadata": body.get("metadata") if isinstance(body.get("metadata"), dict) else {},
             "usage": self.usage,
         }
@@ -280,6 +281,41 @@ class ResponseBuilder:
         self.usage = self.usage or responses_usage(None)
         status = self.status()
         yield self.event(f"response.{status}", response=self.response(status))
+
+
+# What a response echoes must be valid in OpenAI's schema: a value the request got wrong (and
+# the translation ignored) is echoed as OpenAI's default instead.
+EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
+SUMMARIES = frozenset({"auto", "concise", "detailed"})
+
+
+def _word(value: Any, allowed: frozenset[str]) -> str | None:
+    return value if value in allowed else None
+
+
+def _tool_choice(choice: Any) -> Any:
+    if choice in ("auto", "none", "required"):
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(
+            choice.get("name"), str):
+        return choice
+    return "auto"  # built-in tool choices: those tools were not offered (translated)
+
+
+def _text_format(fmt: Any) -> dict[str, Any]:
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object",
+                                                             "json_schema"):
+        return {"type": "text"}
+    if fmt["type"] == "json_schema" and not (isinstance(fmt.get("schema"), dict)
+                                             and isinstance(fmt.get("name"), str)):
+        return {"type": "json_object"}
+    return fmt
+
+
+def _echoable_tool(tool: Any) -> bool:
+    if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+        return False
+    return tool["type"] not in ("function", "namespace") or isinstance(tool.get("name"), str)
 
 
 def _object(value: Any) -> dict[str, Any]:

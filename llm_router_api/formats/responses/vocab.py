@@ -24,7 +24,7 @@ from typing import Any
 
 from llm_router_api.errors import RouterError
 from llm_router_api.formats.caller import dumps
-from llm_router_api.formats.canonical import Usage, count, text_of
+from llm_router_api.formats.canonical import Usage, count, dumps_arguments, text_of
 
 PATH = "/v1/responses"
 NAMESPACE_SEPARATOR = "__"
@@ -39,7 +39,7 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 # Echoed settings of a response object, with OpenAI's defaults when the request had none.
 ECHOED: dict[str, Any] = {
     "instructions": None, "max_output_tokens": None, "parallel_tool_calls": True,
-    "previous_response_id": None, "temperature": 1.0, "top_p": 1.0, "tool_choice": "auto",
+    "previous_response_id": None, "temperature": 1.0, "top_p": 1.0,
     "store": True, "user": None, "service_tier": "default", "truncation": "disabled",
     "max_tool_calls": None, "prompt_cache_key": None, "safety_identifier": None,
     "top_logprobs": 0, "background": False,
@@ -129,10 +129,9 @@ def _message(item: dict[str, Any]) -> dict[str, Any]:
 
 def _add_call(messages: list[dict[str, Any]], item: dict[str, Any]) -> None:
     name = flat_name(item.get("namespace"), str(item.get("name") or ""))
-    arguments = item.get("arguments")
     call = {"id": str(item.get("call_id") or item.get("id") or ""), "type": "function",
             "function": {"name": name,
-                         "arguments": arguments if isinstance(arguments, str) else "{}"}}
+                         "arguments": dumps_arguments(item.get("arguments") or "{}")}}
     last = messages[-1] if messages else None
     if last is not None and last.get("role") == "assistant":
         last.setdefault("tool_calls", []).append(call)
