@@ -346,3 +346,23 @@ def test_odd_requests_never_break_the_gateway(gateway: Gateway, upstream: StandI
         assert len(error["message"]) < 400
     else:
         strict_response(reply.json())
+
+
+def test_memory_store_without_redis_or_auth(upstream: StandIn,
+                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+    config = write_config(tmp_path_factory.mktemp("responses-memory"), {
+        "m": [{"id": "p", "api_host": upstream.url, "api_type": "ollama"}]})
+    server = Gateway(config, LLM_ROUTER_RESPONSES_TTL="3600")
+    try:
+        upstream.reset()
+        first = requests.post(server.url + "/api/responses", timeout=30,
+                              json={"model": "m", "input": "my name is Ada"}).json()
+        follow = requests.post(server.url + "/responses", timeout=30, json={
+            "model": "m", "input": "name?", "previous_response_id": first["id"]})
+        assert follow.status_code == 200
+        assert "my name is Ada" in json.dumps(upstream.requests[-1]["json"])
+        got = requests.get(f"{server.url}/v1/responses/{follow.json()['id']}", timeout=10)
+        assert got.json() == follow.json()
+    finally:
+        server.stop()
+    assert "Traceback" not in server.output()
