@@ -30,14 +30,13 @@ from llm_router_api.errors import (
     echo,
 )
 from llm_router_api.formats.registry import caller, serves_natively
-from llm_router_api.formats.responses.vocab import TERMINAL, canonical_tools, input_items
+from llm_router_api.formats.responses.vocab import TERMINAL_TYPE, canonical_tools, input_items
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.config import ModelConfig
 from llm_router_lib.data_models.responses import ResponsesRequest
 
 log = logging.getLogger("llm_router.responses")
 CALLER = caller(Protocol.RESPONSES)
-_TERMINAL_MARKS = tuple(t.encode() for t in TERMINAL)
 
 
 def _read(store: ResponseStore, scope: str, response_id: str) -> dict[str, Any] | None:
@@ -143,10 +142,10 @@ def _watched(frames: Iterator[bytes], keep: Any) -> Iterator[bytes]:
     try:
         for block in frames:
             yield block
-            if pending or any(mark in block for mark in _TERMINAL_MARKS):
+            if pending or TERMINAL_TYPE.search(block):
                 pending += block
         for line in pending.split(b"\n"):
-            if line.startswith(b"data:") and any(m in line for m in _TERMINAL_MARKS):
+            if line.startswith(b"data:") and TERMINAL_TYPE.search(line):
                 event = _json(line[5:].strip())
                 if isinstance(event, dict) and event.get("type") in (
                         "response.completed", "response.incomplete"):

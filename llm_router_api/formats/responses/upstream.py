@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from llm_router_api.errors import UpstreamError, UpstreamProtocolError
-from llm_router_api.formats.responses.vocab import PATH, TERMINAL
+from llm_router_api.formats.responses.vocab import PATH, TERMINAL_TYPE
 from llm_router_api.formats.upstream import (
     UpstreamAdapter,
     error_in,
@@ -63,7 +63,7 @@ def _blocks(blocks: Iterable[bytes]) -> Iterator[bytes]:
                 if kept:
                     yield kept
                 raise failure
-        ended = ended or any(t.encode() in block for t in TERMINAL)
+        ended = ended or TERMINAL_TYPE.search(block) is not None
         yield block
     if not ended:
         raise truncated()

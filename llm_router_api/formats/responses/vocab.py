@@ -19,6 +19,7 @@ Translating to a chat provider (SPEC §10):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,6 +37,9 @@ BUILTIN_TYPES = frozenset({
     "computer_use_preview", "image_generation", "mcp", "local_shell", "shell", "custom",
     "apply_patch", "tool_search"})
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+#: A terminal event's ``"type"`` in a stream's bytes (text inside a delta is JSON-escaped, so
+#: a model that writes these words cannot fake one).
+TERMINAL_TYPE = re.compile(rb'"type"\s*:\s*"response\.(?:completed|incomplete|failed)"')
 # Echoed settings of a response object, with OpenAI's defaults when the request had none.
 ECHOED: dict[str, Any] = {
     "instructions": None, "max_output_tokens": None, "parallel_tool_calls": True,
