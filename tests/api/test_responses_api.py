@@ -8,6 +8,7 @@ Replies are validated against the ``openai`` SDK's typed models (OpenAI's publis
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -305,13 +306,22 @@ def test_agents_sdk_function_tool(gateway: Gateway, upstream: StandIn) -> None:
         asked.append(location)
         return "sunny"
 
+    def agent(model: str) -> Agent[Any]:  # a client per event loop (run_sync has its own)
+        return Agent(name="helper", instructions="Answer briefly.", tools=[get_weather],
+                     model=OpenAIResponsesModel(model=model, openai_client=openai.AsyncOpenAI(
+                         base_url=gateway.url + "/v1", api_key=KEY_A, max_retries=0)))
+
+    async def streamed(model: str) -> str:
+        run = Runner.run_streamed(agent(model), "And in Paris tomorrow?")
+        async for _ in run.stream_events():
+            pass
+        return str(run.final_output)
+
     for model in MODELS:
-        agent = Agent(name="helper", instructions="Answer briefly.", tools=[get_weather],
-                      model=OpenAIResponsesModel(model=model, openai_client=openai.AsyncOpenAI(
-                          base_url=gateway.url + "/v1", api_key=KEY_A, max_retries=0)))
-        result = Runner.run_sync(agent, "What is the weather in Paris?")
+        result = Runner.run_sync(agent(model), "What is the weather in Paris?")
         assert result.final_output == "tok0 tok1 tok2 tok3 tok4 ", model
-    assert asked == ["Paris"] * len(MODELS)
+        assert asyncio.run(streamed(model)) == "tok0 tok1 tok2 tok3 tok4 ", model
+    assert asked == ["Paris"] * 2 * len(MODELS)
 
 
 
