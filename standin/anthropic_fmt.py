@@ -86,12 +86,12 @@ def forced_tool(body: JSONDict) -> str | None:
     return None
 
 
-def tool_input(body: JSONDict, name: str) -> Any:
+def tool_input(body: JSONDict, name: str, default: Any = None) -> Any:
     """The input of a call to tool ``name``: when ``tool_choice`` forced that tool (as a
     structured-output client does), an instance of its ``input_schema``; else the stand-in's
     fixed input."""
     if forced_tool(body) != name:
-        return TOOL_ARGS
+        return TOOL_ARGS if default is None else default
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and tool.get("name") == name:
             schema = tool.get("input_schema")
@@ -121,7 +121,7 @@ def messages(body: JSONDict, behaviour: Behaviour) -> Reply:
             "type": "tool_use",
             "id": new_id("toolu_"),
             "name": plan.tool_name,
-            "input": tool_input(body, plan.tool_name),
+            "input": tool_input(body, plan.tool_name, plan.args),
         }
     return json_reply(
         {

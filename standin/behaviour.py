@@ -11,6 +11,7 @@ non-stream answer whose first token is replaced by the leak).
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,9 @@ class Behaviour:
     #: The mode applies to POST calls (generation, embeddings) only; GETs (``/v1/models``,
     #: ``/api/tags``) answer normally: a server that lists its models but cannot generate.
     generation_only: bool = False
+    #: The arguments of the stand-in's tool calls, as JSON object text ("" : the fixed
+    #: ``{"location": "Paris"}``), e.g. ``{"cmd": "echo hi"}`` for an agent's shell tool.
+    tool_args: str = ""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -77,6 +81,9 @@ def _check(name: str, value: object) -> None:
             raise ValueError(f"{name} must be a non-negative integer")
         if name == "status_code" and not 100 <= value <= 599:
             raise ValueError("status_code must be between 100 and 599")
+    elif name == "tool_args":
+        if not isinstance(value, str) or (value and not _json_object(value)):
+            raise ValueError("tool_args must be JSON object text or empty")
     elif name == "fail_marker":
         if not isinstance(value, str):
             raise ValueError("fail_marker must be a string")
@@ -85,3 +92,10 @@ def _check(name: str, value: object) -> None:
             raise ValueError("retry_after must be a non-negative number or null")
     elif not _non_negative_number(value):
         raise ValueError(f"{name} must be a non-negative number")
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False

@@ -18,7 +18,7 @@ import json
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -63,6 +63,12 @@ class Plan:
     truncated: bool
     prompt_tokens: int
     tool_name: str | None = None
+    #: The tool call's arguments (``Behaviour.tool_args``, else ``TOOL_ARGS``).
+    args: JSONDict = field(default_factory=lambda: dict(TOOL_ARGS))
+
+    @property
+    def args_json(self) -> str:
+        return _encode(self.args)
 
     @property
     def completion_tokens(self) -> int:
@@ -192,6 +198,9 @@ def make_plan(
     against ``schema`` (structured output: ``{}`` for plain JSON mode), or text tokens."""
     prompt_tokens = count_words(texts)
     if tool_name is not None and behaviour.tool_call:
+        if behaviour.tool_args:
+            args = json.loads(behaviour.tool_args)
+            return Plan(json_tokens(args), False, prompt_tokens, tool_name, args)
         return Plan(list(TOOL_ARG_FRAGMENTS), False, prompt_tokens, tool_name)
     if schema is not NO_SCHEMA:
         return Plan(json_tokens(instance(schema)), False, prompt_tokens)

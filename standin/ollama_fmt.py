@@ -6,7 +6,6 @@ from typing import Any
 
 from .behaviour import Behaviour
 from .common import (
-    TOOL_ARGS,
     ApiError,
     JSONDict,
     Plan,
@@ -105,7 +104,7 @@ def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
     head = {"model": model_of(body), "created_at": rfc3339_now()}
     message: JSONDict = {"role": "assistant", "content": plan.text}
     if plan.tool_name is not None:
-        calls = [{"function": {"name": plan.tool_name, "arguments": TOOL_ARGS}}]
+        calls = [{"function": {"name": plan.tool_name, "arguments": plan.args}}]
         message = {"role": "assistant", "content": "", "tool_calls": calls}
     if not _streaming(body):
         return json_reply(

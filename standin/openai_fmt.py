@@ -7,7 +7,6 @@ from typing import Any
 
 from .behaviour import Behaviour
 from .common import (
-    TOOL_ARGS_JSON,
     ApiError,
     JSONDict,
     Plan,
@@ -96,7 +95,7 @@ def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
         call = {
             "id": new_id("call_"),
             "type": "function",
-            "function": {"name": plan.tool_name, "arguments": TOOL_ARGS_JSON},
+            "function": {"name": plan.tool_name, "arguments": plan.args_json},
         }
         message = {"role": "assistant", "content": None, "tool_calls": [call]}
     return json_reply(
