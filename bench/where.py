@@ -22,9 +22,9 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("writes to the caller (gunicorn Response)", ("Response.write", "Response.close",
                                                  "Response.send_headers", "_emit_body")),
     ("Prometheus metrics", ("prometheus_client",)),
-    ("access log, request hooks (observe, logs)", ("web/observe.py", "web/logs.py")),
     ("pydantic validation", ("pydantic",)),
     ("request parsing (gunicorn)", ("gunicorn/http/",)),
+    ("access log, request hooks (observe, logs)", ("web/observe.py", "web/logs.py")),
     ("the gateway's own code", ("llm_router_api/",)),
     ("Flask + werkzeug", ("flask/", "werkzeug/")),
     ("gunicorn worker, gevent hub, other", ("",)),
@@ -32,14 +32,18 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 OWN, FLASK = "the gateway's own code", "Flask + werkzeug"
+HOOKS = "access log, request hooks (observe, logs)"
 
 
 def classify(names: list[str]) -> str:
-    """The part of one sample's stack (root first). Between our code and Flask the frame
-    nearest the leaf decides: our view runs inside Flask, which runs inside our middleware."""
+    """The part of one sample's stack (root first). Between the request hooks, the rest of our
+    code and Flask the frame nearest the leaf decides: our view runs inside Flask, which runs
+    inside our middleware, and a stream's whole relay runs inside the hooks' counting body."""
     for part, needles in PARTS:
-        if part in (OWN, FLASK):
+        if part in (HOOKS, OWN, FLASK):
             for name in reversed(names):
+                if "web/observe.py" in name or "web/logs.py" in name:
+                    return HOOKS
                 if "llm_router_api/" in name:
                     return OWN
                 if "flask/" in name or "werkzeug/" in name:
