@@ -260,10 +260,8 @@ class ModelHandler:
         upstream_model = model.upstream_name(provider)
         shown = self.shown_name(call, model.name)
         if forwards(provider.api_type) == call.protocol:
-            forwarded = adapter.forward(provider, upstream_model, call)
-            if shown == call.model:
-                return forwarded  # the upstream's bytes as they are
-            return renamed(forwarded, call.stream, shown)  # a fallback answered
+            # the upstream's bytes, naming the public model (not its model_path)
+            return renamed(adapter.forward(provider, upstream_model, call), shown)
         events = adapter.complete(provider, upstream_model, call)
         return self.protocol(call).render(call.op, events, call.stream, shown, body=call.body)
 

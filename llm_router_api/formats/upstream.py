@@ -77,6 +77,12 @@ class UpstreamAdapter(ABC):
                  call: Call) -> Iterator[dict[str, Any]]:
         """Translated call: canonical request in, canonical events out."""
 
+    def count_tokens(self, provider: ProviderConfig, upstream_model: str,
+                     call: Call) -> int | None:
+        """The input tokens of an Anthropic-shaped chat ``call``, counted by the provider;
+        ``None`` when this provider type cannot count (``core/token_count.py`` estimates)."""
+        return None
+
     def headers(self, provider: ProviderConfig, call: Call | None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "*/*"}
         if provider.token:
@@ -127,6 +133,16 @@ class UpstreamAdapter(ABC):
             response.close()
         retry_after = _retry_after(response.headers.get("Retry-After"))
         return upstream_status_error(response.status, error_message(raw), retry_after)
+
+
+def clamped(provider: ProviderConfig, body: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """``body`` with each of ``keys`` (the format's max-tokens fields) lowered to the
+    provider's ``max_output_tokens`` when it asks for more (a copy when changed)."""
+    cap = provider.max_output_tokens
+    if cap is None:
+        return body
+    over = [k for k in keys if isinstance(body.get(k), int) and body[k] > cap]
+    return {**body, **dict.fromkeys(over, cap)} if over else body
 
 
 def error_message(raw: bytes) -> str:

@@ -87,6 +87,10 @@ def with_defaults(provider: ProviderConfig, body: dict[str, Any]) -> dict[str, A
         top["keep_alive"] = provider.keep_alive
     merged = {**top, **body}
     options.update(body.get("options") or {})
+    cap = provider.max_output_tokens
+    predict = options.get("num_predict")
+    if cap is not None and isinstance(predict, int) and (predict > cap or predict < 0):
+        options["num_predict"] = cap  # -1 / -2 (no limit, fill the context) ask for more too
     if options:
         merged["options"] = options
     return merged

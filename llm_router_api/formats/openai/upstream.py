@@ -9,10 +9,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from llm_router_api.errors import ClientError, UpstreamError
-from llm_router_api.formats.openai.vocab import DONE_LINE, ROUTES, VLLM_ONLY
+from llm_router_api.errors import ClientError, UpstreamError, UpstreamProtocolError
+from llm_router_api.formats.openai.vocab import (
+    DONE_LINE,
+    ROUTES,
+    TOKENIZE_PATH,
+    VLLM_ONLY,
+    conforming_body,
+)
 from llm_router_api.formats.upstream import (
     UpstreamAdapter,
+    clamped,
     error_in,
     line_blocks,
     parse_json,
@@ -32,7 +39,7 @@ def upstream_body(provider: ProviderConfig, upstream_model: str,
     if provider.api_type != "vllm":
         for key in VLLM_ONLY.intersection(body):
             del body[key]
-    return body
+    return clamped(provider, body, "max_tokens", "max_completion_tokens")
 
 
 class OpenAIAdapter(UpstreamAdapter):
@@ -41,8 +48,31 @@ class OpenAIAdapter(UpstreamAdapter):
     def forward(self, provider: ProviderConfig, upstream_model: str,
                 call: Call) -> Iterator[bytes]:
         body = upstream_body(provider, upstream_model, call.body)
-        yield from relay(self.open(provider, ROUTES[call.op], body, call), call.stream,
-                         sse_blocks)
+        frames = relay(self.open(provider, ROUTES[call.op], body, call), call.stream,
+                       sse_blocks)
+        if call.op == Op.CHAT and not call.stream:  # the fields OpenAI's schema requires
+            frames = map(conforming_body, frames)
+        yield from frames
+
+    def count_tokens(self, provider: ProviderConfig, upstream_model: str,
+                     call: Call) -> int | None:
+        """vLLM's ``POST /tokenize`` with the chat ``messages`` (its chat template applied)
+        and ``tools``; OpenAI has no counting endpoint (``None``: estimated)."""
+        if provider.api_type != "vllm":
+            return None
+        body: dict[str, Any] = {"model": upstream_model,
+                                "messages": call.canonical.get("messages") or []}
+        if call.canonical.get("tools"):
+            body["tools"] = call.canonical["tools"]
+        response = self.open(provider, TOKENIZE_PATH, body, call)
+        try:
+            answer = parse_json(response.read())
+        finally:
+            response.close()
+        count = answer.get("count") if isinstance(answer, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise UpstreamProtocolError("the provider sent a count that could not be read")
+        return count
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:
@@ -51,6 +81,11 @@ class OpenAIAdapter(UpstreamAdapter):
             raise ClientError("images on a completion (/api/generate) need an Ollama or "
                               "Anthropic provider; use chat for OpenAI-compatible ones",
                               param="images", code="unsupported_images")
+        if call.op == Op.COMPLETION and provider.api_type == "openai" \
+                and body.get("response_format"):
+            raise ClientError("structured output (format) on a completion (/api/generate) "
+                              "needs an Ollama, vLLM or Anthropic provider; use chat for "
+                              "OpenAI ones", param="format", code="unsupported_format")
         if call.stream:  # the caller's format reports token counts at the end of a stream
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
