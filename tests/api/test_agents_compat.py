@@ -420,3 +420,49 @@ def test_same_protocol_replies_name_the_public_model(gateway: Gateway, kind: str
                                     "messages": [{"role": "user", "content": "x"}]})
         assert b"up-anthropic" not in reply.content
         assert b"m-anthropic" in reply.content
+
+
+# -- Ollama fidelity ----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_ollama_load_and_unload_calls(gateway: Gateway, fresh_upstream: StandIn,
+                                      kind: str) -> None:
+    import ollama
+
+    client = ollama.Client(host=gateway.url, timeout=TIMEOUT)
+    loaded = client.generate(model=f"m-{kind}")
+    assert loaded.done and loaded.done_reason == "load" and loaded.model == f"m-{kind}"
+    unloaded = client.chat(model=f"m-{kind}", messages=[], keep_alive=0)
+    assert unloaded.done_reason == "unload" and unloaded.message.content == ""
+    streamed = requests.post(f"{gateway.url}/api/chat", timeout=TIMEOUT,
+                             json={"model": f"m-{kind}", "keep_alive": "0"})
+    assert [json.loads(line)["done_reason"] for line in streamed.text.splitlines()] == [
+        "unload"]
+    sent = [r for r in fresh_upstream.requests if r["path"] in ("/api/generate", "/api/chat")]
+    if kind != "ollama":  # answered here: no upstream call at all
+        assert fresh_upstream.requests == []
+        return
+    assert [(r["path"], r["json"].get("keep_alive"), r["json"]["model"]) for r in sent] == [
+        ("/api/generate", None, "up-ollama"), ("/api/chat", 0, "up-ollama"),
+        ("/api/chat", "0", "up-ollama")]
+    assert not sent[0]["json"].get("prompt") and sent[1]["json"]["messages"] == []
+
+
+def test_ollama_load_call_failure_is_an_ollama_error(gateway: Gateway,
+                                                     fresh_upstream: StandIn) -> None:
+    fresh_upstream.set_behaviour(mode="status", status_code=500, generation_only=True)
+    reply = requests.post(f"{gateway.url}/api/generate", json={"model": "m-ollama"},
+                          timeout=TIMEOUT)
+    assert reply.status_code >= 500 and isinstance(reply.json()["error"], str)
+
+
+def test_ollama_show_reports_context_length_and_capabilities(gateway: Gateway) -> None:
+    import ollama
+
+    client = ollama.Client(host=gateway.url, timeout=TIMEOUT)
+    shown = client.show("m-vllm")
+    family = shown.details.family if shown.details else ""
+    assert shown.modelinfo is not None and shown.modelinfo[f"{family}.context_length"] == 8192
+    assert list(shown.capabilities or []) == ["completion", "tools"]
+    busy = requests.post(f"{gateway.url}/api/show", json={"model": "m-busy"}, timeout=TIMEOUT)
+    assert busy.json()["capabilities"] == ["completion"]  # not marked tool_calling
+    assert not any(k.endswith(".context_length") for k in busy.json()["model_info"])
