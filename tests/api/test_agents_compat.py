@@ -466,3 +466,37 @@ def test_ollama_show_reports_context_length_and_capabilities(gateway: Gateway) -
     busy = requests.post(f"{gateway.url}/api/show", json={"model": "m-busy"}, timeout=TIMEOUT)
     assert busy.json()["capabilities"] == ["completion"]  # not marked tool_calling
     assert not any(k.endswith(".context_length") for k in busy.json()["model_info"])
+
+
+def test_ollama_ps_lists_what_ollama_providers_report_loaded(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from standin.sim import ServerSim, SimParams
+
+    from tests.support.procs import wait_for
+
+    fast = SimParams(prefill_per_char=0.0, load_seconds=0.0)
+    sims = {name: StandIn(name=name, sim=ServerSim(fast.updated(model=f"up-{name}",
+                                                                loaded=name == "warm")))
+            for name in ("warm", "cold")}
+    for sim in sims.values():
+        sim.start()
+    models = {f"m-{name}": [{"id": f"p-{name}", "api_host": sim.url, "api_type": "ollama",
+                             "model_path": f"up-{name}"}] for name, sim in sims.items()}
+    models["m-other"] = [{"id": "p-other", "api_host": sims["warm"].url, "api_type": "vllm"}]
+    config = write_config(tmp_path_factory.mktemp("ps"), models)
+    server = Gateway(config, server_type="gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS="gevent",
+                     LLM_ROUTER_SERVER_WORKERS_COUNT="2",
+                     LLM_ROUTER_BALANCE_STRATEGY="cache_aware",
+                     LLM_ROUTER_LOAD_POLL_INTERVAL="0.5")
+    try:
+        def listed() -> set[str]:
+            reply = requests.get(f"{server.url}/api/ps", timeout=TIMEOUT)
+            return {m["name"] for m in reply.json()["models"]}
+
+        # every worker answers from its own poller: ask several times until all agree
+        wait_for(lambda: all(listed() == {"m-warm", "m-other"} for _ in range(6)), 30,
+                 "/api/ps to list the loaded models only")
+    finally:
+        server.stop()
+        for sim in sims.values():
+            sim.stop()
