@@ -6,7 +6,6 @@ from typing import Any
 
 from .behaviour import Behaviour
 from .common import (
-    TOOL_ARGS,
     ApiError,
     JSONDict,
     Plan,
@@ -15,7 +14,6 @@ from .common import (
     count_words,
     dumps,
     first_tool_name,
-    is_user_turn,
     json_reply,
     json_tokens,
     last_user_text,
@@ -24,6 +22,8 @@ from .common import (
     messages_of,
     model_of,
     new_id,
+    tool_args,
+    tool_to_call,
 )
 from .schema import instance
 
@@ -65,7 +65,7 @@ def _plan(body: JSONDict, behaviour: Behaviour) -> Plan:
     if not messages:
         raise ApiError(400, "messages: Field required")
     forced = forced_tool(body)
-    tool = forced or (first_tool_name(body.get("tools")) if is_user_turn(messages) else None)
+    tool = forced or tool_to_call(body.get("tools"), messages, behaviour)
     return make_plan(behaviour, _texts(body), last_user_text(messages), limit, tool)
 
 
@@ -86,18 +86,18 @@ def forced_tool(body: JSONDict) -> str | None:
     return None
 
 
-def tool_input(body: JSONDict, name: str) -> Any:
+def tool_input(body: JSONDict, name: str, behaviour: Behaviour) -> Any:
     """The input of a call to tool ``name``: when ``tool_choice`` forced that tool (as a
     structured-output client does), an instance of its ``input_schema``; else the stand-in's
     fixed input."""
     if forced_tool(body) != name:
-        return TOOL_ARGS
+        return tool_args(behaviour)
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and tool.get("name") == name:
             schema = tool.get("input_schema")
             if isinstance(schema, dict) and schema.get("properties"):
                 return instance(schema)
-    return TOOL_ARGS
+    return tool_args(behaviour)
 
 
 def count_tokens(body: JSONDict, behaviour: Behaviour) -> Reply:
@@ -114,14 +114,14 @@ def messages(body: JSONDict, behaviour: Behaviour) -> Reply:
     plan = _plan(body, behaviour)
     model, mid = model_of(body), new_id("msg_")
     if body.get("stream") is True:
-        return Reply(content_type=SSE, frames=_frames(plan, model, mid, body))
+        return Reply(content_type=SSE, frames=_frames(plan, model, mid, body, behaviour))
     block: JSONDict = {"type": "text", "text": plan.text}
     if plan.tool_name is not None:
         block = {
             "type": "tool_use",
             "id": new_id("toolu_"),
             "name": plan.tool_name,
-            "input": tool_input(body, plan.tool_name),
+            "input": tool_input(body, plan.tool_name, behaviour),
         }
     return json_reply(
         {
@@ -137,7 +137,8 @@ def messages(body: JSONDict, behaviour: Behaviour) -> Reply:
     )
 
 
-def _frames(plan: Plan, model: str, mid: str, body: JSONDict) -> list[bytes]:
+def _frames(plan: Plan, model: str, mid: str, body: JSONDict,
+            behaviour: Behaviour) -> list[bytes]:
     start: JSONDict = {
         "id": mid,
         "type": "message",
@@ -170,7 +171,7 @@ def _frames(plan: Plan, model: str, mid: str, body: JSONDict) -> list[bytes]:
     ]
     pieces = plan.tokens
     if plan.tool_name is not None and forced_tool(body) == plan.tool_name:
-        pieces = json_tokens(tool_input(body, plan.tool_name))
+        pieces = json_tokens(tool_input(body, plan.tool_name, behaviour))
     frames += [prefix + dumps(tok) + b"}}\n\n" for tok in pieces]
     frames += [
         b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',

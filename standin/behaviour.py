@@ -11,6 +11,7 @@ non-stream answer whose first token is replaced by the leak).
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,12 @@ class Behaviour:
     retry_after: float | None = None
     die_after: int = 2
     tool_call: bool = True
+    #: When set, a conversation offering a tool of this name, with no tool result in it yet,
+    #: is answered with one call to that tool (``tool_arguments`` as its input); after the
+    #: result comes back, with text. For driving a real agent through one tool round trip.
+    tool_name: str = ""
+    #: The JSON object text of that call's arguments (default: the stand-in's fixed ones).
+    tool_arguments: str = ""
     embedding_dim: int = 4
     #: When set, a request whose body contains this text is answered as ``mode="status"``.
     fail_marker: str = ""
@@ -58,6 +65,13 @@ class Behaviour:
         return dataclasses.asdict(self)
 
 
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
 def _non_negative_number(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
@@ -77,9 +91,12 @@ def _check(name: str, value: object) -> None:
             raise ValueError(f"{name} must be a non-negative integer")
         if name == "status_code" and not 100 <= value <= 599:
             raise ValueError("status_code must be between 100 and 599")
-    elif name == "fail_marker":
+    elif name in ("fail_marker", "tool_name"):
         if not isinstance(value, str):
-            raise ValueError("fail_marker must be a string")
+            raise ValueError(f"{name} must be a string")
+    elif name == "tool_arguments":
+        if not isinstance(value, str) or (value and not _json_object(value)):
+            raise ValueError("tool_arguments must be the text of a JSON object")
     elif name == "retry_after":
         if value is not None and not _non_negative_number(value):
             raise ValueError("retry_after must be a non-negative number or null")

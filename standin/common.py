@@ -142,6 +142,44 @@ def is_user_turn(messages: list[JSONDict]) -> bool:
     return True
 
 
+def _tool_names(tools: Any) -> list[str]:
+    names = []
+    for tool in tools if isinstance(tools, list) else []:
+        if isinstance(tool, dict):
+            function = tool.get("function")
+            name = function.get("name") if isinstance(function, dict) else tool.get("name")
+            names.append(name if isinstance(name, str) else "")
+    return names
+
+
+def has_tool_result(messages: list[JSONDict]) -> bool:
+    """Whether any turn carries a tool result (OpenAI/Ollama ``role: tool``, Anthropic
+    ``tool_result`` blocks)."""
+    for message in messages:
+        content = message.get("content")
+        if message.get("role") == "tool" or (isinstance(content, list) and any(
+                isinstance(p, dict) and p.get("type") == "tool_result" for p in content)):
+            return True
+    return False
+
+
+def tool_to_call(tools: Any, messages: list[JSONDict], behaviour: Behaviour) -> str | None:
+    """The tool this answer calls: the behaviour's ``tool_name`` while the conversation has
+    no tool result (and offers it), else the first tool on a user turn, else none."""
+    if behaviour.tool_name:
+        offered = behaviour.tool_name in _tool_names(tools)
+        return behaviour.tool_name if offered and not has_tool_result(messages) else None
+    return first_tool_name(tools) if is_user_turn(messages) else None
+
+
+def tool_args(behaviour: Behaviour) -> JSONDict:
+    """The input of a tool call: the behaviour's ``tool_arguments``, else the fixed one."""
+    if behaviour.tool_arguments:
+        value = json.loads(behaviour.tool_arguments)
+        return value if isinstance(value, dict) else TOOL_ARGS
+    return TOOL_ARGS
+
+
 def first_tool_name(tools: Any) -> str | None:
     """Name of the first tool, OpenAI/Ollama (``function.name``) or Anthropic (``name``)."""
     if not isinstance(tools, list) or not tools or not isinstance(tools[0], dict):
@@ -191,8 +229,10 @@ def make_plan(
     """The answer: a tool call (when a tool is offered on a user turn), a JSON text valid
     against ``schema`` (structured output: ``{}`` for plain JSON mode), or text tokens."""
     prompt_tokens = count_words(texts)
-    if tool_name is not None and behaviour.tool_call:
-        return Plan(list(TOOL_ARG_FRAGMENTS), False, prompt_tokens, tool_name)
+    if tool_name is not None and (behaviour.tool_call or behaviour.tool_name):
+        pieces = json_tokens(tool_args(behaviour)) if behaviour.tool_arguments else list(
+            TOOL_ARG_FRAGMENTS)
+        return Plan(pieces, False, prompt_tokens, tool_name)
     if schema is not NO_SCHEMA:
         return Plan(json_tokens(instance(schema)), False, prompt_tokens)
     tokens = reply_tokens(behaviour, user_text)

@@ -6,7 +6,6 @@ from typing import Any
 
 from .behaviour import Behaviour
 from .common import (
-    TOOL_ARGS,
     ApiError,
     JSONDict,
     Plan,
@@ -15,9 +14,7 @@ from .common import (
     count_words,
     dumps,
     embed_vector,
-    first_tool_name,
     inputs_of,
-    is_user_turn,
     json_reply,
     last_user_text,
     limit_of,
@@ -26,6 +23,8 @@ from .common import (
     model_of,
     ollama_schema,
     rfc3339_now,
+    tool_args,
+    tool_to_call,
 )
 
 NDJSON = "application/x-ndjson"
@@ -107,14 +106,14 @@ def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
     messages = messages_of(body)
     if not messages and body.get("messages") is not None:
         return _load_call(body, "message", {"role": "assistant", "content": ""})
-    tool = first_tool_name(body.get("tools")) if is_user_turn(messages) else None
+    tool = tool_to_call(body.get("tools"), messages, behaviour)
     texts = [content_text(m.get("content")) for m in messages]
     plan = make_plan(behaviour, texts, last_user_text(messages), _limit(body), tool,
                      ollama_schema(body.get("format")))
     head = {"model": model_of(body), "created_at": rfc3339_now()}
     message: JSONDict = {"role": "assistant", "content": plan.text}
     if plan.tool_name is not None:
-        calls = [{"function": {"name": plan.tool_name, "arguments": TOOL_ARGS}}]
+        calls = [{"function": {"name": plan.tool_name, "arguments": tool_args(behaviour)}}]
         message = {"role": "assistant", "content": "", "tool_calls": calls}
     if not _streaming(body):
         return json_reply(

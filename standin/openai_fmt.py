@@ -7,7 +7,6 @@ from typing import Any
 
 from .behaviour import Behaviour
 from .common import (
-    TOOL_ARGS_JSON,
     ApiError,
     JSONDict,
     Plan,
@@ -16,9 +15,7 @@ from .common import (
     dumps,
     embed_base64,
     embed_vector,
-    first_tool_name,
     inputs_of,
-    is_user_turn,
     json_reply,
     last_user_text,
     limit_of,
@@ -27,6 +24,7 @@ from .common import (
     model_of,
     new_id,
     openai_schema,
+    tool_to_call,
 )
 
 SSE = "text/event-stream"
@@ -78,7 +76,7 @@ def _chat_plan(body: JSONDict, behaviour: Behaviour) -> Plan:
     messages = messages_of(body)
     if not messages:
         raise ApiError(400, "Missing required parameter: 'messages'.")
-    tool = first_tool_name(body.get("tools")) if is_user_turn(messages) else None
+    tool = tool_to_call(body.get("tools"), messages, behaviour)
     limit = limit_of(body.get("max_completion_tokens", body.get("max_tokens")))
     texts = [content_text(m.get("content")) for m in messages]
     schema = openai_schema(body.get("response_format"))
@@ -96,7 +94,7 @@ def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
         call = {
             "id": new_id("call_"),
             "type": "function",
-            "function": {"name": plan.tool_name, "arguments": TOOL_ARGS_JSON},
+            "function": {"name": plan.tool_name, "arguments": "".join(plan.tokens)},
         }
         message = {"role": "assistant", "content": None, "tool_calls": [call]}
     return json_reply(

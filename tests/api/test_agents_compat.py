@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import ollama
 import openai
 import pytest
 import requests
@@ -27,7 +28,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from pydantic import BaseModel
 
 from standin import StandIn
-from tests.support.procs import Gateway, RedisServer, write_config
+from standin.sim import ServerSim, SimParams
+from tests.support.procs import Gateway, RedisServer, wait_for, write_config
 
 PROVIDERS = ("openai", "vllm", "ollama", "anthropic")
 CAP = 1000  # every provider's max_output_tokens
@@ -426,8 +428,6 @@ def test_same_protocol_replies_name_the_public_model(gateway: Gateway, kind: str
 @pytest.mark.parametrize("kind", PROVIDERS)
 def test_ollama_load_and_unload_calls(gateway: Gateway, fresh_upstream: StandIn,
                                       kind: str) -> None:
-    import ollama
-
     client = ollama.Client(host=gateway.url, timeout=TIMEOUT)
     loaded = client.generate(model=f"m-{kind}")
     assert loaded.done and loaded.done_reason == "load" and loaded.model == f"m-{kind}"
@@ -456,8 +456,6 @@ def test_ollama_load_call_failure_is_an_ollama_error(gateway: Gateway,
 
 
 def test_ollama_show_reports_context_length_and_capabilities(gateway: Gateway) -> None:
-    import ollama
-
     client = ollama.Client(host=gateway.url, timeout=TIMEOUT)
     shown = client.show("m-vllm")
     family = shown.details.family if shown.details else ""
@@ -470,10 +468,6 @@ def test_ollama_show_reports_context_length_and_capabilities(gateway: Gateway) -
 
 def test_ollama_ps_lists_what_ollama_providers_report_loaded(
         tmp_path_factory: pytest.TempPathFactory) -> None:
-    from standin.sim import ServerSim, SimParams
-
-    from tests.support.procs import wait_for
-
     fast = SimParams(prefill_per_char=0.0, load_seconds=0.0)
     sims = {name: StandIn(name=name, sim=ServerSim(fast.updated(model=f"up-{name}",
                                                                 loaded=name == "warm")))
