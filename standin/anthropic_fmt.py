@@ -66,7 +66,8 @@ def _plan(body: JSONDict, behaviour: Behaviour) -> Plan:
         raise ApiError(400, "messages: Field required")
     forced = forced_tool(body)
     tool = forced or tool_to_call(body.get("tools"), messages, behaviour)
-    return make_plan(behaviour, _texts(body), last_user_text(messages), limit, tool)
+    return make_plan(behaviour, _texts(body), last_user_text(messages), limit, tool,
+                     tool_input=tool_input(body, tool, behaviour) if tool else None)
 
 
 def _texts(body: JSONDict) -> list[str]:
@@ -91,13 +92,13 @@ def tool_input(body: JSONDict, name: str, behaviour: Behaviour) -> Any:
     structured-output client does), an instance of its ``input_schema``; else the stand-in's
     fixed input."""
     if forced_tool(body) != name:
-        return tool_args(behaviour)
+        return tool_args(behaviour, body.get("tools"), name)
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and tool.get("name") == name:
             schema = tool.get("input_schema")
             if isinstance(schema, dict) and schema.get("properties"):
                 return instance(schema)
-    return tool_args(behaviour)
+    return tool_args(behaviour, body.get("tools"), name)
 
 
 def count_tokens(body: JSONDict, behaviour: Behaviour) -> Reply:

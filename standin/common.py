@@ -163,21 +163,43 @@ def has_tool_result(messages: list[JSONDict]) -> bool:
     return False
 
 
-def tool_to_call(tools: Any, messages: list[JSONDict], behaviour: Behaviour) -> str | None:
-    """The tool this answer calls: the behaviour's ``tool_name`` while the conversation has
-    no tool result (and offers it), else the first tool on a user turn, else none."""
+def tool_to_call(tools: Any, messages: list[JSONDict], behaviour: Behaviour,
+                 forced: str | None = None) -> str | None:
+    """The tool this answer calls: the one ``forced`` by the request's tool choice; the
+    behaviour's ``tool_name`` while the conversation has no tool result (and offers it); else
+    the first tool on a user turn; else none."""
+    if forced is not None:
+        return forced
     if behaviour.tool_name:
         offered = behaviour.tool_name in _tool_names(tools)
         return behaviour.tool_name if offered and not has_tool_result(messages) else None
     return first_tool_name(tools) if is_user_turn(messages) else None
 
 
-def tool_args(behaviour: Behaviour) -> JSONDict:
-    """The input of a tool call: the behaviour's ``tool_arguments``, else the fixed one."""
+def tool_args(behaviour: Behaviour, tools: Any = None, name: str | None = None) -> JSONDict:
+    """The input of a call to tool ``name``: the behaviour's ``tool_arguments``; else, when
+    that tool's schema requires fields the fixed input lacks (a structured-output tool, say),
+    a valid instance of the schema, as a model following it would give; else the fixed one."""
     if behaviour.tool_arguments:
         value = json.loads(behaviour.tool_arguments)
         return value if isinstance(value, dict) else TOOL_ARGS
+    schema = _tool_schema(tools, name)
+    required = schema.get("required") if isinstance(schema, dict) else None
+    if isinstance(required, list) and not set(required) <= set(TOOL_ARGS):
+        value = instance(schema)
+        return value if isinstance(value, dict) else TOOL_ARGS
     return TOOL_ARGS
+
+
+def _tool_schema(tools: Any, name: str | None) -> Any:
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        inner = tool.get("function")
+        function: JSONDict = inner if isinstance(inner, dict) else tool
+        if function.get("name") == name:
+            return function.get("parameters", function.get("input_schema"))
+    return None
 
 
 def first_tool_name(tools: Any) -> str | None:
@@ -225,13 +247,14 @@ def make_plan(
     limit: int | None,
     tool_name: str | None = None,
     schema: Any = NO_SCHEMA,
+    tool_input: Any = None,
 ) -> Plan:
     """The answer: a tool call (when a tool is offered on a user turn), a JSON text valid
     against ``schema`` (structured output: ``{}`` for plain JSON mode), or text tokens."""
     prompt_tokens = count_words(texts)
     if tool_name is not None and (behaviour.tool_call or behaviour.tool_name):
-        pieces = json_tokens(tool_args(behaviour)) if behaviour.tool_arguments else list(
-            TOOL_ARG_FRAGMENTS)
+        given = tool_input is not None and tool_input != TOOL_ARGS
+        pieces = json_tokens(tool_input) if given else list(TOOL_ARG_FRAGMENTS)
         return Plan(pieces, False, prompt_tokens, tool_name)
     if schema is not NO_SCHEMA:
         return Plan(json_tokens(instance(schema)), False, prompt_tokens)

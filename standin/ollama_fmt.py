@@ -107,13 +107,14 @@ def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
     if not messages and body.get("messages") is not None:
         return _load_call(body, "message", {"role": "assistant", "content": ""})
     tool = tool_to_call(body.get("tools"), messages, behaviour)
+    arguments = tool_args(behaviour, body.get("tools"), tool)
     texts = [content_text(m.get("content")) for m in messages]
     plan = make_plan(behaviour, texts, last_user_text(messages), _limit(body), tool,
-                     ollama_schema(body.get("format")))
+                     ollama_schema(body.get("format")), arguments)
     head = {"model": model_of(body), "created_at": rfc3339_now()}
     message: JSONDict = {"role": "assistant", "content": plan.text}
     if plan.tool_name is not None:
-        calls = [{"function": {"name": plan.tool_name, "arguments": tool_args(behaviour)}}]
+        calls = [{"function": {"name": plan.tool_name, "arguments": arguments}}]
         message = {"role": "assistant", "content": "", "tool_calls": calls}
     if not _streaming(body):
         return json_reply(
