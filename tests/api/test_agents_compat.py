@@ -494,3 +494,41 @@ def test_ollama_ps_lists_what_ollama_providers_report_loaded(
         server.stop()
         for sim in sims.values():
             sim.stop()
+
+
+@pytest.mark.parametrize("kind", PROVIDERS)
+def test_embeddings_conform(gateway: Gateway, kind: str) -> None:
+    reply = requests.post(f"{gateway.url}/v1/embeddings", timeout=TIMEOUT,
+                          json={"model": f"m-{kind}", "input": ["a", "b"]})
+    if kind == "anthropic":  # no embeddings API: the caller's 400
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == "model"
+        return
+    body = reply.json()
+    for field in ("object", "model", "data", "usage"):
+        assert field in body, field
+    assert body["model"] == f"m-{kind}"
+    assert all({"index", "object", "embedding"} <= item.keys() for item in body["data"])
+    assert {"prompt_tokens", "total_tokens"} <= body["usage"].keys()
+    openai.types.CreateEmbeddingResponse.model_validate(body)
+
+
+def test_provider_header_only_when_exposed(upstream: StandIn,
+                                           tmp_path_factory: pytest.TempPathFactory) -> None:
+    config = write_config(tmp_path_factory.mktemp("expose"), {"m": [
+        {"id": "p-secret-id", "api_host": upstream.url, "api_type": "openai",
+         "model_path": "org/weights-v3"}]})
+    for exposed in ("1", "0"):
+        server = Gateway(config, server_type="gunicorn", LLM_ROUTER_SERVER_WORKERS_COUNT="1",
+                         LLM_ROUTER_SERVER_WORKER_CLASS="gevent",
+                         LLM_ROUTER_EXPOSE_PROVIDER=exposed)
+        try:
+            for stream in (False, True):
+                reply = requests.post(f"{server.url}/v1/chat/completions", timeout=TIMEOUT,
+                                      json={"model": "m", "stream": stream,
+                                            "messages": [{"role": "user", "content": "x"}]})
+                assert reply.status_code == 200
+                assert reply.headers.get("X-LLM-Router-Provider") == (
+                    "p-secret-id" if exposed == "1" else None)
+                assert b"org/weights-v3" not in reply.content and b'"m"' in reply.content
+        finally:
+            server.stop()
