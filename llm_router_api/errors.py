@@ -173,6 +173,14 @@ class NoProviderAvailable(RouterError):
     default_message = "no provider is available for this model"
 
 
+class StateUnavailable(RouterError):
+    """The shared state store (Redis) could not be read."""
+
+    status = 503
+    error_type = "service_unavailable"
+    default_message = "the response store is unavailable; try again"
+
+
 class UpstreamError(RouterError):
     status = 502
     error_type = "upstream_error"

@@ -34,6 +34,9 @@ DEFAULT_COOLDOWN = 10.0
 MAX_COOLDOWN = 60.0
 DEFAULT_HEALTH_INTERVAL = 5.0
 DEFAULT_LEASE_TTL = 30.0
+DEFAULT_RESPONSES_TTL = 86400.0
+DEFAULT_RESPONSES_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_RESPONSES_MAX_STORED = 10000
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 DEFAULT_BUILTIN_CONCURRENCY = 4
 DEFAULT_BUILTIN_MAX_TEXTS = 256
@@ -231,6 +234,12 @@ class Settings:
     cooldown: float = var(DEFAULT_COOLDOWN, _float)
     health_interval: float = var(DEFAULT_HEALTH_INTERVAL, _positive(_float))
     lease_ttl: float = var(DEFAULT_LEASE_TTL, _positive(_float))
+    #: Seconds a stored Responses response (``store`` not false) is kept.
+    responses_ttl: float = var(DEFAULT_RESPONSES_TTL, _positive(_float))
+    #: Largest stored Responses record (input + output, JSON bytes); larger ones are not kept.
+    responses_max_bytes: int = var(DEFAULT_RESPONSES_MAX_BYTES, _positive(_int))
+    #: Stored Responses records one worker keeps in memory when there is no Redis (oldest go).
+    responses_max_stored: int = var(DEFAULT_RESPONSES_MAX_STORED, _positive(_int))
     max_request_body_size: int = var(DEFAULT_MAX_BODY, _positive(_int))
     builtin_concurrency: int = var(DEFAULT_BUILTIN_CONCURRENCY, _positive(_int))
     #: Texts one built-in request may carry (more: 413).

@@ -6,10 +6,12 @@ from typing import Any
 
 from .behaviour import Behaviour
 from .common import (
+    TOOL_ARGS,
     ApiError,
     JSONDict,
     Plan,
     Reply,
+    call_args,
     content_text,
     count_words,
     dumps,
@@ -22,7 +24,6 @@ from .common import (
     messages_of,
     model_of,
     new_id,
-    tool_args,
     tool_to_call,
 )
 from .schema import instance
@@ -65,9 +66,10 @@ def _plan(body: JSONDict, behaviour: Behaviour) -> Plan:
     if not messages:
         raise ApiError(400, "messages: Field required")
     forced = forced_tool(body)
-    tool = forced or tool_to_call(body.get("tools"), messages, behaviour)
+    tool = tool_to_call(body.get("tools"), messages, behaviour, forced)
+    args = call_args(behaviour, body.get("tools"), tool) if tool else None
     return make_plan(behaviour, _texts(body), last_user_text(messages), limit, tool,
-                     tool_input=tool_input(body, tool, behaviour) if tool else None)
+                     tool_input=args)
 
 
 def _texts(body: JSONDict) -> list[str]:
@@ -87,18 +89,18 @@ def forced_tool(body: JSONDict) -> str | None:
     return None
 
 
-def tool_input(body: JSONDict, name: str, behaviour: Behaviour) -> Any:
+def tool_input(body: JSONDict, name: str, default: Any = None) -> Any:
     """The input of a call to tool ``name``: when ``tool_choice`` forced that tool (as a
     structured-output client does), an instance of its ``input_schema``; else the stand-in's
     fixed input."""
     if forced_tool(body) != name:
-        return tool_args(behaviour, body.get("tools"), name)
+        return TOOL_ARGS if default is None else default
     for tool in body.get("tools") or []:
         if isinstance(tool, dict) and tool.get("name") == name:
             schema = tool.get("input_schema")
             if isinstance(schema, dict) and schema.get("properties"):
                 return instance(schema)
-    return tool_args(behaviour, body.get("tools"), name)
+    return TOOL_ARGS
 
 
 def count_tokens(body: JSONDict, behaviour: Behaviour) -> Reply:
@@ -115,14 +117,14 @@ def messages(body: JSONDict, behaviour: Behaviour) -> Reply:
     plan = _plan(body, behaviour)
     model, mid = model_of(body), new_id("msg_")
     if body.get("stream") is True:
-        return Reply(content_type=SSE, frames=_frames(plan, model, mid, body, behaviour))
+        return Reply(content_type=SSE, frames=_frames(plan, model, mid, body))
     block: JSONDict = {"type": "text", "text": plan.text}
     if plan.tool_name is not None:
         block = {
             "type": "tool_use",
             "id": new_id("toolu_"),
             "name": plan.tool_name,
-            "input": tool_input(body, plan.tool_name, behaviour),
+            "input": tool_input(body, plan.tool_name, plan.args),
         }
     return json_reply(
         {
@@ -138,8 +140,7 @@ def messages(body: JSONDict, behaviour: Behaviour) -> Reply:
     )
 
 
-def _frames(plan: Plan, model: str, mid: str, body: JSONDict,
-            behaviour: Behaviour) -> list[bytes]:
+def _frames(plan: Plan, model: str, mid: str, body: JSONDict) -> list[bytes]:
     start: JSONDict = {
         "id": mid,
         "type": "message",
@@ -172,7 +173,7 @@ def _frames(plan: Plan, model: str, mid: str, body: JSONDict,
     ]
     pieces = plan.tokens
     if plan.tool_name is not None and forced_tool(body) == plan.tool_name:
-        pieces = json_tokens(tool_input(body, plan.tool_name, behaviour))
+        pieces = json_tokens(tool_input(body, plan.tool_name))
     frames += [prefix + dumps(tok) + b"}}\n\n" for tok in pieces]
     frames += [
         b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',

@@ -36,18 +36,19 @@ class Behaviour:
     retry_after: float | None = None
     die_after: int = 2
     tool_call: bool = True
-    #: When set, a conversation offering a tool of this name, with no tool result in it yet,
-    #: is answered with one call to that tool (``tool_arguments`` as its input); after the
-    #: result comes back, with text. For driving a real agent through one tool round trip.
-    tool_name: str = ""
-    #: The JSON object text of that call's arguments (default: the stand-in's fixed ones).
-    tool_arguments: str = ""
     embedding_dim: int = 4
     #: When set, a request whose body contains this text is answered as ``mode="status"``.
     fail_marker: str = ""
     #: The mode applies to POST calls (generation, embeddings) only; GETs (``/v1/models``,
     #: ``/api/tags``) answer normally: a server that lists its models but cannot generate.
     generation_only: bool = False
+    #: The arguments of the stand-in's tool calls, as JSON object text ("" : the fixed
+    #: ``{"location": "Paris"}``), e.g. ``{"cmd": "echo hi"}`` for an agent's shell tool.
+    tool_args: str = ""
+    #: When set, a conversation offering a tool of this name, with no tool result in it yet,
+    #: is answered with one call to that tool (``tool_args`` as its input); once the result
+    #: came back, with text. Drives a real agent through one tool round trip.
+    tool_name: str = ""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -63,13 +64,6 @@ class Behaviour:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _json_object(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
 
 
 def _non_negative_number(value: object) -> bool:
@@ -91,14 +85,21 @@ def _check(name: str, value: object) -> None:
             raise ValueError(f"{name} must be a non-negative integer")
         if name == "status_code" and not 100 <= value <= 599:
             raise ValueError("status_code must be between 100 and 599")
+    elif name == "tool_args":
+        if not isinstance(value, str) or (value and not _json_object(value)):
+            raise ValueError("tool_args must be JSON object text or empty")
     elif name in ("fail_marker", "tool_name"):
         if not isinstance(value, str):
             raise ValueError(f"{name} must be a string")
-    elif name == "tool_arguments":
-        if not isinstance(value, str) or (value and not _json_object(value)):
-            raise ValueError("tool_arguments must be the text of a JSON object")
     elif name == "retry_after":
         if value is not None and not _non_negative_number(value):
             raise ValueError("retry_after must be a non-negative number or null")
     elif not _non_negative_number(value):
         raise ValueError(f"{name} must be a non-negative number")
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False

@@ -18,7 +18,7 @@ import json
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -63,6 +63,12 @@ class Plan:
     truncated: bool
     prompt_tokens: int
     tool_name: str | None = None
+    #: The tool call's arguments (``Behaviour.tool_args``, else ``TOOL_ARGS``).
+    args: JSONDict = field(default_factory=lambda: dict(TOOL_ARGS))
+
+    @property
+    def args_json(self) -> str:
+        return _encode(self.args)
 
     @property
     def completion_tokens(self) -> int:
@@ -176,19 +182,19 @@ def tool_to_call(tools: Any, messages: list[JSONDict], behaviour: Behaviour,
     return first_tool_name(tools) if is_user_turn(messages) else None
 
 
-def tool_args(behaviour: Behaviour, tools: Any = None, name: str | None = None) -> JSONDict:
-    """The input of a call to tool ``name``: the behaviour's ``tool_arguments``; else, when
-    that tool's schema requires fields the fixed input lacks (a structured-output tool, say),
-    a valid instance of the schema, as a model following it would give; else the fixed one."""
-    if behaviour.tool_arguments:
-        value = json.loads(behaviour.tool_arguments)
-        return value if isinstance(value, dict) else TOOL_ARGS
+def call_args(behaviour: Behaviour, tools: Any, name: str | None) -> JSONDict:
+    """The input of a call to tool ``name``: the behaviour's ``tool_args``; else, when that
+    tool's schema requires fields the fixed input lacks (a structured-output tool, say), a
+    valid instance of the schema, as a model following it would give; else the fixed one."""
+    if behaviour.tool_args:
+        value = json.loads(behaviour.tool_args)
+        return value if isinstance(value, dict) else dict(TOOL_ARGS)
     schema = _tool_schema(tools, name)
     required = schema.get("required") if isinstance(schema, dict) else None
     if isinstance(required, list) and not set(required) <= set(TOOL_ARGS):
         value = instance(schema)
-        return value if isinstance(value, dict) else TOOL_ARGS
-    return TOOL_ARGS
+        return value if isinstance(value, dict) else dict(TOOL_ARGS)
+    return dict(TOOL_ARGS)
 
 
 def _tool_schema(tools: Any, name: str | None) -> Any:
@@ -247,15 +253,17 @@ def make_plan(
     limit: int | None,
     tool_name: str | None = None,
     schema: Any = NO_SCHEMA,
-    tool_input: Any = None,
+    tool_input: JSONDict | None = None,
 ) -> Plan:
     """The answer: a tool call (when a tool is offered on a user turn), a JSON text valid
     against ``schema`` (structured output: ``{}`` for plain JSON mode), or text tokens."""
     prompt_tokens = count_words(texts)
     if tool_name is not None and (behaviour.tool_call or behaviour.tool_name):
-        given = tool_input is not None and tool_input != TOOL_ARGS
-        pieces = json_tokens(tool_input) if given else list(TOOL_ARG_FRAGMENTS)
-        return Plan(pieces, False, prompt_tokens, tool_name)
+        args = tool_input if tool_input is not None else (
+            json.loads(behaviour.tool_args) if behaviour.tool_args else None)
+        if args is not None and args != TOOL_ARGS:
+            return Plan(json_tokens(args), False, prompt_tokens, tool_name, args)
+        return Plan(list(TOOL_ARG_FRAGMENTS), False, prompt_tokens, tool_name)
     if schema is not NO_SCHEMA:
         return Plan(json_tokens(instance(schema)), False, prompt_tokens)
     tokens = reply_tokens(behaviour, user_text)

@@ -10,6 +10,7 @@ from .common import (
     JSONDict,
     Plan,
     Reply,
+    call_args,
     content_text,
     count_words,
     dumps,
@@ -23,7 +24,6 @@ from .common import (
     model_of,
     ollama_schema,
     rfc3339_now,
-    tool_args,
     tool_to_call,
 )
 
@@ -107,14 +107,14 @@ def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
     if not messages and body.get("messages") is not None:
         return _load_call(body, "message", {"role": "assistant", "content": ""})
     tool = tool_to_call(body.get("tools"), messages, behaviour)
-    arguments = tool_args(behaviour, body.get("tools"), tool)
     texts = [content_text(m.get("content")) for m in messages]
     plan = make_plan(behaviour, texts, last_user_text(messages), _limit(body), tool,
-                     ollama_schema(body.get("format")), arguments)
+                     ollama_schema(body.get("format")), call_args(behaviour, body.get("tools"),
+                                                                  tool))
     head = {"model": model_of(body), "created_at": rfc3339_now()}
     message: JSONDict = {"role": "assistant", "content": plan.text}
     if plan.tool_name is not None:
-        calls = [{"function": {"name": plan.tool_name, "arguments": arguments}}]
+        calls = [{"function": {"name": plan.tool_name, "arguments": plan.args}}]
         message = {"role": "assistant", "content": "", "tool_calls": calls}
     if not _streaming(body):
         return json_reply(

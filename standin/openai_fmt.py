@@ -11,6 +11,7 @@ from .common import (
     JSONDict,
     Plan,
     Reply,
+    call_args,
     content_text,
     dumps,
     embed_base64,
@@ -25,7 +26,6 @@ from .common import (
     model_of,
     new_id,
     openai_schema,
-    tool_args,
     tool_to_call,
 )
 
@@ -84,7 +84,7 @@ def _chat_plan(body: JSONDict, behaviour: Behaviour) -> Plan:
     texts = [content_text(m.get("content")) for m in messages]
     schema = openai_schema(body.get("response_format"))
     return make_plan(behaviour, texts, last_user_text(messages), limit, tool, schema,
-                     tool_args(behaviour, tools, tool))
+                     call_args(behaviour, tools, tool))
 
 
 def _forced(body: JSONDict) -> str | None:
@@ -108,7 +108,7 @@ def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
         call = {
             "id": new_id("call_"),
             "type": "function",
-            "function": {"name": plan.tool_name, "arguments": "".join(plan.tokens)},
+            "function": {"name": plan.tool_name, "arguments": plan.args_json},
         }
         message = {"role": "assistant", "content": None, "tool_calls": [call]}
     return json_reply(

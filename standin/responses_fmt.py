@@ -104,7 +104,8 @@ def _plan(body: JSONDict, behaviour: Behaviour) -> Plan:
 
 
 def _usage(plan: Plan) -> JSONDict:
-    return {"input_tokens": plan.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+    return {"input_tokens": plan.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
             "output_tokens": plan.completion_tokens,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": plan.prompt_tokens + plan.completion_tokens}
@@ -114,7 +115,7 @@ def _item(plan: Plan, item_id: str, call_id: str, done: bool) -> JSONDict:
     status = "completed" if done else "in_progress"
     if plan.tool_name is not None:
         return {"type": "function_call", "id": item_id, "call_id": call_id,
-                "name": plan.tool_name, "arguments": TOOL_ARGS_JSON if done else "",
+                "name": plan.tool_name, "arguments": plan.args_json if done else "",
                 "status": status}
     content = [{"type": "output_text", "text": plan.text, "annotations": []}] if done else []
     if done and plan.truncated:

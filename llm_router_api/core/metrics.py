@@ -88,6 +88,10 @@ class PrometheusMetrics(CallObserver):
                                namespace=NAMESPACE, registry=self.registry,
                                multiprocess_mode="livesum")
         self.provider_calls = counter("provider_calls", "Attempts on a provider.", mp)
+        self.tools_dropped = counter(
+            "responses_tools_dropped",
+            "Responses API tools of a built-in type not offered to a translated provider.",
+            ("type",))
         self.provider_errors = counter(
             "provider_errors", "Failed attempts on a provider, by kind.", (*mp, "kind"))
         self.provider_latency = histogram(
@@ -188,6 +192,9 @@ class PrometheusMetrics(CallObserver):
             self.tokens.labels(*labels, "in").inc(usage.input_tokens)
         if usage.output_tokens:
             self.tokens.labels(*labels, "out").inc(usage.output_tokens)
+
+    def tool_dropped(self, kind: str) -> None:
+        self.tools_dropped.labels(kind[:64]).inc()
 
     def model_fell_back(self, model: str, fallback: str) -> None:
         self.fallbacks.labels(model, fallback).inc()  # both configured names (bounded)

@@ -53,7 +53,7 @@ from llm_router_api.errors import (
     UpstreamTimeout,
 )
 from llm_router_api.formats.caller import CallerFormat, renamed
-from llm_router_api.formats.registry import caller, forwards
+from llm_router_api.formats.registry import caller, forwards, native_key, serves_natively
 from llm_router_api.formats.upstream import UpstreamAdapter
 from llm_router_api.schemas.calls import Call
 from llm_router_api.schemas.checks import check_request
@@ -208,12 +208,18 @@ class ModelHandler:
         for _ in range(self._limits.max_attempts):
             if failure is not None and time.monotonic() >= deadline:
                 raise _late(failure)
+            # A pinned call tries its provider alone first; after that, any other one.
+            exclude = tried if not call.pin or tried else {
+                p.id for p in model.providers if p.id != call.pin}
             try:
-                lease = self.chooser.acquire(model, exclude=tried, deadline=slot_deadline,
+                lease = self.chooser.acquire(model, exclude=exclude, deadline=slot_deadline,
                                              hint=hint)
             except NoProviderAvailable:
                 if failure is not None:
                     raise failure from None
+                if call.pin and not tried:  # the pinned provider cannot serve: any other
+                    tried.add(call.pin)
+                    continue
                 raise
             tried.add(lease.provider.id)
             self.observer.attempt_started(lease, self.chooser.strategy.name, failure is not None)
@@ -243,7 +249,13 @@ class ModelHandler:
 
     def _translates(self, call: Call, model: ModelConfig) -> bool:
         """Whether some provider of ``model`` may get ``call`` translated (not forwarded)."""
-        return any(forwards(p.api_type) != call.protocol for p in model.providers)
+        return any(not self._forwarded(call, p) for p in model.providers)
+
+    @staticmethod
+    def _forwarded(call: Call, provider: ProviderConfig) -> bool:
+        """Whether ``provider`` gets ``call`` as sent (its own format, or served natively)."""
+        return (forwards(provider.api_type) == call.protocol
+                or serves_natively(provider, call.protocol))
 
     def adapter(self, provider: ProviderConfig) -> UpstreamAdapter:
         return self._adapters[provider.api_type]  # every registered api_type has one
@@ -259,9 +271,15 @@ class ModelHandler:
         adapter = self.adapter(provider)
         upstream_model = model.upstream_name(provider)
         shown = self.shown_name(call, model.name)
+        if serves_natively(provider, call.protocol):
+            native = self._adapters[native_key(call.protocol)]
+            # Always renamed: a reply names the public model, never the provider's path.
+            return self.protocol(call).renamed(
+                native.forward(provider, upstream_model, call), call.stream, shown)
         if forwards(provider.api_type) == call.protocol:
             # the upstream's bytes, naming the public model (not its model_path)
-            return renamed(adapter.forward(provider, upstream_model, call), shown)
+            return self.protocol(call).renamed(
+                adapter.forward(provider, upstream_model, call), call.stream, shown)
         events = adapter.complete(provider, upstream_model, call)
         return self.protocol(call).render(call.op, events, call.stream, shown, body=call.body)
 

@@ -71,6 +71,10 @@ class CallObserver:
     def model_fell_back(self, model: str, fallback: str) -> None:
         """A request for ``model`` moved on to the configured model ``fallback``."""
 
+    def tool_dropped(self, kind: str) -> None:
+        """A tool of type ``kind`` (a Responses built-in) was not offered to a translated
+        provider."""
+
     def meter(self, protocol: Protocol, stream: bool) -> Meter:
         """A token meter for the caller-format frames of one answer."""
         return Meter()

@@ -49,6 +49,8 @@ class Incoming:
     client_gone: Callable[[], bool] | None = None
     #: Whether the caller came over TLS (directly or per ``X-Forwarded-Proto``): secure cookies.
     secure: bool = False
+    #: The caller's key id ('' when auth is off): scopes what the caller stored.
+    key_id: str = ""
 
     @property
     def session(self) -> str:

@@ -82,6 +82,10 @@ class CallerFormat(ABC):
         ``data:`` line with a ``usage`` object)."""
         return line.partition(b":")[2] if _SSE_USAGE.search(line) else None
 
+    def renamed(self, frames: Iterator[bytes], stream: bool, model: str) -> Iterator[bytes]:
+        """A forwarded answer naming ``model`` (see the module's ``renamed``)."""
+        return renamed(frames, model)
+
     def owns_path(self, path: str, prefix: str) -> bool:
         """Whether an unrouted ``path`` (a 404 or 405) gets this format's error shape."""
         return False

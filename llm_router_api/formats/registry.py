@@ -28,6 +28,8 @@ from llm_router_api.formats.ollama.caller import OllamaCaller
 from llm_router_api.formats.ollama.upstream import OllamaAdapter
 from llm_router_api.formats.openai.caller import OpenAICaller
 from llm_router_api.formats.openai.upstream import OpenAIAdapter
+from llm_router_api.formats.responses.caller import ResponsesCaller
+from llm_router_api.formats.responses.upstream import ResponsesAdapter
 from llm_router_api.formats.upstream import UpstreamAdapter
 from llm_router_api.http.transport import Transport
 from llm_router_api.schemas.calls import Protocol
@@ -45,6 +47,7 @@ CALLERS: Mapping[Protocol, CallerFormat] = {
     Protocol.OPENAI: OpenAICaller(),
     Protocol.OLLAMA: OllamaCaller(),
     Protocol.ANTHROPIC: AnthropicCaller(),
+    Protocol.RESPONSES: ResponsesCaller(),
 }
 
 # ``api_type`` -> its upstream. ``openai`` and ``vllm`` share one adapter (and one instance).
@@ -55,12 +58,27 @@ UPSTREAMS: Mapping[str, Upstream] = {
     "anthropic": Upstream(AnthropicAdapter, forwards=Protocol.ANTHROPIC),
 }
 
+# Caller protocols a provider of any ``api_type`` may serve itself when its config says so
+# (``ProviderConfig.serves_natively``): the adapter that forwards them.
+NATIVE: Mapping[Protocol, type[UpstreamAdapter]] = {
+    Protocol.RESPONSES: ResponsesAdapter,
+}
+
 API_TYPES = tuple(UPSTREAMS)
 DEFAULT_PROTOCOL = next(iter(CALLERS))
 
 
 def caller(protocol: Protocol) -> CallerFormat:
     return CALLERS[protocol]
+
+
+def native_key(protocol: Protocol) -> str:
+    """The key of ``protocol``'s native forwarder among ``build_adapters``' adapters."""
+    return f"native:{protocol.value}"
+
+
+def serves_natively(provider: Any, protocol: Protocol) -> bool:
+    return protocol in NATIVE and bool(provider.serves_natively(protocol.value))
 
 
 def forwards(api_type: str) -> Protocol | None:
@@ -78,7 +96,10 @@ def build_adapters(transport: Transport, timeout: float,
     for upstream in UPSTREAMS.values():
         if upstream.adapter not in made:
             made[upstream.adapter] = upstream.adapter(transport, timeout, tokens)
-    return {api_type: made[u.adapter] for api_type, u in UPSTREAMS.items()}
+    adapters = {api_type: made[u.adapter] for api_type, u in UPSTREAMS.items()}
+    for protocol, cls in NATIVE.items():
+        adapters[native_key(protocol)] = cls(transport, timeout, tokens)
+    return adapters
 
 
 def error_body(protocol: Protocol, error: RouterError, detail: bool = False) -> dict[str, Any]:

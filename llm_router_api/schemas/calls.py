@@ -18,6 +18,7 @@ class Protocol(str, Enum):
     OPENAI = "openai"
     OLLAMA = "ollama"
     ANTHROPIC = "anthropic"
+    RESPONSES = "responses"
 
 
 class Op(str, Enum):
@@ -50,3 +51,9 @@ class Call:
     #: ``ModelHandler`` from ``LLM_ROUTER_FIRST_BYTE_DEADLINE``); ``None``: no limit but the
     #: adapter's own timeout.
     deadline: float | None = field(default=None, compare=False)
+    #: A provider id this call should go to first (a Responses follow-up to the native
+    #: provider that holds the previous response); '' when any provider will do.
+    pin: str = ""
+    #: The caller's body with earlier state folded in (a Responses follow-up's whole
+    #: transcript), for a provider that forwards it but does not hold that state.
+    full_body: dict[str, Any] | None = field(default=None, compare=False)

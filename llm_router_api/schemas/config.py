@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -36,6 +36,14 @@ class ProviderConfig(BaseModel):
     tool_calling: bool = False
     is_embedding: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+    #: ``native``: the provider serves ``POST /v1/responses`` itself (vLLM, Ollama >= 0.13,
+    #: OpenAI) and gets Responses calls as sent; ``translate`` (default): through chat.
+    responses: Literal["native", "translate"] = "translate"
+
+    def serves_natively(self, protocol: str) -> bool:
+        """Whether this provider takes ``protocol`` (a caller protocol's value) as sent
+        beside its ``api_type``'s own (only ``responses`` today)."""
+        return protocol == "responses" and self.responses == "native"
 
     @field_validator("api_type")
     @classmethod

@@ -133,7 +133,7 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
         incoming = Incoming(body=body, headers=headers, path_params=path_params,
                             request_id=g.request_id, config=config, on_usage=charge,
                             client_gone=client_gone_probe(request.environ),
-                            secure=_is_secure())
+                            secure=_is_secure(), key_id=g.key_id)
         try:
             response = to_response(endpoint.handle(incoming), endpoint.settings.expose_provider)
         except BaseException:

@@ -5,7 +5,7 @@ gateway with built-ins, admin and a stand-in upstream per provider type (none se
 
 For every case: no 5xx, never HTML, never a traceback, an error body is JSON in the route's
 protocol shape, and the server stays alive. Cases that still answer 500 because a translator
-(``protocols/``, ``providers/``) does not check a field's type yet are listed in ``KNOWN_OPEN``
+(``formats/``) does not check a field's type yet are listed in ``KNOWN_OPEN``
 (owned by the core hardening work); they must still answer JSON in the right shape.
 """
 
@@ -212,7 +212,7 @@ def route_extras(route: Route) -> Iterator[Case]:
 
 CASES = cases()
 
-# KNOWN OPEN: cases that may still answer 500 because a translator (protocols/, providers/: the
+# KNOWN OPEN: cases that may still answer 500 because a translator (formats/: the
 # core hardening work, not web/ or endpoints/) does not check a field's type yet; each must still
 # answer JSON in the route's shape. Empty: the 32 such cases this battery found first
 # (tool_calls[].function, tool_use input, tools, stop and content parts that were not objects or

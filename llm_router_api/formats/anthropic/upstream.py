@@ -243,6 +243,10 @@ def canonical_response(op: Op, message: Any, model: str,
     out: dict[str, Any] = {"role": "assistant", "content": text}
     if calls:
         out = {"role": "assistant", "content": text or None, "tool_calls": calls}
+    thinking = "".join(b.get("thinking", "") for b in message["content"]
+                       if b.get("type") == "thinking" and isinstance(b.get("thinking"), str))
+    if thinking:
+        out["reasoning_content"] = thinking  # vLLM's name for reasoning text
     return chat_response(model, out, finish, prompt, completion)
 
 
@@ -309,6 +313,8 @@ def _delta_chunk(event: dict[str, Any], tools: dict[int, int], maker: ChunkMaker
             return None
     if delta.get("type") == "text_delta" and delta.get("text"):
         return maker.piece(delta["text"])
+    if delta.get("type") == "thinking_delta" and isinstance(delta.get("thinking"), str):
+        return maker.delta({"reasoning_content": delta["thinking"]})
     if delta.get("type") == "input_json_delta" and event.get("index", 0) in tools:
         index = tools[event.get("index", 0)]
         return maker.delta({"tool_calls": [{"index": index, "function": {

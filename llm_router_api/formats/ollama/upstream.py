@@ -194,6 +194,8 @@ def canonical_response(op: Op, obj: dict[str, Any], model: str) -> dict[str, Any
                              completion)
     message = obj.get("message") or {}
     out: dict[str, Any] = {"role": "assistant", "content": message.get("content", "")}
+    if isinstance(message.get("thinking"), str) and message["thinking"]:
+        out["reasoning_content"] = message["thinking"]  # vLLM's name for reasoning text
     calls = [canonical_call(c) for c in message.get("tool_calls") or []]
     if calls:
         out["tool_calls"] = calls
@@ -208,6 +210,8 @@ def canonical_chunks(op: Op, objects: Iterator[dict[str, Any]],
     for obj in objects:
         message = obj.get("message") or {}
         text = message.get("content", "") if op == Op.CHAT else obj.get("response", "")
+        if op == Op.CHAT and isinstance(message.get("thinking"), str) and message["thinking"]:
+            yield maker.delta({"reasoning_content": message["thinking"]})
         if text:
             yield maker.piece(text)
         for call in message.get("tool_calls") or []:
