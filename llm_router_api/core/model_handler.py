@@ -52,7 +52,7 @@ from llm_router_api.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from llm_router_api.formats.caller import CallerFormat, renamed
+from llm_router_api.formats.caller import CallerFormat
 from llm_router_api.formats.registry import caller, forwards, native_key, serves_natively
 from llm_router_api.formats.upstream import UpstreamAdapter
 from llm_router_api.schemas.calls import Call

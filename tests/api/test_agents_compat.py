@@ -340,7 +340,8 @@ def test_anthropic_caller_output_format_reaches_other_providers(
     assert sent["response_format"]["json_schema"]["schema"] == schema
 
 
-def test_a_format_no_provider_can_honour_is_a_400_naming_it(gateway: Gateway) -> None:
+def test_a_format_no_provider_can_honour_is_a_400_naming_it(gateway: Gateway,
+                                                           fresh_upstream: StandIn) -> None:
     for kind in PROVIDERS:
         reply = requests.post(f"{gateway.url}/v1/chat/completions", timeout=TIMEOUT, json={
             "model": f"m-{kind}", "response_format": {"type": "xml"},
@@ -408,7 +409,8 @@ def test_openai_replies_conform_and_name_the_public_model(
 
 
 @pytest.mark.parametrize("kind", ("ollama", "anthropic"))
-def test_same_protocol_replies_name_the_public_model(gateway: Gateway, kind: str) -> None:
+def test_same_protocol_replies_name_the_public_model(gateway: Gateway, fresh_upstream: StandIn,
+                                                    kind: str) -> None:
     if kind == "ollama":
         for stream in (False, True):
             reply = requests.post(f"{gateway.url}/api/chat", timeout=TIMEOUT, json={
@@ -455,7 +457,8 @@ def test_ollama_load_call_failure_is_an_ollama_error(gateway: Gateway,
     assert reply.status_code >= 500 and isinstance(reply.json()["error"], str)
 
 
-def test_ollama_show_reports_context_length_and_capabilities(gateway: Gateway) -> None:
+def test_ollama_show_reports_context_length_and_capabilities(gateway: Gateway,
+                                                             fresh_upstream: StandIn) -> None:
     client = ollama.Client(host=gateway.url, timeout=TIMEOUT)
     shown = client.show("m-vllm")
     family = shown.details.family if shown.details else ""
@@ -497,7 +500,7 @@ def test_ollama_ps_lists_what_ollama_providers_report_loaded(
 
 
 @pytest.mark.parametrize("kind", PROVIDERS)
-def test_embeddings_conform(gateway: Gateway, kind: str) -> None:
+def test_embeddings_conform(gateway: Gateway, fresh_upstream: StandIn, kind: str) -> None:
     reply = requests.post(f"{gateway.url}/v1/embeddings", timeout=TIMEOUT,
                           json={"model": f"m-{kind}", "input": ["a", "b"]})
     if kind == "anthropic":  # no embeddings API: the caller's 400
