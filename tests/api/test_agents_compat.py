@@ -535,3 +535,39 @@ def test_provider_header_only_when_exposed(upstream: StandIn,
                 assert b"org/weights-v3" not in reply.content and b'"m"' in reply.content
         finally:
             server.stop()
+
+
+def test_count_tokens_is_not_a_generation_for_key_limits(
+        upstream: StandIn, redis_server: RedisServer,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A key allowed one request a minute still counts tokens as often as it likes; a key not
+    allowed the model is refused (403) there too."""
+    directory = tmp_path_factory.mktemp("keys")
+    keys = directory / "keys.json"
+    keys.write_text(json.dumps({"keys": [
+        {"id": "one-a-minute", "key": "sk-one-a-minute", "requests_per_minute": 1},
+        {"id": "other-model", "key": "sk-other-model", "models": ["m-elsewhere"]}]}))
+    config = write_config(directory, {
+        "m": [{"id": "p", "api_host": upstream.url, "api_type": "vllm"}],
+        "m-elsewhere": [{"id": "p2", "api_host": upstream.url, "api_type": "openai"}]})
+    server = Gateway(config, server_type="gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS="gevent",
+                     LLM_ROUTER_SERVER_WORKERS_COUNT="2", LLM_ROUTER_REDIS_HOST="127.0.0.1",
+                     LLM_ROUTER_REDIS_PORT=str(redis_server.port),
+                     LLM_ROUTER_API_KEYS_FILE=str(keys))
+    try:
+        body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+
+        def post(path: str, key: str) -> requests.Response:
+            return requests.post(server.url + path, json=body, timeout=TIMEOUT,
+                                 headers={"x-api-key": key})
+
+        assert post("/v1/messages", "sk-one-a-minute").status_code == 200
+        assert post("/v1/messages", "sk-one-a-minute").status_code == 429
+        for _ in range(3):
+            counted = post("/v1/messages/count_tokens", "sk-one-a-minute")
+            assert counted.status_code == 200 and counted.json()["input_tokens"] > 0
+        refused = post("/v1/messages/count_tokens", "sk-other-model")
+        assert refused.status_code == 403 and refused.json()["type"] == "error"
+        assert post("/v1/messages/count_tokens", "sk-wrong-key").status_code == 401
+    finally:
+        server.stop()
