@@ -353,6 +353,11 @@ def test_a_format_no_provider_can_honour_is_a_400_naming_it(gateway: Gateway,
     reply = requests.post(f"{gateway.url}/api/generate", timeout=TIMEOUT, json={
         "model": "m-openai", "prompt": "x", "format": "json", "stream": False})
     assert reply.status_code == 400 and "format" in reply.json()["error"]
+    for kind in PROVIDERS:
+        reply = requests.post(f"{gateway.url}/api/chat", timeout=TIMEOUT, json={
+            "model": f"m-{kind}", "format": "yaml", "stream": False,
+            "messages": [{"role": "user", "content": "x"}]})
+        assert reply.status_code == 400 and reply.json()["error"].startswith("format")
 
 
 # -- schema conformance and public names --------------------------------------------------------
