@@ -140,7 +140,7 @@ def test_claude_code_answers_through_the_gateway_with_a_tool_round_trip(
         gateway: Gateway, fresh_upstream: StandIn, trap: Trap, tmp_path: Path,
         version: str, kind: str) -> None:
     binary = claude_binary(version)
-    fresh_upstream.set_behaviour(tool_name="Bash", tool_arguments=json.dumps(
+    fresh_upstream.set_behaviour(tool_name="Bash", tool_args=json.dumps(
         {"command": COMMAND, "description": "write the marker"}))
     before = trap.hits
     result = run_claude(binary, gateway, f"m-{kind}", tmp_path, trap)
