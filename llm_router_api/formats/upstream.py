@@ -83,6 +83,19 @@ class UpstreamAdapter(ABC):
         ``None`` when this provider type cannot count (``core/token_count.py`` estimates)."""
         return None
 
+    def read_count(self, provider: ProviderConfig, path: str, body: Mapping[str, Any],
+                   call: Call, field: str) -> int:
+        """POST ``body`` to a counting endpoint and read the count in its answer's ``field``."""
+        response = self.open(provider, path, body, call)
+        try:
+            answer = parse_json(response.read())
+        finally:
+            response.close()
+        count = answer.get(field) if isinstance(answer, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise UpstreamProtocolError("the provider sent a count that could not be read")
+        return count
+
     def headers(self, provider: ProviderConfig, call: Call | None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "*/*"}
         if provider.token:
@@ -179,6 +192,27 @@ def _retry_after(raw: str | None) -> float | None:
 def truncated() -> UpstreamError:
     """The failure of a stream that ended before the format's last event."""
     return UpstreamTruncated()
+
+
+def checked_blocks(blocks: Iterable[bytes],
+                   split_error: Callable[[bytes], tuple[bytes, Any]],
+                   ends: Callable[[bytes], bool]) -> Iterator[bytes]:
+    """A same-protocol stream's blocks, passed on as they come. The upstream's own error event
+    is not: the lines before it go on, then it ends the stream as a failure (the caller gets
+    the gateway's one error event). A stream in which ``ends`` never saw the format's last
+    event was cut short (``truncated``)."""
+    ended = False
+    for block in blocks:
+        if b'"error"' in block:
+            kept, failure = split_error(block)
+            if failure is not None:
+                if kept:
+                    yield kept
+                raise failure
+        ended = ended or ends(block)
+        yield block
+    if not ended:
+        raise truncated()
 
 
 def parse_json(raw: bytes) -> Any:

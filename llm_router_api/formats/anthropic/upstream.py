@@ -84,15 +84,8 @@ class AnthropicAdapter(UpstreamAdapter):
     def count_tokens(self, provider: ProviderConfig, upstream_model: str,
                      call: Call) -> int | None:
         body = {k: v for k, v in call.body.items() if k not in ("max_tokens", "stream")}
-        response = self.open(provider, COUNT_PATH, {**body, "model": upstream_model}, call)
-        try:
-            answer = parse_json(response.read())
-        finally:
-            response.close()
-        count = answer.get("input_tokens") if isinstance(answer, dict) else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise UpstreamProtocolError("the provider sent a count that could not be read")
-        return count
+        return self.read_count(provider, COUNT_PATH, {**body, "model": upstream_model}, call,
+                               "input_tokens")
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from llm_router_api.errors import ClientError, UpstreamError, UpstreamProtocolError
+from llm_router_api.errors import ClientError, UpstreamError
 from llm_router_api.formats.openai.vocab import (
     DONE_LINE,
     ROUTES,
@@ -19,12 +19,12 @@ from llm_router_api.formats.openai.vocab import (
 )
 from llm_router_api.formats.upstream import (
     UpstreamAdapter,
+    checked_blocks,
     clamped,
     error_in,
     line_blocks,
     parse_json,
     relay,
-    truncated,
 )
 from llm_router_api.schemas.calls import Call, Op
 from llm_router_api.schemas.config import ProviderConfig
@@ -64,15 +64,7 @@ class OpenAIAdapter(UpstreamAdapter):
                                 "messages": call.canonical.get("messages") or []}
         if call.canonical.get("tools"):
             body["tools"] = call.canonical["tools"]
-        response = self.open(provider, TOKENIZE_PATH, body, call)
-        try:
-            answer = parse_json(response.read())
-        finally:
-            response.close()
-        count = answer.get("count") if isinstance(answer, dict) else None
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise UpstreamProtocolError("the provider sent a count that could not be read")
-        return count
+        return self.read_count(provider, TOKENIZE_PATH, body, call, "count")
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:
@@ -113,18 +105,7 @@ def sse_blocks(blocks: Iterable[bytes]) -> Iterator[bytes]:
     """Forward SSE lines as they come; an upstream that stops before ``[DONE]`` has failed.
     The upstream's own ``data: {"error": ...}`` line is not forwarded: it ends the stream as
     a failure, which the caller gets as the gateway's one error event."""
-    done = False
-    for block in blocks:
-        if b'"error"' in block:
-            kept, failure = split_sse_error(block)
-            if failure is not None:
-                if kept:
-                    yield kept
-                raise failure
-        done = done or DONE_LINE in block
-        yield block
-    if not done:
-        raise truncated()
+    return checked_blocks(blocks, split_sse_error, lambda block: DONE_LINE in block)
 
 
 def split_sse_error(block: bytes) -> tuple[bytes, Any]:
