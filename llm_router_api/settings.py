@@ -227,6 +227,8 @@ class Settings:
     server_threads_count: int = var(DEFAULT_THREADS, _positive(_int))
     server_worker_class: str = var("", _text)
     use_prometheus: bool = var(False, parse_bool)
+    #: Name the serving provider in each model reply's ``X-LLM-Router-Provider`` header.
+    expose_provider: bool = var(False, parse_bool)
     acquire_timeout: float = var(DEFAULT_ACQUIRE_TIMEOUT, _float)
     max_attempts: int = var(DEFAULT_MAX_ATTEMPTS, _positive(_int))
     cooldown: float = var(DEFAULT_COOLDOWN, _float)

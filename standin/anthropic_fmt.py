@@ -11,11 +11,11 @@ from .common import (
     JSONDict,
     Plan,
     Reply,
+    call_args,
     content_text,
     count_words,
     dumps,
     first_tool_name,
-    is_user_turn,
     json_reply,
     json_tokens,
     last_user_text,
@@ -24,6 +24,7 @@ from .common import (
     messages_of,
     model_of,
     new_id,
+    tool_to_call,
 )
 from .schema import instance
 
@@ -65,8 +66,10 @@ def _plan(body: JSONDict, behaviour: Behaviour) -> Plan:
     if not messages:
         raise ApiError(400, "messages: Field required")
     forced = forced_tool(body)
-    tool = forced or (first_tool_name(body.get("tools")) if is_user_turn(messages) else None)
-    return make_plan(behaviour, _texts(body), last_user_text(messages), limit, tool)
+    tool = tool_to_call(body.get("tools"), messages, behaviour, forced)
+    args = call_args(behaviour, body.get("tools"), tool) if tool else None
+    return make_plan(behaviour, _texts(body), last_user_text(messages), limit, tool,
+                     tool_input=args)
 
 
 def _texts(body: JSONDict) -> list[str]:

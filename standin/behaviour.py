@@ -45,6 +45,10 @@ class Behaviour:
     #: The arguments of the stand-in's tool calls, as JSON object text ("" : the fixed
     #: ``{"location": "Paris"}``), e.g. ``{"cmd": "echo hi"}`` for an agent's shell tool.
     tool_args: str = ""
+    #: When set, a conversation offering a tool of this name, with no tool result in it yet,
+    #: is answered with one call to that tool (``tool_args`` as its input); once the result
+    #: came back, with text. Drives a real agent through one tool round trip.
+    tool_name: str = ""
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -84,9 +88,9 @@ def _check(name: str, value: object) -> None:
     elif name == "tool_args":
         if not isinstance(value, str) or (value and not _json_object(value)):
             raise ValueError("tool_args must be JSON object text or empty")
-    elif name == "fail_marker":
+    elif name in ("fail_marker", "tool_name"):
         if not isinstance(value, str):
-            raise ValueError("fail_marker must be a string")
+            raise ValueError(f"{name} must be a string")
     elif name == "retry_after":
         if value is not None and not _non_negative_number(value):
             raise ValueError("retry_after must be a non-negative number or null")

@@ -148,6 +148,66 @@ def is_user_turn(messages: list[JSONDict]) -> bool:
     return True
 
 
+def _tool_names(tools: Any) -> list[str]:
+    names = []
+    for tool in tools if isinstance(tools, list) else []:
+        if isinstance(tool, dict):
+            function = tool.get("function")
+            name = function.get("name") if isinstance(function, dict) else tool.get("name")
+            names.append(name if isinstance(name, str) else "")
+    return names
+
+
+def has_tool_result(messages: list[JSONDict]) -> bool:
+    """Whether any turn carries a tool result (OpenAI/Ollama ``role: tool``, Anthropic
+    ``tool_result`` blocks)."""
+    for message in messages:
+        content = message.get("content")
+        if message.get("role") == "tool" or (isinstance(content, list) and any(
+                isinstance(p, dict) and p.get("type") == "tool_result" for p in content)):
+            return True
+    return False
+
+
+def tool_to_call(tools: Any, messages: list[JSONDict], behaviour: Behaviour,
+                 forced: str | None = None) -> str | None:
+    """The tool this answer calls: the one ``forced`` by the request's tool choice; the
+    behaviour's ``tool_name`` while the conversation has no tool result (and offers it); else
+    the first tool on a user turn; else none."""
+    if forced is not None:
+        return forced
+    if behaviour.tool_name:
+        offered = behaviour.tool_name in _tool_names(tools)
+        return behaviour.tool_name if offered and not has_tool_result(messages) else None
+    return first_tool_name(tools) if is_user_turn(messages) else None
+
+
+def call_args(behaviour: Behaviour, tools: Any, name: str | None) -> JSONDict:
+    """The input of a call to tool ``name``: the behaviour's ``tool_args``; else, when that
+    tool's schema requires fields the fixed input lacks (a structured-output tool, say), a
+    valid instance of the schema, as a model following it would give; else the fixed one."""
+    if behaviour.tool_args:
+        value = json.loads(behaviour.tool_args)
+        return value if isinstance(value, dict) else dict(TOOL_ARGS)
+    schema = _tool_schema(tools, name)
+    required = schema.get("required") if isinstance(schema, dict) else None
+    if isinstance(required, list) and not set(required) <= set(TOOL_ARGS):
+        value = instance(schema)
+        return value if isinstance(value, dict) else dict(TOOL_ARGS)
+    return dict(TOOL_ARGS)
+
+
+def _tool_schema(tools: Any, name: str | None) -> Any:
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        inner = tool.get("function")
+        function: JSONDict = inner if isinstance(inner, dict) else tool
+        if function.get("name") == name:
+            return function.get("parameters", function.get("input_schema"))
+    return None
+
+
 def first_tool_name(tools: Any) -> str | None:
     """Name of the first tool, OpenAI/Ollama (``function.name``) or Anthropic (``name``)."""
     if not isinstance(tools, list) or not tools or not isinstance(tools[0], dict):
@@ -193,13 +253,15 @@ def make_plan(
     limit: int | None,
     tool_name: str | None = None,
     schema: Any = NO_SCHEMA,
+    tool_input: JSONDict | None = None,
 ) -> Plan:
     """The answer: a tool call (when a tool is offered on a user turn), a JSON text valid
     against ``schema`` (structured output: ``{}`` for plain JSON mode), or text tokens."""
     prompt_tokens = count_words(texts)
-    if tool_name is not None and behaviour.tool_call:
-        if behaviour.tool_args:
-            args = json.loads(behaviour.tool_args)
+    if tool_name is not None and (behaviour.tool_call or behaviour.tool_name):
+        args = tool_input if tool_input is not None else (
+            json.loads(behaviour.tool_args) if behaviour.tool_args else None)
+        if args is not None and args != TOOL_ARGS:
             return Plan(json_tokens(args), False, prompt_tokens, tool_name, args)
         return Plan(list(TOOL_ARG_FRAGMENTS), False, prompt_tokens, tool_name)
     if schema is not NO_SCHEMA:

@@ -10,13 +10,12 @@ from .common import (
     JSONDict,
     Plan,
     Reply,
+    call_args,
     content_text,
     count_words,
     dumps,
     embed_vector,
-    first_tool_name,
     inputs_of,
-    is_user_turn,
     json_reply,
     last_user_text,
     limit_of,
@@ -25,6 +24,7 @@ from .common import (
     model_of,
     ollama_schema,
     rfc3339_now,
+    tool_to_call,
 )
 
 NDJSON = "application/x-ndjson"
@@ -94,13 +94,23 @@ def _final(head: JSONDict, key: str, empty: Any, plan: Plan) -> bytes:
     return dumps(final) + b"\n"
 
 
+def _load_call(body: JSONDict, key: str, empty: Any) -> Reply:
+    """Ollama's answer to a load / unload call (no messages / no prompt)."""
+    unload = body.get("keep_alive") in (0, "0", "0s", "0m")
+    return json_reply({"model": model_of(body), "created_at": rfc3339_now(), key: empty,
+                       "done": True, "done_reason": "unload" if unload else "load"})
+
+
 def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
     """``POST /api/chat`` (``stream`` defaults to true)."""
     messages = messages_of(body)
-    tool = first_tool_name(body.get("tools")) if is_user_turn(messages) else None
+    if not messages and body.get("messages") is not None:
+        return _load_call(body, "message", {"role": "assistant", "content": ""})
+    tool = tool_to_call(body.get("tools"), messages, behaviour)
     texts = [content_text(m.get("content")) for m in messages]
     plan = make_plan(behaviour, texts, last_user_text(messages), _limit(body), tool,
-                     ollama_schema(body.get("format")))
+                     ollama_schema(body.get("format")), call_args(behaviour, body.get("tools"),
+                                                                  tool))
     head = {"model": model_of(body), "created_at": rfc3339_now()}
     message: JSONDict = {"role": "assistant", "content": plan.text}
     if plan.tool_name is not None:
@@ -128,6 +138,8 @@ def chat(body: JSONDict, behaviour: Behaviour) -> Reply:
 def generate(body: JSONDict, behaviour: Behaviour) -> Reply:
     """``POST /api/generate`` (``response`` fragments instead of messages)."""
     prompt, system = _text(body.get("prompt")), _text(body.get("system"))
+    if not prompt:
+        return _load_call(body, "response", "")
     plan = make_plan(behaviour, [system, prompt], prompt, _limit(body),
                      schema=ollama_schema(body.get("format")))
     head = {"model": model_of(body), "created_at": rfc3339_now()}

@@ -11,13 +11,13 @@ from .common import (
     JSONDict,
     Plan,
     Reply,
+    call_args,
     content_text,
     dumps,
     embed_base64,
     embed_vector,
     first_tool_name,
     inputs_of,
-    is_user_turn,
     json_reply,
     last_user_text,
     limit_of,
@@ -26,6 +26,7 @@ from .common import (
     model_of,
     new_id,
     openai_schema,
+    tool_to_call,
 )
 
 SSE = "text/event-stream"
@@ -77,11 +78,23 @@ def _chat_plan(body: JSONDict, behaviour: Behaviour) -> Plan:
     messages = messages_of(body)
     if not messages:
         raise ApiError(400, "Missing required parameter: 'messages'.")
-    tool = first_tool_name(body.get("tools")) if is_user_turn(messages) else None
+    tools = body.get("tools")
+    tool = tool_to_call(tools, messages, behaviour, _forced(body))
     limit = limit_of(body.get("max_completion_tokens", body.get("max_tokens")))
     texts = [content_text(m.get("content")) for m in messages]
     schema = openai_schema(body.get("response_format"))
-    return make_plan(behaviour, texts, last_user_text(messages), limit, tool, schema)
+    return make_plan(behaviour, texts, last_user_text(messages), limit, tool, schema,
+                     call_args(behaviour, tools, tool))
+
+
+def _forced(body: JSONDict) -> str | None:
+    """The tool OpenAI's ``tool_choice`` forces (one function, or ``required``: the first)."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        function = choice.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        return name if isinstance(name, str) else None
+    return first_tool_name(body.get("tools")) if choice == "required" else None
 
 
 def chat(body: JSONDict, behaviour: Behaviour) -> Reply:

@@ -67,6 +67,12 @@ class Guard:
             self._live.add(admission.lease_id, admission)
         return admission
 
+    def allow(self, key: ApiKey | None, model: str | None = None) -> None:
+        """Only the model check of ``admit`` (403): for calls that are not generations and
+        take nothing from the key's limits."""
+        if key is not None and model is not None and not key.allows(model):
+            raise Forbidden("this key may not use that model", param="model")
+
     def release(self, admission: Admission | None) -> None:
         if admission is None or admission.lease_id is None:
             return

@@ -52,7 +52,7 @@ from llm_router_api.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from llm_router_api.formats.caller import CallerFormat, renamed
+from llm_router_api.formats.caller import CallerFormat
 from llm_router_api.formats.registry import caller, forwards, native_key, serves_natively
 from llm_router_api.formats.upstream import UpstreamAdapter
 from llm_router_api.schemas.calls import Call
@@ -277,10 +277,9 @@ class ModelHandler:
             return self.protocol(call).renamed(
                 native.forward(provider, upstream_model, call), call.stream, shown)
         if forwards(provider.api_type) == call.protocol:
-            forwarded = adapter.forward(provider, upstream_model, call)
-            if shown == call.model:
-                return forwarded  # the upstream's bytes as they are
-            return renamed(forwarded, call.stream, shown)  # a fallback answered
+            # the upstream's bytes, naming the public model (not its model_path)
+            return self.protocol(call).renamed(
+                adapter.forward(provider, upstream_model, call), call.stream, shown)
         events = adapter.complete(provider, upstream_model, call)
         return self.protocol(call).render(call.op, events, call.stream, shown, body=call.body)
 

@@ -1,20 +1,36 @@
-"""Anthropic-compatible endpoint: ``POST /v1/messages`` (``stream`` defaults to false)."""
+"""Anthropic-compatible endpoints: ``POST /v1/messages`` (``stream`` defaults to false; also
+``?beta=true`` as Claude Code sends it) and ``POST /v1/messages/count_tokens``."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
 from llm_router_api.core.model_handler import Reply
+from llm_router_api.core.token_count import count_tokens
 from llm_router_api.endpoints.base import EndpointI, Incoming
 from llm_router_api.formats.registry import caller
 from llm_router_api.schemas.calls import Call, Op, Protocol
-from llm_router_lib.data_models.anthropic import AnthropicMessagesRequest
+from llm_router_lib.data_models.anthropic import (
+    AnthropicCountTokensRequest,
+    AnthropicMessagesRequest,
+)
 
 CALLER = caller(Protocol.ANTHROPIC)
 # Caller headers that Anthropic providers need to see (beta features).
 FORWARDED_HEADERS = ("anthropic-beta",)
+
+
+def _call(incoming: Incoming, stream: bool) -> Call:
+    body = incoming.body
+    headers = {k.lower(): v for k, v in incoming.headers.items()}
+    extra = {k: headers[k] for k in FORWARDED_HEADERS if k in headers}
+    return Call(Protocol.ANTHROPIC, Op.CHAT, body["model"], body,
+                CALLER.canonical(Op.CHAT, body), stream,
+                request_id=incoming.request_id,
+                on_usage=incoming.on_usage, extra_headers=extra,
+                session=incoming.session)
 
 
 class AnthropicMessages(EndpointI):
@@ -24,12 +40,19 @@ class AnthropicMessages(EndpointI):
 
     def handle(self, incoming: Incoming) -> Reply:
         self.parse(incoming)
-        body = incoming.body
-        headers = {k.lower(): v for k, v in incoming.headers.items()}
-        extra = {k: headers[k] for k in FORWARDED_HEADERS if k in headers}
-        call = Call(Protocol.ANTHROPIC, Op.CHAT, body["model"], body,
-                    CALLER.canonical(Op.CHAT, body), body.get("stream") is True,
-                    request_id=incoming.request_id,
-                    on_usage=incoming.on_usage, extra_headers=extra,
-                    session=incoming.session)
-        return incoming.config.handler.run(call)
+        return incoming.config.handler.run(_call(incoming, incoming.body.get("stream") is True))
+
+
+class AnthropicCountTokens(EndpointI):
+    """``{"input_tokens": N}``: counted by an Anthropic or vLLM provider of the model, else
+    estimated (``core/token_count.py``). Not a generation: no slot, no key limits."""
+
+    paths = ("/v1/messages/count_tokens",)
+    protocol = Protocol.ANTHROPIC
+    request_model: ClassVar[type[BaseModel]] = AnthropicCountTokensRequest
+    generates = False
+
+    def handle(self, incoming: Incoming) -> dict[str, Any]:
+        self.parse(incoming)
+        tokens, _ = count_tokens(incoming.config.handler, _call(incoming, False))
+        return {"input_tokens": tokens}

@@ -74,6 +74,9 @@ class EndpointI(ABC):
     admin_only: ClassVar[bool] = False
     #: Whether a POST/PUT/PATCH carries a JSON body to read (False: none needed, none read).
     takes_body: ClassVar[bool] = True
+    #: Whether a call counts against the key's request / concurrency limits (False: a cheap
+    #: side call such as count_tokens; the key must still be allowed the model).
+    generates: ClassVar[bool] = True
 
     def __init__(self, parts: Parts) -> None:
         self.parts = parts

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 
@@ -17,9 +18,10 @@ from pydantic import BaseModel
 from llm_router_api.auth.access import Access
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
-from llm_router_api.errors import ValidationFailed
+from llm_router_api.errors import UpstreamError, ValidationFailed
 from llm_router_api.formats.caller import dumps
 from llm_router_api.formats.canonical import rfc3339_now
+from llm_router_api.formats.ollama.upstream import OllamaAdapter
 from llm_router_api.formats.registry import caller
 from llm_router_api.schemas.calls import Call, Op, Protocol
 from llm_router_api.schemas.config import ModelConfig
@@ -31,6 +33,7 @@ from llm_router_lib.data_models.ollama import (
     OllamaShowRequest,
 )
 
+log = logging.getLogger("llm_router.ollama")
 CALLER = caller(Protocol.OLLAMA)
 # ``/api/ps`` reports served models as loaded for this long.
 PS_EXPIRY = timedelta(days=365)
@@ -46,20 +49,41 @@ class OllamaCallEndpoint(EndpointI):
         self.parse(incoming)
         body = incoming.body
         stream = self.op != Op.EMBEDDING and body.get("stream", True) is not False
-        if self.load_field and not body.get(self.load_field):
-            return self._loaded(incoming, body["model"], stream)
         call = Call(Protocol.OLLAMA, self.op, body["model"], body,
-                    CALLER.canonical(self.op, body), stream, request_id=incoming.request_id,
-                    on_usage=incoming.on_usage, session=incoming.session)
+                    CALLER.canonical(self.op, body) if not self._loads(body) else {}, stream,
+                    request_id=incoming.request_id, on_usage=incoming.on_usage,
+                    session=incoming.session)
+        if self._loads(body):
+            return self._loaded(incoming, call)
         return incoming.config.handler.run(call)
 
-    def _loaded(self, incoming: Incoming, model: str, stream: bool) -> Reply:
-        """What Ollama answers to an empty request: the model is (already) loaded."""
-        incoming.config.handler.resolve(model)
+    def _loads(self, body: dict[str, Any]) -> bool:
+        return bool(self.load_field) and not body.get(self.load_field)
+
+    def _loaded(self, incoming: Incoming, call: Call) -> Reply:
+        """Ollama's load / unload call (no prompt / no messages): sent to every Ollama provider
+        of the model; answered here for the other provider types, which load nothing. It
+        takes no generation slot. ``done_reason`` is ``unload`` when ``keep_alive`` is 0."""
+        handler = incoming.config.handler
+        model = handler.resolve(call.model)
+        ollama = [p for p in model.providers if p.api_type == "ollama"]
+        failures = []
+        for provider in ollama:
+            adapter = handler.adapter(provider)
+            assert isinstance(adapter, OllamaAdapter)  # the registry's adapter for "ollama"
+            try:
+                adapter.load(provider, model.upstream_name(provider), call)
+            except UpstreamError as exc:
+                log.warning("load call on provider %s failed: %s", provider.id, exc.message)
+                failures.append(exc)
+        if ollama and len(failures) == len(ollama):
+            raise failures[0]  # none could load it: the caller hears why
+        unload = call.body.get("keep_alive") in (0, "0", 0.0, "0s", "0m")
         key = "message" if self.op == Op.CHAT else "response"
         value: Any = {"role": "assistant", "content": ""} if self.op == Op.CHAT else ""
-        body = {"model": model, "created_at": rfc3339_now(), key: value, "done": True,
-                "done_reason": "load"}
+        body = {"model": call.model, "created_at": rfc3339_now(), key: value, "done": True,
+                "done_reason": "unload" if unload else "load"}
+        stream = call.stream
         if stream:
             return Reply(200, CALLER.stream_content_type, dumps(body) + b"\n")
         return Reply(200, "application/json", dumps(body))
@@ -111,10 +135,25 @@ def _modified(mtime: float) -> str:
 
 
 def _capabilities(model: ModelConfig) -> list[str]:
-    """Embedding models embed; the rest complete, and tools reach every provider type."""
-    if any(p.is_embedding for p in model.providers):
-        return ["embedding"]
-    return ["completion", "tools"]
+    """``completion`` unless every provider only embeds, ``tools`` when a provider is marked
+    ``tool_calling``, ``embedding`` when one is marked ``is_embedding``."""
+    providers = model.providers
+    found = [] if all(p.is_embedding for p in providers) else ["completion"]
+    if any(p.tool_calling for p in providers):
+        found.append("tools")
+    if any(p.is_embedding for p in providers):
+        found.append("embedding")
+    return found
+
+
+def _model_info(model: ModelConfig, family: str) -> dict[str, Any]:
+    """``general.architecture`` and, when a provider declares ``input_size``,
+    ``<family>.context_length`` (the smallest: what every provider can take)."""
+    info: dict[str, Any] = {"general.architecture": family}
+    sizes = [p.input_size for p in model.providers if p.input_size]
+    if sizes:
+        info[f"{family}.context_length"] = min(sizes)
+    return info
 
 
 class OllamaInfo(EndpointI):
@@ -152,24 +191,46 @@ class OllamaShow(OllamaInfo):
         tag = ollama_tag(model, _modified(incoming.config.models.mtime))
         family = tag["details"]["family"]
         return {"modelfile": "", "parameters": "", "template": "", "license": "",
-                "details": tag["details"], "model_info": {"general.architecture": family},
+                "details": tag["details"], "model_info": _model_info(model, family),
                 "capabilities": _capabilities(model), "modified_at": tag["modified_at"]}
 
 
 class OllamaPs(OllamaInfo):
-    """``GET /api/ps``: every served model, reported as loaded."""
+    """``GET /api/ps``: the served models that are loaded. A model with Ollama providers whose
+    ``/api/ps`` the load poller read (the ``cache_aware`` strategy polls it; signals younger
+    than three poll intervals) is listed only when one of them reports it loaded; any other
+    model (no Ollama provider, or nothing known) is listed, as a gateway model is always
+    ready to serve."""
 
     paths = ("/api/ps", "{prefix}/ps")
 
     def handle(self, incoming: Incoming) -> dict[str, Any]:
         modified = _modified(incoming.config.models.mtime)
         expires = (datetime.now(timezone.utc) + PS_EXPIRY).isoformat()
+        loaded = self._loaded_flags(incoming)
         models = []
         for model in incoming.config.models.models.values():
+            flags = [loaded[p.id] for p in model.providers if p.id in loaded]
+            if flags and not any(flags):
+                continue  # every Ollama provider that reported says it is not loaded
             tag = ollama_tag(model, modified)
             del tag["modified_at"]
             models.append({**tag, "expires_at": expires, "size_vram": 0})
         return {"models": models}
+
+    def _loaded_flags(self, incoming: Incoming) -> dict[str, bool]:
+        """Ollama provider id -> whether its last fresh ``/api/ps`` listed its model."""
+        ids = [p.id for _, p in incoming.config.models.providers() if p.api_type == "ollama"]
+        if not ids:
+            return {}
+        fresh = 3 * self.settings.load_poll_interval
+        try:
+            signals = self.parts.chooser.store.signals(ids)
+        except Exception:  # noqa: BLE001 - the store is down: nothing is known, list them all
+            log.debug("no load signals for /api/ps", exc_info=True)
+            return {}
+        return {pid: bool(values.get("loaded")) for pid, (values, age) in signals.items()
+                if age <= fresh and "loaded" in values}
 
 
 def ollama_tag(model: ModelConfig, modified_at: str) -> dict[str, Any]:

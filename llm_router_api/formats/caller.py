@@ -28,37 +28,20 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def renamed(frames: Iterator[bytes], stream: bool, model: str) -> Iterator[bytes]:
-    """A forwarded answer whose ``model`` fields name ``model``: used when a fallback model
-    served, so the reply names it (SPEC §12). Works for every protocol's body and stream:
-    a top-level ``model`` (OpenAI, Ollama, Anthropic bodies) and ``message.model`` (Anthropic's
-    ``message_start``), in a whole body, SSE ``data:`` lines or NDJSON lines."""
+# A JSON key ``"model"`` with a string value. Inside a JSON string a quote is escaped, so
+# generated text that merely mentions ``"model": "x"`` never matches.
+_MODEL_KEY = re.compile(rb'"model"(\s*):(\s*)"(?:[^"\\]|\\.)*"')
+
+
+def renamed(frames: Iterator[bytes], model: str) -> Iterator[bytes]:
+    """A forwarded answer whose ``model`` fields name ``model``, the public name (SPEC §10,
+    §12): never the provider's ``model_path`` or its own spelling of it. Works on every
+    protocol's bytes, body or stream, without parsing them: a top-level ``model`` (OpenAI,
+    Ollama, Anthropic bodies and frames) and ``message.model`` (Anthropic's
+    ``message_start``). One regex pass per frame; a frame's other bytes stay as they came."""
+    value = b'"model":' + dumps(model)
     for frame in frames:
-        if not stream:
-            yield _renamed_json(frame, model)
-            continue
-        lines = frame.split(b"\n")
-        for index, line in enumerate(lines):
-            if line.startswith(b"data:") and line[5:].strip().startswith(b"{"):
-                lines[index] = b"data: " + _renamed_json(line[5:].strip(), model)
-            elif line.startswith(b"{"):
-                lines[index] = _renamed_json(line, model)
-        yield b"\n".join(lines)
-
-
-def _renamed_json(raw: bytes, model: str) -> bytes:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw  # not ours to judge here; the meter and the caller see it as it came
-    if not isinstance(value, dict):
-        return raw
-    if "model" in value:
-        value["model"] = model
-    message = value.get("message")
-    if isinstance(message, dict) and "model" in message:
-        message["model"] = model
-    return dumps(value)
+        yield _MODEL_KEY.sub(value, frame) if b'"model"' in frame else frame
 
 
 class CallerFormat(ABC):
@@ -101,7 +84,7 @@ class CallerFormat(ABC):
 
     def renamed(self, frames: Iterator[bytes], stream: bool, model: str) -> Iterator[bytes]:
         """A forwarded answer naming ``model`` (see the module's ``renamed``)."""
-        return renamed(frames, stream, model)
+        return renamed(frames, model)
 
     def owns_path(self, path: str, prefix: str) -> bool:
         """Whether an unrouted ``path`` (a 404 or 405) gets this format's error shape."""

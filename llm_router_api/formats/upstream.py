@@ -77,6 +77,25 @@ class UpstreamAdapter(ABC):
                  call: Call) -> Iterator[dict[str, Any]]:
         """Translated call: canonical request in, canonical events out."""
 
+    def count_tokens(self, provider: ProviderConfig, upstream_model: str,
+                     call: Call) -> int | None:
+        """The input tokens of an Anthropic-shaped chat ``call``, counted by the provider;
+        ``None`` when this provider type cannot count (``core/token_count.py`` estimates)."""
+        return None
+
+    def read_count(self, provider: ProviderConfig, path: str, body: Mapping[str, Any],
+                   call: Call, field: str) -> int:
+        """POST ``body`` to a counting endpoint and read the count in its answer's ``field``."""
+        response = self.open(provider, path, body, call)
+        try:
+            answer = parse_json(response.read())
+        finally:
+            response.close()
+        count = answer.get(field) if isinstance(answer, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise UpstreamProtocolError("the provider sent a count that could not be read")
+        return count
+
     def headers(self, provider: ProviderConfig, call: Call | None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "*/*"}
         if provider.token:
@@ -129,6 +148,16 @@ class UpstreamAdapter(ABC):
         return upstream_status_error(response.status, error_message(raw), retry_after)
 
 
+def clamped(provider: ProviderConfig, body: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """``body`` with each of ``keys`` (the format's max-tokens fields) lowered to the
+    provider's ``max_output_tokens`` when it asks for more (a copy when changed)."""
+    cap = provider.max_output_tokens
+    if cap is None:
+        return body
+    over = [k for k in keys if isinstance(body.get(k), int) and body[k] > cap]
+    return {**body, **dict.fromkeys(over, cap)} if over else body
+
+
 def error_message(raw: bytes) -> str:
     """The human message inside any of the known error shapes (OpenAI, Ollama, Anthropic).
     ``raw`` comes from a ``Redacted`` answer, so it holds no secret."""
@@ -163,6 +192,27 @@ def _retry_after(raw: str | None) -> float | None:
 def truncated() -> UpstreamError:
     """The failure of a stream that ended before the format's last event."""
     return UpstreamTruncated()
+
+
+def checked_blocks(blocks: Iterable[bytes],
+                   split_error: Callable[[bytes], tuple[bytes, Any]],
+                   ends: Callable[[bytes], bool]) -> Iterator[bytes]:
+    """A same-protocol stream's blocks, passed on as they come. The upstream's own error event
+    is not: the lines before it go on, then it ends the stream as a failure (the caller gets
+    the gateway's one error event). A stream in which ``ends`` never saw the format's last
+    event was cut short (``truncated``)."""
+    ended = False
+    for block in blocks:
+        if b'"error"' in block:
+            kept, failure = split_error(block)
+            if failure is not None:
+                if kept:
+                    yield kept
+                raise failure
+        ended = ended or ends(block)
+        yield block
+    if not ended:
+        raise truncated()
 
 
 def parse_json(raw: bytes) -> Any:

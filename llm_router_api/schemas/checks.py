@@ -68,6 +68,11 @@ SCALARS: dict[str, tuple[Check, str]] = {
 }
 
 
+# Structured-output kinds every provider type can honour (SPEC §10); another is a 400 naming
+# the field, never a silent drop.
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+
+
 def fail(path: str, what: str) -> ValidationFailed:
     return ValidationFailed(f"{path} must be {what}", param=path)
 
@@ -113,7 +118,8 @@ def _response_format(value: Any) -> None:
     need(value, _object, "response_format", "an object")
     if value is None:
         return
-    need(value.get("type"), _string, "response_format.type", "a string")
+    need(value.get("type"), lambda v: v in RESPONSE_FORMATS, "response_format.type",
+         "one of " + ", ".join(RESPONSE_FORMATS))
     schema = value.get("json_schema")
     need(schema, _object, "response_format.json_schema", "an object")
     if schema is not None:

@@ -30,6 +30,9 @@ class ProviderConfig(BaseModel):
     max_concurrency: PositiveInt | None = None
     keep_alive: str | int | None = None
     input_size: PositiveInt | None = None
+    #: The most tokens one answer may ask for: a request asking for more is clamped to it
+    #: (every protocol; Claude Code always asks for 32000).
+    max_output_tokens: PositiveInt | None = None
     tool_calling: bool = False
     is_embedding: bool = False
     options: dict[str, Any] = Field(default_factory=dict)

@@ -122,7 +122,11 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
         endpoint.check_access(headers)
         body = (_json_body(endpoint.settings.max_request_body_size)
                 if request.method in ("POST", "PUT", "PATCH") and endpoint.takes_body else None)
-        admission = guard.admit(key, _model_of(body))
+        admission = None
+        if endpoint.generates:
+            admission = guard.admit(key, _model_of(body))
+        else:
+            guard.allow(key, _model_of(body))
         g.key_id = admission.key_id if admission else (by_console or "")
         charge = (functools.partial(guard.record_tokens, admission)
                   if admission is not None and admission.charges_tokens else None)
@@ -131,7 +135,7 @@ def _view(endpoint: EndpointI, guard: Guard) -> Any:
                             client_gone=client_gone_probe(request.environ),
                             secure=_is_secure(), key_id=g.key_id)
         try:
-            response = to_response(endpoint.handle(incoming))
+            response = to_response(endpoint.handle(incoming), endpoint.settings.expose_provider)
         except BaseException:
             guard.release(admission)
             raise
@@ -234,10 +238,17 @@ def json_depth_over(value: Any, limit: int) -> bool:
     return False
 
 
-def to_response(result: Reply | Any) -> Response:
+#: The serving provider's id, only with LLM_ROUTER_EXPOSE_PROVIDER=1 (it tells callers which
+#: backend served them).
+PROVIDER_HEADER = "X-LLM-Router-Provider"
+
+
+def to_response(result: Reply | Any, expose_provider: bool = False) -> Response:
     if isinstance(result, Reply):
         response = Response(result.body, status=result.status, content_type=result.content_type,
                             headers=result.headers, direct_passthrough=True)
+        if expose_provider and result.provider_id:  # LLM_ROUTER_EXPOSE_PROVIDER (SPEC §10)
+            response.headers[PROVIDER_HEADER] = result.provider_id
         g.provider_id = result.provider_id
         g.model = result.model
         return response

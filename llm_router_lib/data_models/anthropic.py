@@ -25,9 +25,13 @@ class AnthropicBlock(BaseModel):
 
 
 class AnthropicMessage(BaseModel):
+    """A turn. ``system`` turns inside ``messages`` (Claude Code's mid-conversation system
+    beta) are accepted: forwarded to Anthropic providers, merged in order into the system
+    prompt for the others."""
+
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[AnthropicBlock]
 
 
@@ -41,7 +45,8 @@ class AnthropicTool(BaseModel):
 
 class AnthropicMessagesRequest(BaseModel):
     """``stream`` defaults to false; without ``max_tokens`` the provider's
-    ``options.max_tokens`` (else 4096) is used."""
+    ``options.max_tokens`` (else 4096) is used. Fields such as ``thinking``,
+    ``context_management``, ``output_config`` are accepted as they are (extra)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -57,3 +62,8 @@ class AnthropicMessagesRequest(BaseModel):
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
+
+
+class AnthropicCountTokensRequest(AnthropicMessagesRequest):
+    """``POST /v1/messages/count_tokens``: the body of ``/v1/messages``; ``max_tokens`` and
+    ``stream`` are not needed (and ignored)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 
 class OllamaFunctionCall(BaseModel):
@@ -43,6 +43,15 @@ class OllamaCall(BaseModel):
     options: dict[str, Any] | None = None
     format: str | dict[str, Any] | None = None
     keep_alive: str | int | float | None = None
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: Any) -> Any:
+        """``"json"`` or a JSON schema (``""``: none), as Ollama takes: another string would
+        be dropped by every provider type but Ollama, which refuses it too."""
+        if isinstance(value, str) and value not in ("", "json"):
+            raise ValueError('must be "json" or a JSON schema object')
+        return value
 
 
 class OllamaChatRequest(OllamaCall):

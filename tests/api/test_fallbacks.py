@@ -210,7 +210,7 @@ def test_a_model_that_serves_names_itself(gateway: Gateway) -> None:
     reply = ask(gateway, "openai", "backup-openai", stream=False)
     assert reply.status_code == 200
     assert reply.headers[HEADER] == "backup-openai"
-    assert reply.json()["model"] == "up-openai"  # as the provider said (no fallback: no rewrite)
+    assert reply.json()["model"] == "backup-openai"  # the public name, never model_path (§10)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])

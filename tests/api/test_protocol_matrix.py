@@ -430,7 +430,7 @@ BAD = [
     ("/api/chat", {"model": "m-openai", "messages": USER, "stream": "yes"}, "stream"),
     ("/api/embed", {"model": "m-openai"}, "input"),
     ("/v1/messages", {"model": "m-openai"}, "messages"),
-    ("/v1/messages", {"model": "m-openai", "messages": [{"role": "system", "content": "x"}]},
+    ("/v1/messages", {"model": "m-openai", "messages": [{"role": "tool", "content": "x"}]},
      "messages.0.role"),
     ("/v1/messages", {"model": "m-openai", "messages": USER, "max_tokens": 0}, "max_tokens"),
 ]

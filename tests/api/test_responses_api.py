@@ -145,14 +145,18 @@ class Weather(BaseModel):
     degrees: int
 
 
-@pytest.mark.parametrize("model", ("m-openai", "m-vllm", "m-ollama", "m-native"))
+@pytest.mark.parametrize("model", ("m-openai", "m-vllm", "m-ollama", "m-anthropic", "m-native"))
 def test_parse_structured_output(client: openai.OpenAI, upstream: StandIn, model: str) -> None:
     parsed = client.responses.parse(model=model, input="weather?", text_format=Weather)
     assert isinstance(parsed.output_parsed, Weather)
-    if model != "m-native":
-        sent = upstream.requests[-1]["json"]
-        assert ("format" in sent) if model == "m-ollama" else (
-            sent["response_format"]["type"] == "json_schema")
+    sent = upstream.requests[-1]["json"]
+    if model == "m-ollama":
+        assert "format" in sent
+    elif model == "m-anthropic":  # one forced tool carries the schema; the caller sees JSON
+        assert sent["tool_choice"]["type"] == "tool"
+        assert [t["name"] for t in sent["tools"]] == [sent["tool_choice"]["name"]]
+    elif model != "m-native":
+        assert sent["response_format"]["type"] == "json_schema"
 
 
 @pytest.mark.parametrize("model", MODELS)

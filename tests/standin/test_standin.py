@@ -426,7 +426,8 @@ def test_cli_process() -> None:
         line = proc.stdout.readline().strip()
         assert line.startswith("standin cli1 listening on http://127.0.0.1:")
         url = line.rsplit(" ", 1)[1]
-        resp = requests.post(url + "/api/generate", json={"model": "m", "stream": False}, timeout=5)
+        resp = requests.post(url + "/api/generate", timeout=5,
+                             json={"model": "m", "prompt": "hi", "stream": False})
         assert resp.json()["response"] == "tok0 tok1 tok2 "
         assert resp.headers["x-standin-name"] == "cli1"
         proc.send_signal(signal.SIGTERM)

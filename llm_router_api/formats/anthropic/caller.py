@@ -39,10 +39,16 @@ class AnthropicCaller(CallerFormat):
     text_fields = ("text", "partial_json", "thinking")
 
     def canonical(self, op: Op, body: dict[str, Any]) -> dict[str, Any]:
-        messages = canonical_messages(body.get("messages") or [])
-        system = _text(body.get("system"))
-        if system:
-            messages.insert(0, {"role": "system", "content": system})
+        turns = body.get("messages") or []
+        # ``system`` (a string or blocks with ``cache_control``) and every ``role: "system"``
+        # turn inside ``messages`` (Claude Code's mid-conversation system beta) become the
+        # one system prompt, in order: every provider type takes a single one first.
+        system = [_text(body.get("system"))] + [
+            _text(t.get("content")) for t in turns if t.get("role") == "system"]
+        messages = canonical_messages([t for t in turns if t.get("role") != "system"])
+        prompt = "\n\n".join(s for s in system if s)
+        if prompt:
+            messages.insert(0, {"role": "system", "content": prompt})
         request: dict[str, Any] = {"model": body.get("model"), "messages": messages,
                                    "stream": body.get("stream") is True}
         for key in ("max_tokens", *SAMPLING):
@@ -56,6 +62,12 @@ class AnthropicCaller(CallerFormat):
         user = (body.get("metadata") or {}).get("user_id")
         if isinstance(user, str):
             request["user"] = user
+        response_format = output_format(body)
+        if response_format is not None:
+            request["response_format"] = response_format
+        # ``thinking``, ``context_management``, ``output_config`` (its effort), ``cache_control``
+        # and tools' extra fields (``defer_loading``) have no meaning for other provider types:
+        # they reach Anthropic providers (forwarded) and are dropped when translating.
         return request
 
     def render(self, op: Op, events: Iterator[dict[str, Any]], stream: bool,
@@ -80,6 +92,21 @@ class AnthropicCaller(CallerFormat):
 
 
 # -- Anthropic -> canonical -------------------------------------------------------------------
+def output_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """Anthropic's structured output (``output_format`` or ``output_config.format``:
+    ``{"type": "json_schema", "schema"}``) as OpenAI's ``response_format``."""
+    config = body.get("output_config")
+    fmt = body.get("output_format")
+    if fmt is None and isinstance(config, dict):
+        fmt = config.get("format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    schema = fmt.get("schema")
+    return {"type": "json_schema",
+            "json_schema": {"name": "output", "schema": schema if isinstance(schema, dict)
+                            else {"type": "object"}}}
+
+
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content

@@ -16,8 +16,10 @@ from typing import Any
 from llm_router_api.errors import ClientError, UpstreamError, UpstreamProtocolError
 from llm_router_api.formats.anthropic.vocab import (
     API_VERSION,
+    COUNT_PATH,
     DEFAULT_MAX_TOKENS,
     FIELDS,
+    OUTPUT_TOOL,
     PATH,
     SAMPLING,
     anthropic_tool,
@@ -26,6 +28,7 @@ from llm_router_api.formats.anthropic.vocab import (
     finish_reason,
     image_block,
     is_tool_use,
+    output_tool,
     stop_sequences,
     tool_use_block,
 )
@@ -40,6 +43,8 @@ from llm_router_api.formats.canonical import (
 )
 from llm_router_api.formats.upstream import (
     UpstreamAdapter,
+    clamped,
+    dumps,
     error_in,
     parse_json,
     relay,
@@ -68,7 +73,19 @@ class AnthropicAdapter(UpstreamAdapter):
                 call: Call) -> Iterator[bytes]:
         body = with_defaults(provider, {**call.body, "model": upstream_model,
                                         "stream": call.stream})
+        thinking = body.get("thinking")
+        budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+        if isinstance(thinking, dict) and isinstance(budget, int) \
+                and budget >= body["max_tokens"]:
+            # clamped below the caller's thinking budget: Anthropic wants budget < max_tokens
+            body["thinking"] = {**thinking, "budget_tokens": max(1, body["max_tokens"] - 1)}
         yield from relay(self.open(provider, PATH, body, call), call.stream, sse_blocks)
+
+    def count_tokens(self, provider: ProviderConfig, upstream_model: str,
+                     call: Call) -> int | None:
+        body = {k: v for k, v in call.body.items() if k not in ("max_tokens", "stream")}
+        return self.read_count(provider, COUNT_PATH, {**body, "model": upstream_model}, call,
+                               "input_tokens")
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:
@@ -82,13 +99,14 @@ class AnthropicAdapter(UpstreamAdapter):
         body = with_defaults(provider, anthropic_request(request, upstream_model, call.stream))
         response = self.open(provider, PATH, body, call)
         try:
+            structured = output_tool(request.get("response_format")) is not None
             if not call.stream:
                 message = parse_json(response.read())
-                yield canonical_response(call.op, message, upstream_model)
+                yield canonical_response(call.op, message, upstream_model, structured)
                 return
             object_type = "chat.completion.chunk" if call.op == Op.CHAT else "text_completion"
             maker = ChunkMaker(upstream_model, object_type)
-            yield from canonical_chunks(anthropic_events(response), maker)
+            yield from canonical_chunks(anthropic_events(response), maker, structured)
         finally:
             response.close()
 
@@ -110,8 +128,9 @@ def with_defaults(provider: ProviderConfig, body: dict[str, Any]) -> dict[str, A
     merged = {k: v for k, v in options.items() if k in FIELDS}
     merged.update(body)
     if merged.get("max_tokens") is None:
-        merged["max_tokens"] = options.get("max_tokens") or DEFAULT_MAX_TOKENS
-    return merged
+        merged["max_tokens"] = min(options.get("max_tokens") or DEFAULT_MAX_TOKENS,
+                                   provider.max_output_tokens or DEFAULT_MAX_TOKENS)
+    return clamped(provider, merged, "max_tokens")
 
 
 # -- canonical -> Anthropic -------------------------------------------------------------------
@@ -135,9 +154,25 @@ def anthropic_request(request: dict[str, Any], model: str, stream: bool) -> dict
                                        request.get("parallel_tool_calls"))
         if choice is not None:
             body["tool_choice"] = choice
+    output = output_tool(request.get("response_format"))
+    if output is not None:
+        _force_output(body, output)
     if isinstance(request.get("user"), str):
         body["metadata"] = {"user_id": request["user"]}
     return body
+
+
+def _force_output(body: dict[str, Any], output: dict[str, Any]) -> None:
+    """Add the structured-output tool: forced when the caller offers no tools (or none may be
+    called); with the caller's tools the model must call one of them or the output tool
+    (``any``), unless the caller forced one of its own."""
+    choice = body.get("tool_choice") or {}
+    callable_tools = body.get("tools") and choice.get("type") != "none"
+    body["tools"] = [*(body.get("tools") or []), output]
+    if not callable_tools:
+        body["tool_choice"] = {"type": "tool", "name": OUTPUT_TOOL}
+    elif choice.get("type") != "tool":
+        body["tool_choice"] = {**choice, "type": "any"}
 
 
 def anthropic_messages(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
@@ -173,12 +208,27 @@ def _blocks(message: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # -- Anthropic -> canonical -------------------------------------------------------------------
-def canonical_response(op: Op, message: Any, model: str) -> dict[str, Any]:
+def _is_output(block: Any, structured: bool) -> bool:
+    return structured and is_tool_use(block) and block.get("name") == OUTPUT_TOOL
+
+
+def canonical_response(op: Op, message: Any, model: str,
+                       structured: bool = False) -> dict[str, Any]:
+    """``structured``: the request carried a ``response_format``, so the output tool's input
+    is the answer's text (JSON) and the synthetic call is not shown."""
     if not isinstance(message, dict) or not isinstance(message.get("content"), list):
         raise UpstreamProtocolError("the provider sent an answer that could not be read")
-    text = "".join(b.get("text", "") for b in message["content"] if b.get("type") == "text")
-    calls = [canonical_call(b) for b in message["content"] if is_tool_use(b)]
+    blocks = [b for b in message["content"] if isinstance(b, dict)]
+    outputs = [b for b in blocks if _is_output(b, structured)]
+    if outputs:  # the JSON answer is the text; text the model wrote beside it is not
+        text = dumps(outputs[0].get("input")).decode()
+    else:
+        text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+    calls = [canonical_call(b) for b in blocks
+             if is_tool_use(b) and not _is_output(b, structured)]
     finish = finish_reason(message.get("stop_reason"))
+    if outputs and not calls:
+        finish = "stop"
     used = message.get("usage") or {}
     prompt, completion = used.get("input_tokens"), used.get("output_tokens")
     if op == Op.COMPLETION:
@@ -203,9 +253,12 @@ def anthropic_events(response: UpstreamResponse) -> Iterator[dict[str, Any]]:
                 yield event
 
 
-def canonical_chunks(events: Iterator[dict[str, Any]],
-                     maker: ChunkMaker) -> Iterator[dict[str, Any]]:
+def canonical_chunks(events: Iterator[dict[str, Any]], maker: ChunkMaker,
+                     structured: bool = False) -> Iterator[dict[str, Any]]:
+    """Anthropic's events as canonical chunks. ``structured``: the output tool's input JSON
+    streams as text (and its call is not shown), ``tool_use`` then finishes as ``stop``."""
     tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool-call index
+    outputs: set[int] = set()  # Anthropic block indexes of the structured-output tool
     prompt: Any = 0
     completion: Any = 0
     finish = "stop"
@@ -216,18 +269,22 @@ def canonical_chunks(events: Iterator[dict[str, Any]],
             prompt = used.get("input_tokens", 0)
         elif kind == "content_block_start":
             block = event.get("content_block") or {}
-            if is_tool_use(block):
+            if _is_output(block, structured):
+                outputs.add(event.get("index", 0))
+            elif is_tool_use(block):
                 tools[event.get("index", 0)] = len(tools)
                 call = canonical_call({**block, "input": None})
                 yield maker.delta({"tool_calls": [{**call, "index": len(tools) - 1,
                                                    "function": {**call["function"],
                                                                 "arguments": ""}}]})
         elif kind == "content_block_delta":
-            chunk = _delta_chunk(event, tools, maker)
+            chunk = _delta_chunk(event, tools, maker, outputs)
             if chunk is not None:
                 yield chunk
         elif kind == "message_delta":
             finish = finish_reason((event.get("delta") or {}).get("stop_reason"))
+            if outputs and not tools and finish == "tool_calls":
+                finish = "stop"
             used = event.get("usage") or {}
             completion = used.get("output_tokens", completion)
             prompt = used.get("input_tokens") or prompt
@@ -238,9 +295,15 @@ def canonical_chunks(events: Iterator[dict[str, Any]],
     raise truncated()
 
 
-def _delta_chunk(event: dict[str, Any], tools: dict[int, int],
-                 maker: ChunkMaker) -> dict[str, Any] | None:
+def _delta_chunk(event: dict[str, Any], tools: dict[int, int], maker: ChunkMaker,
+                 outputs: set[int]) -> dict[str, Any] | None:
     delta = event.get("delta") or {}
+    if outputs:  # structured output: the output tool's JSON is the text, nothing else is
+        if delta.get("type") == "input_json_delta" and event.get("index", 0) in outputs \
+                and delta.get("partial_json"):
+            return maker.piece(delta["partial_json"])
+        if delta.get("type") == "text_delta":
+            return None
     if delta.get("type") == "text_delta" and delta.get("text"):
         return maker.piece(delta["text"])
     if delta.get("type") == "thinking_delta" and isinstance(delta.get("thinking"), str):

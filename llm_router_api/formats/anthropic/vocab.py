@@ -22,6 +22,7 @@ from llm_router_api.formats.canonical import (
 )
 
 PATH = "/v1/messages"
+COUNT_PATH = "/v1/messages/count_tokens"
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 # Fields Anthropic's Messages API takes; provider ``options`` outside these are not sent.
@@ -109,6 +110,27 @@ def anthropic_tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     if parallel is False and out["type"] != "none":
         out["disable_parallel_tool_use"] = True
     return out
+
+
+# Structured output on Anthropic: one forced tool whose input is the answer (SPEC §10).
+OUTPUT_TOOL = "json_output"
+OPEN_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+
+def output_tool(response_format: Any) -> dict[str, Any] | None:
+    """The synthetic tool that carries OpenAI ``response_format`` (``json_object``: an open
+    object schema; ``json_schema``: its schema), or None for text / no format."""
+    if not isinstance(response_format, dict):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        schema: Any = OPEN_OBJECT
+    elif kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or OPEN_OBJECT
+    else:
+        return None
+    return {"name": OUTPUT_TOOL, "description": "Give the answer as this tool's input: "
+            "a JSON value matching its schema.", "input_schema": schema}
 
 
 def tool_use_block(call: dict[str, Any] | ToolCall) -> dict[str, Any]:

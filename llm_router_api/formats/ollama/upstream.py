@@ -57,6 +57,22 @@ class OllamaAdapter(UpstreamAdapter):
         yield from relay(response, call.stream, ndjson_blocks,
                          check=lambda raw: _check(parse_json(raw)))
 
+    def load(self, provider: ProviderConfig, upstream_model: str, call: Call) -> None:
+        """Ollama's load / unload call (an empty ``/api/generate`` or ``/api/chat``), sent as
+        the caller sent it (``keep_alive`` included), ``model`` replaced; the provider's
+        ``keep_alive`` applies when the caller gave none. An error status raises."""
+        body = {k: v for k, v in call.body.items() if k in ("keep_alive", "options")}
+        body.update({"model": upstream_model, "stream": False})
+        if call.op == Op.CHAT:
+            body["messages"] = []
+        if "keep_alive" not in body and provider.keep_alive is not None:
+            body["keep_alive"] = provider.keep_alive
+        response = self.open(provider, ROUTES[call.op], body, call)
+        try:
+            _check(parse_json(response.read()))
+        finally:
+            response.close()
+
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:
         body = with_defaults(provider, ollama_request(call.op, call.canonical, upstream_model,
@@ -87,6 +103,10 @@ def with_defaults(provider: ProviderConfig, body: dict[str, Any]) -> dict[str, A
         top["keep_alive"] = provider.keep_alive
     merged = {**top, **body}
     options.update(body.get("options") or {})
+    cap = provider.max_output_tokens
+    predict = options.get("num_predict")
+    if cap is not None and isinstance(predict, int) and (predict > cap or predict < 0):
+        options["num_predict"] = cap  # -1 / -2 (no limit, fill the context) ask for more too
     if options:
         merged["options"] = options
     return merged

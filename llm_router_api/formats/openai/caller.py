@@ -16,7 +16,7 @@ from typing import Any
 from llm_router_api.errors import RouterError
 from llm_router_api.formats.caller import CallerFormat, dumps
 from llm_router_api.formats.canonical import Usage
-from llm_router_api.formats.openai.vocab import DONE_FRAME, error_shape, usage_of
+from llm_router_api.formats.openai.vocab import DONE_FRAME, conforming, error_shape, usage_of
 from llm_router_api.schemas.calls import Op
 
 
@@ -31,6 +31,8 @@ class OpenAICaller(CallerFormat):
         if not stream:
             for event in events:
                 event = {**event, "model": model}
+                if op == Op.CHAT:
+                    event["choices"] = [conforming(c) for c in event.get("choices") or []]
                 if op == Op.EMBEDDING and body.get("encoding_format") == "base64":
                     event["data"] = [{**d, "embedding": _base64(d["embedding"])}
                                      for d in event.get("data") or []]

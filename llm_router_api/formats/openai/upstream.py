@@ -10,14 +10,21 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from llm_router_api.errors import ClientError, UpstreamError
-from llm_router_api.formats.openai.vocab import DONE_LINE, ROUTES, VLLM_ONLY
+from llm_router_api.formats.openai.vocab import (
+    DONE_LINE,
+    ROUTES,
+    TOKENIZE_PATH,
+    VLLM_ONLY,
+    conforming_body,
+)
 from llm_router_api.formats.upstream import (
     UpstreamAdapter,
+    checked_blocks,
+    clamped,
     error_in,
     line_blocks,
     parse_json,
     relay,
-    truncated,
 )
 from llm_router_api.schemas.calls import Call, Op
 from llm_router_api.schemas.config import ProviderConfig
@@ -32,7 +39,7 @@ def upstream_body(provider: ProviderConfig, upstream_model: str,
     if provider.api_type != "vllm":
         for key in VLLM_ONLY.intersection(body):
             del body[key]
-    return body
+    return clamped(provider, body, "max_tokens", "max_completion_tokens")
 
 
 class OpenAIAdapter(UpstreamAdapter):
@@ -41,8 +48,23 @@ class OpenAIAdapter(UpstreamAdapter):
     def forward(self, provider: ProviderConfig, upstream_model: str,
                 call: Call) -> Iterator[bytes]:
         body = upstream_body(provider, upstream_model, call.body)
-        yield from relay(self.open(provider, ROUTES[call.op], body, call), call.stream,
-                         sse_blocks)
+        frames = relay(self.open(provider, ROUTES[call.op], body, call), call.stream,
+                       sse_blocks)
+        if call.op == Op.CHAT and not call.stream:  # the fields OpenAI's schema requires
+            frames = map(conforming_body, frames)
+        yield from frames
+
+    def count_tokens(self, provider: ProviderConfig, upstream_model: str,
+                     call: Call) -> int | None:
+        """vLLM's ``POST /tokenize`` with the chat ``messages`` (its chat template applied)
+        and ``tools``; OpenAI has no counting endpoint (``None``: estimated)."""
+        if provider.api_type != "vllm":
+            return None
+        body: dict[str, Any] = {"model": upstream_model,
+                                "messages": call.canonical.get("messages") or []}
+        if call.canonical.get("tools"):
+            body["tools"] = call.canonical["tools"]
+        return self.read_count(provider, TOKENIZE_PATH, body, call, "count")
 
     def complete(self, provider: ProviderConfig, upstream_model: str,
                  call: Call) -> Iterator[dict[str, Any]]:
@@ -51,6 +73,11 @@ class OpenAIAdapter(UpstreamAdapter):
             raise ClientError("images on a completion (/api/generate) need an Ollama or "
                               "Anthropic provider; use chat for OpenAI-compatible ones",
                               param="images", code="unsupported_images")
+        if call.op == Op.COMPLETION and provider.api_type == "openai" \
+                and body.get("response_format"):
+            raise ClientError("structured output (format) on a completion (/api/generate) "
+                              "needs an Ollama, vLLM or Anthropic provider; use chat for "
+                              "OpenAI ones", param="format", code="unsupported_format")
         if call.stream:  # the caller's format reports token counts at the end of a stream
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -78,18 +105,7 @@ def sse_blocks(blocks: Iterable[bytes]) -> Iterator[bytes]:
     """Forward SSE lines as they come; an upstream that stops before ``[DONE]`` has failed.
     The upstream's own ``data: {"error": ...}`` line is not forwarded: it ends the stream as
     a failure, which the caller gets as the gateway's one error event."""
-    done = False
-    for block in blocks:
-        if b'"error"' in block:
-            kept, failure = split_sse_error(block)
-            if failure is not None:
-                if kept:
-                    yield kept
-                raise failure
-        done = done or DONE_LINE in block
-        yield block
-    if not done:
-        raise truncated()
+    return checked_blocks(blocks, split_sse_error, lambda block: DONE_LINE in block)
 
 
 def split_sse_error(block: bytes) -> tuple[bytes, Any]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from llm_router_api.errors import RouterError
 from llm_router_api.formats.canonical import Usage, count
 from llm_router_api.schemas.calls import Op
@@ -16,6 +18,8 @@ ROUTES = {
     Op.COMPLETION: "/v1/completions",
     Op.EMBEDDING: "/v1/embeddings",
 }
+#: vLLM's token counter (``messages`` with the chat template applied, or a ``prompt``).
+TOKENIZE_PATH = "/tokenize"
 DONE_LINE = b"data: [DONE]"
 DONE_FRAME = DONE_LINE + b"\n\n"
 
@@ -46,3 +50,29 @@ def usage_of(obj: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     return Usage(count(usage.get("prompt_tokens")), count(usage.get("completion_tokens")))
+
+
+def conforming(choice: Any) -> Any:
+    """A ``chat.completion`` choice with the fields OpenAI's schema requires, null when none:
+    ``logprobs``, ``message.content`` and ``message.refusal`` (translated answers, and some
+    OpenAI-compatible servers, never carry a refusal)."""
+    if not isinstance(choice, dict) or not isinstance(choice.get("message"), dict):
+        return choice
+    message = {"content": None, **choice["message"]}
+    message.setdefault("refusal", None)
+    return {**choice, "message": message, "logprobs": choice.get("logprobs")}
+
+
+def conforming_body(raw: bytes) -> bytes:
+    """A forwarded non-stream ``chat.completion`` body, completed the same way; parsed only
+    when a required field is missing (``refusal`` is the one servers leave out)."""
+    if b'"refusal"' in raw and b'"logprobs"' in raw:
+        return raw
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+    if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+        return raw
+    body["choices"] = [conforming(choice) for choice in body["choices"]]
+    return orjson.dumps(body)

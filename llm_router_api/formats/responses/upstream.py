@@ -17,10 +17,10 @@ from llm_router_api.errors import UpstreamError, UpstreamProtocolError
 from llm_router_api.formats.responses.vocab import PATH, TERMINAL_TYPE
 from llm_router_api.formats.upstream import (
     UpstreamAdapter,
+    checked_blocks,
     error_in,
     parse_json,
     relay,
-    truncated,
     upstream_message,
 )
 from llm_router_api.schemas.calls import Call
@@ -55,18 +55,8 @@ def _check(raw: bytes) -> Any:
 def _blocks(blocks: Iterable[bytes]) -> Iterator[bytes]:
     """Relay SSE blocks; an upstream ``error`` event ends the stream as a failure (the caller
     gets the gateway's one ``response.failed``); a stream without a terminal event failed."""
-    ended = False
-    for block in blocks:
-        if b'"error"' in block:
-            kept, failure = _split_error(block)
-            if failure is not None:
-                if kept:
-                    yield kept
-                raise failure
-        ended = ended or TERMINAL_TYPE.search(block) is not None
-        yield block
-    if not ended:
-        raise truncated()
+    return checked_blocks(blocks, _split_error,
+                          lambda block: TERMINAL_TYPE.search(block) is not None)
 
 
 def _split_error(block: bytes) -> tuple[bytes, UpstreamError | None]:
