@@ -9,8 +9,10 @@ HTTP/1.0 servers such as the Flask dev server). Only loopback targets are accept
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 READ_LIMIT = 1 << 20
@@ -146,3 +148,11 @@ async def fetch(host: str, port: int, raw: bytes, timeout: float = 10.0) -> Resu
             return await conn.request(raw)
     finally:
         conn.close()
+
+
+async def set_behaviour(port: int, **fields: Any) -> None:
+    """Change the stand-in upstream on 127.0.0.1:``port`` (``POST /_control``)."""
+    raw = build_request("POST", "127.0.0.1", port, "/_control", json.dumps(fields).encode())
+    reply = await fetch("127.0.0.1", port, raw)
+    if reply.status != 200:
+        raise RuntimeError(f"stand-in refused {fields}: {reply.body!r}")

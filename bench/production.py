@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs
-from bench.client import build_request, fetch
+from bench.client import build_request, fetch, set_behaviour
 from bench.load import Tally, Target, closed_loop
 
 PACED_FIRST_DELAY = 0.05
@@ -160,11 +160,7 @@ class Production:
         self.frames = 0
 
     async def behave(self, **fields: Any) -> None:
-        raw = build_request("POST", "127.0.0.1", self.upstream_port, "/_control",
-                            json.dumps(fields).encode())
-        reply = await fetch("127.0.0.1", self.upstream_port, raw)
-        if reply.status != 200:
-            raise RuntimeError(f"stand-in refused {fields}: {reply.body!r}")
+        await set_behaviour(self.upstream_port, **fields)
 
     def targets(self, port: int) -> tuple[Target, Target]:
         from bench.run import Endpoints  # noqa: PLC0415 - bench.run imports this module

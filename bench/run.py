@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs, production
-from bench.client import build_request, fetch
+from bench.client import build_request, fetch, set_behaviour
 from bench.load import Tally, Target, closed_loop, open_loop, slow_streams
 from bench.report import table
 
@@ -134,11 +134,7 @@ class Bench:
         self.last_problems: dict[str, int] = {}
 
     async def behave(self, **fields: Any) -> None:
-        raw = build_request("POST", "127.0.0.1", self.upstream_port, "/_control",
-                            json.dumps(fields).encode())
-        reply = await fetch("127.0.0.1", self.upstream_port, raw)
-        if reply.status != 200:
-            raise RuntimeError(f"stand-in refused {fields}: {reply.body!r}")
+        await set_behaviour(self.upstream_port, **fields)
 
     async def probe_frames(self) -> int:
         """How many ``data:`` frames one direct stream has (the gateway must pass them all)."""
