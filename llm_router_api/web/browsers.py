@@ -58,20 +58,26 @@ class BrowserPolicy:
         return self.any_origin or _origin_key(origin) in self.allowed
 
     def decorate(self, response: Response, headers: AnyHeaders, method: str) -> None:
-        """CORS headers on the answer to a listed origin (the preflight included)."""
-        origin = headers.get("Origin")
+        """CORS headers on a Flask answer (``cors_headers``) and ``Vary: Origin``."""
         response.vary.add("Origin")
+        response.headers.update(self.cors_headers(headers, method))
+
+    def cors_headers(self, headers: AnyHeaders, method: str) -> dict[str, str]:
+        """The CORS headers of the answer to a listed origin (the preflight included); every
+        answer also varies by ``Origin``."""
+        origin = headers.get("Origin")
         if origin is None or not self.listed(origin):
-            return
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
+            return {}
+        cors = {"Access-Control-Allow-Origin": origin,
+                "Access-Control-Expose-Headers": EXPOSE_HEADERS}
         if method == "OPTIONS" and "Access-Control-Request-Method" in headers:
             asked = headers.get("Access-Control-Request-Headers", "")
             names = dict.fromkeys([*ALLOW_HEADERS, *(h.strip().lower() for h in asked.split(",")
                                                      if h.strip())])
-            response.headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
-            response.headers["Access-Control-Allow-Headers"] = ", ".join(names)
-            response.headers["Access-Control-Max-Age"] = MAX_AGE
+            cors["Access-Control-Allow-Methods"] = ALLOW_METHODS
+            cors["Access-Control-Allow-Headers"] = ", ".join(names)
+            cors["Access-Control-Max-Age"] = MAX_AGE
+        return cors
 
 
 def _origin_key(origin: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 from flask import g, has_app_context
 
 from llm_router_api.settings import Settings
+from llm_router_api.web.exchange import CURRENT
 
 ACCESS = logging.getLogger("llm_router.access")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -45,7 +46,10 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = g.get("request_id", "") if has_app_context() else ""
+            exchange = CURRENT.get()
+            if exchange is None and has_app_context():
+                exchange = g.get("exchange")
+            record.request_id = exchange.request_id if exchange is not None else ""
         return True
 
 

@@ -1,8 +1,9 @@
 """Request-level observability in one place: the access line and the request metrics.
 
-``track(response)`` runs in ``after_request``. It wraps the body so that the bytes are counted
-as the server sends them and, when the server closes the body (after the last byte of a stream,
-or when the client went away), the access line is written and ``llm_router_requests_total``,
+``tracked(body, ...)`` runs when the answer is ready (``track(response)`` in Flask's
+``after_request``; ``web.fastpath`` calls it itself). It wraps the body so that the bytes are
+counted as the server sends them and, when the server closes the body (after the last byte of a
+stream, or when the client went away), the access line is written and ``llm_router_requests_total``,
 the duration histogram and the in-flight gauge are recorded. The body itself is wrapped rather
 than using ``call_on_close`` because werkzeug hands a ``direct_passthrough`` body (every
 ``Reply``) to the server as it is, so only the body's own ``close`` is sure to be called.
@@ -19,6 +20,8 @@ from flask import Flask, Response, g, request
 
 from llm_router_api.closing import close_if_closable
 from llm_router_api.core.stats import last_usage
+from llm_router_api.formats.registry import DEFAULT_PROTOCOL
+from llm_router_api.web.exchange import Exchange
 from llm_router_api.web.logs import access_log
 
 if TYPE_CHECKING:  # prometheus-client is imported only when metrics are on
@@ -65,12 +68,12 @@ class ClosingList(list[Any]):
             on_close(self._size)
 
 
-def started(metrics: PrometheusMetrics | None) -> None:
-    """``before_request``: the clock starts, and the request is in flight."""
-    g.started = time.monotonic()
-    if metrics is not None:
-        metrics.request_started()
-        g.in_flight = True
+def started(metrics: PrometheusMetrics | None) -> bool:
+    """At the request's start: it is in flight (True when a gauge counts it)."""
+    if metrics is None:
+        return False
+    metrics.request_started()
+    return True
 
 
 #: Told each finished request: its access fields, caller key id and tokens (in, out) if known.
@@ -79,22 +82,35 @@ Recorder = Callable[[dict[str, Any], str, "tuple[int, int] | None"], None]
 
 def track(response: Response, metrics: PrometheusMetrics | None,
           record: Recorder | None = None) -> Response:
-    """``after_request``: report the request when the server closes the response (access
-    line, metrics, and ``record``: the console's recent requests, a bounded buffer)."""
-    fields: dict[str, Any] = {
-        "method": request.method,
-        "route": request.url_rule.rule if request.url_rule is not None else UNMATCHED,
-        "model": g.get("model", ""),
-        "provider": g.get("provider_id", ""),
-        "status": response.status_code,
-        "duration_ms": 0.0,
-        "stream": response.is_streamed,
-        "bytes": 0,
-        "request_id": g.get("request_id", ""),
-    }
-    begun = g.get("started", time.monotonic())
-    in_flight = g.pop("in_flight", False)
-    key_id = str(g.get("key_id", ""))
+    """``after_request``: ``tracked`` for a Flask response."""
+    exchange: Exchange | None = g.get("exchange")
+    if exchange is None:  # the request hooks never ran (cannot happen after before_request)
+        exchange = Exchange("", DEFAULT_PROTOCOL, time.monotonic())
+    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+    size = (0 if request.method == "HEAD" or response.is_streamed
+            else response.calculate_content_length() or 0)
+    response.response = tracked(response.response, response.is_streamed, size,
+                                access_fields(request.method, route, response.status_code,
+                                              response.is_streamed, exchange),
+                                exchange, metrics, record)
+    return response
+
+
+def access_fields(method: str, route: str, status: int, stream: bool,
+                  exchange: Exchange) -> dict[str, Any]:
+    return {"method": method, "route": route, "model": exchange.model,
+            "provider": exchange.provider_id, "status": status, "duration_ms": 0.0,
+            "stream": stream, "bytes": 0, "request_id": exchange.request_id}
+
+
+def tracked(body: Iterable[Any], streamed: bool, size: int, fields: dict[str, Any],
+            exchange: Exchange, metrics: PrometheusMetrics | None,
+            record: Recorder | None = None) -> CountedBody | ClosingList:
+    """The body, reporting the request when the server closes it (access line, metrics, and
+    ``record``: the console's recent requests, a bounded buffer). ``size``: a whole body's."""
+    begun = exchange.started
+    in_flight, exchange.in_flight = exchange.in_flight, False
+    key_id = exchange.key_id
 
     def report(sent: int) -> None:
         seconds = time.monotonic() - begun
@@ -109,12 +125,9 @@ def track(response: Response, metrics: PrometheusMetrics | None,
             metrics.request_finished(fields["route"], fields["method"], fields["status"],
                                      seconds)
 
-    if response.is_streamed:
-        response.response = CountedBody(response.response, report)
-    else:
-        size = 0 if request.method == "HEAD" else response.calculate_content_length() or 0
-        response.response = ClosingList(response.response, size, report)
-    return response
+    if streamed:
+        return CountedBody(body, report)
+    return ClosingList(body, size, report)
 
 
 def mount_metrics(app: Flask, prefix: str, metrics: PrometheusMetrics,
