@@ -15,6 +15,7 @@ input tokens are unknown (0).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -66,8 +67,7 @@ class StreamMeter(Meter):
         self._format = fmt
         # A frame that carries generated text: a non-empty string in one of the format's
         # text fields.
-        fields = b"|".join(re.escape(f.encode()) for f in fmt.text_fields)
-        self._text = re.compile(rb'"(?:' + fields + rb')"\s*:\s*"(?!")')
+        self._text = _text_pattern(fmt.text_fields)
         self._pending = b""
         self._input = 0
         self._output = 0
@@ -77,7 +77,8 @@ class StreamMeter(Meter):
         lines = (self._pending + frame).split(b"\n")
         self._pending = lines.pop()
         for line in lines:
-            self._line(line)
+            if line:  # the blank line that ends an SSE event says nothing
+                self._line(line)
         return frame
 
     def _line(self, line: bytes) -> None:
@@ -98,6 +99,13 @@ class StreamMeter(Meter):
             self._pending = b""
         output = self._reported if self._reported is not None else self._output
         return Usage(self._input, output)
+
+
+@functools.lru_cache(maxsize=16)
+def _text_pattern(fields: tuple[str, ...]) -> re.Pattern[bytes]:
+    """Matches a frame that carries generated text: a non-empty string in one of ``fields``."""
+    names = b"|".join(re.escape(f.encode()) for f in fields)
+    return re.compile(rb'"(?:' + names + rb')"\s*:\s*"(?!")')
 
 
 def _loads(raw: bytes) -> Any:

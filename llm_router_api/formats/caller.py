@@ -38,10 +38,21 @@ def renamed(frames: Iterator[bytes], model: str) -> Iterator[bytes]:
     §12): never the provider's ``model_path`` or its own spelling of it. Works on every
     protocol's bytes, body or stream, without parsing them: a top-level ``model`` (OpenAI,
     Ollama, Anthropic bodies and frames) and ``message.model`` (Anthropic's
-    ``message_start``). One regex pass per frame; a frame's other bytes stay as they came."""
+    ``message_start``). A frame's other bytes stay as they came. A regex pass per frame, except
+    when each ``"model"`` key of a frame is the pair the last pass matched (a ``"model"`` with
+    both quotes is never inside a JSON string, where quotes are escaped): then a ``replace``."""
     value = b'"model":' + dumps(model)
+    seen = b""  # the last ``"model": "..."`` pair matched: a stream repeats it in every frame
     for frame in frames:
-        yield _MODEL_KEY.sub(value, frame) if b'"model"' in frame else frame
+        keys = frame.count(b'"model"')
+        if not keys:
+            yield frame
+        elif seen and frame.count(seen) == keys:  # every key is that pair: no regex needed
+            yield frame.replace(seen, value)
+        else:
+            found = _MODEL_KEY.search(frame)
+            seen = found.group(0) if found is not None else b""
+            yield _MODEL_KEY.sub(value, frame)
 
 
 class CallerFormat(ABC):

@@ -243,6 +243,9 @@ def line_blocks(response: UpstreamResponse) -> Iterator[bytes]:
     """The body as blocks that each end on a line boundary (newline kept), as they arrive."""
     pending = b""
     for chunk in response.chunks():
+        if not pending and chunk.endswith(b"\n"):  # a stream's usual piece: as it came
+            yield chunk
+            continue
         pending += chunk
         cut = pending.rfind(b"\n") + 1
         if cut:

@@ -33,6 +33,7 @@ from llm_router_api.auth.guard import Guard
 from llm_router_api.endpoints.base import EndpointI
 from llm_router_api.errors import RouterError
 from llm_router_api.formats.registry import protocol_for
+from llm_router_api.schemas.calls import Protocol
 from llm_router_api.settings import Settings
 from llm_router_api.web.browsers import BrowserPolicy
 from llm_router_api.web.exchange import (
@@ -56,6 +57,8 @@ log = logging.getLogger("llm_router")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 #: (endpoint, the route as mounted: the access line's and the metrics' ``route``) per path.
 Routes = Mapping[str, "tuple[EndpointI, str]"]
+#: What a path's entry holds: the endpoint, its route, and the error shape before it runs.
+Route = tuple[EndpointI, str, Protocol]
 
 
 def status_line(status: int) -> str:
@@ -69,7 +72,9 @@ class ModelRoutes:
     def __init__(self, app: WSGIApp, routes: Routes, guard: Guard, settings: Settings,
                  metrics: PrometheusMetrics | None, record: Recorder | None) -> None:
         self.app = app
-        self.routes = dict(routes)
+        self.routes: dict[str, Route] = {
+            path: (endpoint, route, protocol_for(path, settings.prefix))
+            for path, (endpoint, route) in routes.items()}
         self.guard = guard
         self.settings = settings
         self.metrics = metrics
@@ -82,8 +87,7 @@ class ModelRoutes:
                if environ.get("REQUEST_METHOD") == "POST" else None)
         if hit is None:
             return self.app(environ, start_response)
-        exchange = Exchange("", protocol_for(environ["PATH_INFO"], self.settings.prefix),
-                            time.monotonic(), started(self.metrics))
+        exchange = Exchange("", hit[2], time.monotonic(), started(self.metrics))
         token = CURRENT.set(exchange)
         try:
             headers = EnvironHeaders(environ)
