@@ -51,6 +51,8 @@ MERGE_ATTEMPTS = 3
 MATCH_BUCKETS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 #: Values of the ``result`` label of ``llm_router_config_reloads_total``.
 RELOAD_RESULTS = ("success", "error")
+#: Labelled series ``_series`` keeps at hand (past it, ``labels`` is asked each time).
+MAX_CACHED_SERIES = 10_000
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -63,6 +65,7 @@ class PrometheusMetrics(CallObserver):
         self._models = models
         self._store = store
         self._multiproc_dir = multiproc_dir
+        self._series_cache: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.config_info = ConfigInfo(models.sha256)
         self._define()
@@ -156,11 +159,23 @@ class PrometheusMetrics(CallObserver):
             self.reloads.labels(result)
         self.refresh_health()
 
+    def _series(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once: prometheus-client checks the values and
+        takes a lock on every ``labels`` call (about 1.3 us, several times per request). Every
+        label value is bounded (module docstring), and so is this table."""
+        key = (id(metric), values)
+        series = self._series_cache.get(key)
+        if series is None:
+            series = metric.labels(*values)
+            if len(self._series_cache) < MAX_CACHED_SERIES:
+                self._series_cache[key] = series
+        return series
+
     # -- provider level (CallObserver) -----------------------------------------------------------
     def attempt_started(self, lease: Lease, strategy: str, failover: bool) -> None:
         labels = (lease.model, lease.provider.id)
-        self.selections.labels(strategy, *labels).inc()
-        self.provider_calls.labels(*labels).inc()
+        self._series(self.selections, strategy, *labels).inc()
+        self._series(self.provider_calls, *labels).inc()
         if failover:
             self.failovers.labels(*labels).inc()
         if lease.routing is not None:
@@ -178,7 +193,7 @@ class PrometheusMetrics(CallObserver):
             self.signal_age.labels(provider_id).set(age)
 
     def first_token(self, lease: Lease, seconds: float) -> None:
-        self.ttft.labels(lease.model, lease.provider.id).observe(seconds)
+        self._series(self.ttft, lease.model, lease.provider.id).observe(seconds)
 
     def attempt_failed(self, lease: Lease, error: BaseException) -> None:
         self.provider_errors.labels(lease.model, lease.provider.id, error_kind(error)).inc()
@@ -187,11 +202,11 @@ class PrometheusMetrics(CallObserver):
 
     def finished(self, lease: Lease, usage: Usage) -> None:
         labels = (lease.model, lease.provider.id)
-        self.provider_latency.labels(*labels).observe(time.monotonic() - lease.started)
+        self._series(self.provider_latency, *labels).observe(time.monotonic() - lease.started)
         if usage.input_tokens:
-            self.tokens.labels(*labels, "in").inc(usage.input_tokens)
+            self._series(self.tokens, *labels, "in").inc(usage.input_tokens)
         if usage.output_tokens:
-            self.tokens.labels(*labels, "out").inc(usage.output_tokens)
+            self._series(self.tokens, *labels, "out").inc(usage.output_tokens)
 
     def tool_dropped(self, kind: str) -> None:
         self.tools_dropped.labels(kind[:64]).inc()
@@ -219,8 +234,8 @@ class PrometheusMetrics(CallObserver):
 
     def request_finished(self, route: str, method: str, status: int, seconds: float) -> None:
         method = method_label(method)
-        self.requests.labels(route, method, str(status)).inc()
-        self.request_duration.labels(route, method).observe(seconds)
+        self._series(self.requests, route, method, str(status)).inc()
+        self._series(self.request_duration, route, method).observe(seconds)
         self.in_flight.dec()
 
     # -- exposition ------------------------------------------------------------------------------
