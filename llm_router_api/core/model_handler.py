@@ -30,7 +30,6 @@ most the time left (``Call.deadline``, below ``EXTERNAL_TIMEOUT``). Past the dea
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -173,7 +172,7 @@ class ModelHandler:
         model = self.resolve(call.model)
         if deadline is None:
             deadline = time.monotonic() + self._limits.first_byte_deadline
-        call = dataclasses.replace(call, deadline=deadline)
+        call = call.with_deadline(deadline)
         failure: RouterError | None = None
         for candidate in self.models.chain(model):
             if failure is not None and time.monotonic() >= deadline:

@@ -16,7 +16,6 @@ error in the metrics.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -44,7 +43,7 @@ def count_tokens(handler: ModelHandler, call: Call) -> tuple[int, str]:
     ordered = sorted((p for p in model.providers if p.api_type in COUNTERS),
                      key=lambda p: COUNTERS.index(p.api_type))
     for provider in ordered:
-        timed = dataclasses.replace(call, deadline=time.monotonic() + COUNT_TIMEOUT)
+        timed = call.with_deadline(time.monotonic() + COUNT_TIMEOUT)
         try:
             adapter = handler.adapter(provider)
             count = adapter.count_tokens(provider, model.upstream_name(provider), timed)

@@ -66,3 +66,12 @@ class Call:
     #: The caller's body with earlier state folded in (a Responses follow-up's whole
     #: transcript), for a provider that forwards it but does not hold that state.
     full_body: dict[str, Any] | None = field(default=None, compare=False)
+
+    def with_deadline(self, deadline: float | None) -> Call:
+        """This call with ``deadline``: what ``dataclasses.replace`` makes, without running every
+        field through the frozen ``__init__`` again (0.6 instead of 4.7 us, once per call)."""
+        call = object.__new__(type(self))
+        fields = call.__dict__
+        fields.update(self.__dict__)
+        fields["deadline"] = deadline
+        return call

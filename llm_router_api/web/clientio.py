@@ -103,8 +103,14 @@ class DeadlineInput:
         if self._gevent:
             import gevent
 
-            with gevent.Timeout(left, self._late()):
-                return method(size)
+            timer = gevent.Timeout(left)  # the 408 is only built when it fires
+            try:
+                with timer:
+                    return method(size)
+            except gevent.Timeout as exc:
+                if exc is not timer:
+                    raise
+                raise self._late() from None
         previous = self._sock.gettimeout()
         self._sock.settimeout(left)
         try:
