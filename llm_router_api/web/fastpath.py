@@ -30,6 +30,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_content_length
 
 from llm_router_api.auth.guard import Guard
+from llm_router_api.closing import close_if_closable
 from llm_router_api.endpoints.base import EndpointI
 from llm_router_api.errors import RouterError
 from llm_router_api.formats.registry import protocol_for
@@ -92,7 +93,11 @@ class ModelRoutes:
         try:
             headers = EnvironHeaders(environ)
             reply = self._answer(hit[0], exchange, environ, headers)
-            return self._respond(reply, hit[1], exchange, environ, headers, start_response)
+            try:
+                return self._respond(reply, hit[1], exchange, environ, headers, start_response)
+            except BaseException:  # the server never gets the body: end it (its lease) here
+                close_if_closable(reply.body)
+                raise
         finally:
             CURRENT.reset(token)
 

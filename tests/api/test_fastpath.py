@@ -8,6 +8,7 @@ Flask's ``request_started`` signal tells which path served.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -72,9 +73,11 @@ def app(upstream: StandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     root = tmp_path_factory.mktemp("fastpath")
     config: Path = write_config(root, {
         "m1": [{"id": "m1-up", "api_host": upstream.url, "api_type": "openai"}],
-        "m2": [{"id": "m2-up", "api_host": upstream.url, "api_type": "openai"}]})
+        "m2": [{"id": "m2-up", "api_host": upstream.url, "api_type": "openai"}],
+        # failed on purpose (its provider cools down; m1's does not)
+        "m3": [{"id": "m3-up", "api_host": upstream.url, "api_type": "openai"}]})
     keys = root / "keys.json"
-    keys.write_text(json.dumps({"keys": [{"id": "team", "key": KEY, "models": ["m1"],
+    keys.write_text(json.dumps({"keys": [{"id": "team", "key": KEY, "models": ["m1", "m3"],
                                           "requests_per_minute": 1000}]}))
     settings = load_settings({"LLM_ROUTER_MODELS_CONFIG": str(config), "LLM_ROUTER_MINIMUM": "1",
                               "LLM_ROUTER_API_KEYS_FILE": str(keys),
@@ -152,7 +155,7 @@ def test_fast_path_logs_carry_the_request_id(app: Flask, fresh_upstream: StandIn
                                              caplog: pytest.LogCaptureFixture) -> None:
     fresh_upstream.set_behaviour(mode="status", status_code=500)
     with caplog.at_level(logging.INFO, logger="llm_router"):
-        _call(app, "/v1/chat/completions", orjson.dumps(CHAT), {})
+        _call(app, "/v1/chat/completions", orjson.dumps({**CHAT, "model": "m3"}), {})
     ids = {getattr(r, "request_id", None) for r in caplog.records if r.name != "llm_router.access"}
     assert ids == {"req-1"}
 
@@ -162,3 +165,25 @@ def _layers(app: Flask) -> Iterator[Any]:
     while layer is not None:
         yield layer
         layer = getattr(layer, "app", None)
+
+
+def _in_flight(app: Flask) -> int:
+    health = Client(app).get("/api/health", headers=AUTH).get_json()
+    return sum(int(p.get("in_flight", 0)) for m in health["models"].values()
+               for p in m["providers"])
+
+
+def test_a_stream_the_server_never_takes_is_released(app: Flask, fresh_upstream: StandIn) -> None:
+    def refusing(status: str, headers: list[tuple[str, str]]) -> None:
+        raise ValueError("the server refused the head")
+
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/chat/completions",
+               "CONTENT_TYPE": "application/json", "HTTP_AUTHORIZATION": f"Bearer {KEY}",
+               "wsgi.url_scheme": "http"}
+    body = orjson.dumps({**CHAT, "stream": True})
+    for _ in range(3):
+        call = {**environ, "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+        with pytest.raises(ValueError, match="refused the head"):
+            app.wsgi_app(call, refusing)
+    assert fresh_upstream.count == 3  # each stream was opened upstream
+    assert _in_flight(app) == 0
