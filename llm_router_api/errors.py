@@ -16,6 +16,7 @@
     │   └── HTTPClientError (4xx)         a 4xx the HTTP layer decided (414, 431, ...)
     │       └── UpstreamClientError (4xx) an upstream 400/413/422, passed through
     ├── NoProviderAvailable (503)         carries ``retry_after``
+    ├── StateUnavailable (503)            the shared state store (Redis) could not be read
     └── UpstreamError (502)               the provider failed; ``failover`` says if another may try
         ├── UpstreamConnectError (502)    refused, reset, DNS
         ├── UpstreamTimeout (504)         connect timeout or silence longer than the limit
@@ -49,9 +50,23 @@ def echo(value: object, limit: int = MAX_ECHO) -> str:
 
 
 class RouterError(Exception):
+    """The root. A subclass states what differs from its parent in its class line:
+    ``class NotFound(ClientError, status=404, error_type="not_found_error", message="not found")``.
+    """
+
     status: ClassVar[int] = 500
     error_type: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "internal error"
+
+    def __init_subclass__(cls, *, status: int | None = None, error_type: str | None = None,
+                          message: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+        if error_type is not None:
+            cls.error_type = error_type
+        if message is not None:
+            cls.default_message = message
 
     def __init__(
         self,
@@ -82,72 +97,57 @@ class RouterError(Exception):
         return headers
 
 
-class ClientError(RouterError):
-    status = 400
-    error_type = "invalid_request_error"
-    default_message = "invalid request"
+class ClientError(RouterError, status=400, error_type="invalid_request_error",
+                  message="invalid request"):
+    """The caller's mistake; never retried."""
 
 
-class InvalidJSON(ClientError):
-    default_message = "request body is not valid JSON"
+class InvalidJSON(ClientError, message="request body is not valid JSON"):
+    pass
 
 
-class ValidationFailed(ClientError):
-    default_message = "request failed validation"
+class ValidationFailed(ClientError, message="request failed validation"):
+    """Names the failing field in ``param``."""
 
 
-class Unauthorized(ClientError):
-    status = 401
-    error_type = "authentication_error"
-    default_message = "missing or invalid API key"
+class Unauthorized(ClientError, status=401, error_type="authentication_error",
+                   message="missing or invalid API key"):
+    pass
 
 
-class Forbidden(ClientError):
-    status = 403
-    error_type = "permission_error"
-    default_message = "this key may not use that resource"
+class Forbidden(ClientError, status=403, error_type="permission_error",
+                message="this key may not use that resource"):
+    pass
 
 
-class NotFound(ClientError):
-    status = 404
-    error_type = "not_found_error"
-    default_message = "not found"
+class NotFound(ClientError, status=404, error_type="not_found_error", message="not found"):
+    pass
 
 
-class UnknownModel(NotFound):
-    default_message = "model not found"
-
+class UnknownModel(NotFound, message="model not found"):
     def __init__(self, model: str) -> None:
         super().__init__(f"model '{echo(model)}' is not served here", param="model",
                          code="model_not_found")
 
 
-class MethodNotAllowed(ClientError):
-    status = 405
-    default_message = "method not allowed"
+class MethodNotAllowed(ClientError, status=405, message="method not allowed"):
+    pass
 
 
-class RequestTimeout(ClientError):
-    status = 408
-    default_message = "the request did not arrive in time"
+class RequestTimeout(ClientError, status=408, message="the request did not arrive in time"):
+    pass
 
 
-class PayloadTooLarge(ClientError):
-    status = 413
-    default_message = "request body too large"
+class PayloadTooLarge(ClientError, status=413, message="request body too large"):
+    pass
 
 
-class RateLimited(ClientError):
-    status = 429
-    error_type = "rate_limit_error"
-    default_message = "rate limited"
+class RateLimited(ClientError, status=429, error_type="rate_limit_error", message="rate limited"):
+    pass
 
 
-class ClientClosed(ClientError):
+class ClientClosed(ClientError, status=499, message="the client closed the connection"):
     """The caller closed its connection before the answer was ready (nginx's 499)."""
-
-    status = 499
-    default_message = "the client closed the connection"
 
 
 class HTTPClientError(ClientError):
@@ -167,70 +167,66 @@ class UpstreamClientError(HTTPClientError):
     """An upstream 400/413/422: the caller's request was refused; passed through as is."""
 
 
-class NoProviderAvailable(RouterError):
-    status = 503
-    error_type = "service_unavailable"
-    default_message = "no provider is available for this model"
+class NoProviderAvailable(RouterError, status=503, error_type="service_unavailable",
+                          message="no provider is available for this model"):
+    pass
 
 
-class StateUnavailable(RouterError):
+class StateUnavailable(RouterError, status=503, error_type="service_unavailable",
+                       message="the response store is unavailable; try again"):
     """The shared state store (Redis) could not be read."""
 
-    status = 503
-    error_type = "service_unavailable"
-    default_message = "the response store is unavailable; try again"
 
+class UpstreamError(RouterError, status=502, error_type="upstream_error",
+                    message="the provider failed"):
+    """The provider failed; ``failover`` says whether another may try."""
 
-class UpstreamError(RouterError):
-    status = 502
-    error_type = "upstream_error"
-    default_message = "the provider failed"
     #: Another provider may be tried, and this one cooled down.
     failover: ClassVar[bool] = True
 
-
-class UpstreamConnectError(UpstreamError):
-    default_message = "could not connect to the provider"
-
-
-class UpstreamTimeout(UpstreamError):
-    status = 504
-    error_type = "timeout"
-    default_message = "the provider did not answer in time"
+    def __init_subclass__(cls, *, failover: bool | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if failover is not None:
+            cls.failover = failover
 
 
-class DeadlineExceeded(UpstreamTimeout):
+class UpstreamConnectError(UpstreamError, message="could not connect to the provider"):
+    pass
+
+
+class UpstreamTimeout(UpstreamError, status=504, error_type="timeout",
+                      message="the provider did not answer in time"):
+    pass
+
+
+class DeadlineExceeded(UpstreamTimeout, failover=False,
+                       message="no provider answered within the first-byte deadline"):
     """``LLM_ROUTER_FIRST_BYTE_DEADLINE`` passed: no more attempts, and no provider is to
     blame (none is cooled down)."""
 
-    default_message = "no provider answered within the first-byte deadline"
-    failover = False
+
+class UpstreamServerError(UpstreamError, message="the provider answered with a server error"):
+    pass
 
 
-class UpstreamServerError(UpstreamError):
-    default_message = "the provider answered with a server error"
+class UpstreamRejected(UpstreamError, message="provider rejected the request"):
+    pass
 
 
-class UpstreamRejected(UpstreamError):
-    default_message = "provider rejected the request"
+class UpstreamRateLimited(UpstreamError, status=429, error_type="rate_limit_error",
+                          message="the provider is rate limiting"):
+    pass
 
 
-class UpstreamRateLimited(UpstreamError):
-    status = 429
-    error_type = "rate_limit_error"
-    default_message = "the provider is rate limiting"
+class UpstreamProtocolError(UpstreamError,
+                            message="the provider sent an answer that could not be read"):
+    pass
 
 
-class UpstreamProtocolError(UpstreamError):
-    default_message = "the provider sent an answer that could not be read"
-
-
-class UpstreamTruncated(UpstreamProtocolError):
+class UpstreamTruncated(UpstreamProtocolError, message="the provider ended the stream early"):
     """The upstream closed a stream cleanly but before its last event (``[DONE]``, Ollama's
     ``done`` line, Anthropic's ``message_stop``): the answer is incomplete. A connection that
     broke mid-stream is an ``UpstreamConnectError`` instead (the transport sees it)."""
-
-    default_message = "the provider ended the stream early"
 
 
 def upstream_status_error(status: int, message: str, retry_after: float | None) -> RouterError:

@@ -28,7 +28,8 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from llm_router_api.base.lb.chooser import Lease
 from llm_router_api.base.lb.state import StateStore
@@ -125,21 +126,21 @@ class WindowStats(CallObserver):
             self._last_bucket = now_bucket
 
 
-#: The stored names of the summed counters and their ``ProviderWindow`` fields.
-COUNTERS = {"req": "requests", "err": "errors", "tin": "tokens_in", "tout": "tokens_out",
-            "pfx": "prefix_match", "pfxn": "prefix_decisions"}
+def counter(stored: str) -> Any:
+    """A summed ``ProviderWindow`` counter, stored under the metric name ``stored``."""
+    return field(default=0.0, metadata={"stored": stored})
 
 
 @dataclass
 class ProviderWindow:
     """One provider's last minute, summed over every worker and instance."""
 
-    requests: float = 0.0
-    errors: float = 0.0
-    tokens_in: float = 0.0
-    tokens_out: float = 0.0
-    prefix_match: float = 0.0
-    prefix_decisions: float = 0.0
+    requests: float = counter("req")
+    errors: float = counter("err")
+    tokens_in: float = counter("tin")
+    tokens_out: float = counter("tout")
+    prefix_match: float = counter("pfx")
+    prefix_decisions: float = counter("pfxn")
     latency: list[float] | None = None
     ttft: list[float] | None = None
 
@@ -149,14 +150,18 @@ class ProviderWindow:
         return self.prefix_match / self.prefix_decisions if self.prefix_decisions else None
 
     def add(self, metric: str, value: float) -> None:
-        counter = COUNTERS.get(metric)
-        if counter is not None:
-            setattr(self, counter, getattr(self, counter) + value)
+        summed = COUNTERS.get(metric)
+        if summed is not None:
+            setattr(self, summed, getattr(self, summed) + value)
         elif metric.startswith(("lat", "ttft")):
             name = "ttft" if metric.startswith("ttft") else "latency"
             bins = getattr(self, name) or [0.0] * (len(LATENCY_EDGES) + 1)
             bins[int(metric[len("ttft" if name == "ttft" else "lat"):])] += value
             setattr(self, name, bins)
+
+
+#: The stored names of the summed counters and their ``ProviderWindow`` fields.
+COUNTERS = {f.metadata["stored"]: f.name for f in fields(ProviderWindow) if "stored" in f.metadata}
 
 
 def read_window(store: StateStore, provider_ids: Iterable[str],

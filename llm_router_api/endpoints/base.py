@@ -24,6 +24,8 @@ from llm_router_api.core.assemble import Parts
 from llm_router_api.core.generation import Generation
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.errors import ValidationFailed, echo
+from llm_router_api.formats.caller import CallerFormat
+from llm_router_api.formats.registry import caller
 from llm_router_api.schemas.calls import Protocol
 from llm_router_api.settings import Settings
 
@@ -81,6 +83,11 @@ class EndpointI(ABC):
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
         self.settings = parts.settings
+
+    @property
+    def caller_format(self) -> CallerFormat:
+        """The format of this endpoint's ``protocol`` (``formats/registry.py``)."""
+        return caller(self.protocol)
 
     def check_access(self, headers: Mapping[str, str]) -> None:  # noqa: B027 - a hook
         """Raise when the caller may not call this endpoint; runs before the body is read.

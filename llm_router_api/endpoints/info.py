@@ -13,7 +13,7 @@ from llm_router_api.core.background import UNREACHABLE_KEY
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
 from llm_router_api.formats.caller import dumps
-from llm_router_api.schemas.calls import Protocol
+from llm_router_api.formats.ollama.vocab import PROTOCOL as OLLAMA
 from llm_router_api.schemas.config import ModelConfig
 
 
@@ -41,7 +41,7 @@ class OllamaRoot(EndpointI):
     access = Access.OPEN
     paths = ("/",)
     methods = ("GET", "HEAD")
-    protocol = Protocol.OLLAMA
+    protocol = OLLAMA
 
     def handle(self, incoming: Incoming) -> Reply:
         return Reply(200, "text/plain; charset=utf-8", b"Ollama is running")

@@ -22,8 +22,8 @@ from llm_router_api.errors import UpstreamError, ValidationFailed
 from llm_router_api.formats.caller import dumps
 from llm_router_api.formats.canonical import rfc3339_now
 from llm_router_api.formats.ollama.upstream import OllamaAdapter
-from llm_router_api.formats.registry import caller
-from llm_router_api.schemas.calls import Call, Op, Protocol
+from llm_router_api.formats.ollama.vocab import PROTOCOL
+from llm_router_api.schemas.calls import Call, Op
 from llm_router_api.schemas.config import ModelConfig
 from llm_router_lib.data_models.ollama import (
     OllamaChatRequest,
@@ -34,13 +34,12 @@ from llm_router_lib.data_models.ollama import (
 )
 
 log = logging.getLogger("llm_router.ollama")
-CALLER = caller(Protocol.OLLAMA)
 # ``/api/ps`` reports served models as loaded for this long.
 PS_EXPIRY = timedelta(days=365)
 
 
 class OllamaCallEndpoint(EndpointI):
-    protocol = Protocol.OLLAMA
+    protocol = PROTOCOL
     op: ClassVar[Op]
     #: The body field that, when empty, makes the call a model load (no upstream call).
     load_field: ClassVar[str] = ""
@@ -49,8 +48,8 @@ class OllamaCallEndpoint(EndpointI):
         self.parse(incoming)
         body = incoming.body
         stream = self.op != Op.EMBEDDING and body.get("stream", True) is not False
-        call = Call(Protocol.OLLAMA, self.op, body["model"], body,
-                    CALLER.canonical(self.op, body) if not self._loads(body) else {}, stream,
+        canonical = self.caller_format.canonical(self.op, body) if not self._loads(body) else {}
+        call = Call(self.protocol, self.op, body["model"], body, canonical, stream,
                     request_id=incoming.request_id, on_usage=incoming.on_usage,
                     session=incoming.session)
         if self._loads(body):
@@ -85,7 +84,7 @@ class OllamaCallEndpoint(EndpointI):
                 "done_reason": "unload" if unload else "load"}
         stream = call.stream
         if stream:
-            return Reply(200, CALLER.stream_content_type, dumps(body) + b"\n")
+            return Reply(200, self.caller_format.stream_content_type, dumps(body) + b"\n")
         return Reply(200, "application/json", dumps(body))
 
 
@@ -114,15 +113,15 @@ class OllamaLegacyEmbeddings(EndpointI):
     an ``/api/embed`` call with one input, its one vector answered in the older shape."""
 
     paths = ("/api/embeddings", "{prefix}/embeddings")
-    protocol = Protocol.OLLAMA
+    protocol = PROTOCOL
     request_model: ClassVar[type[BaseModel]] = OllamaEmbeddingsRequest
 
     def handle(self, incoming: Incoming) -> Reply:
         self.parse(incoming)
         body = {k: v for k, v in incoming.body.items() if k != "prompt"}
         body["input"] = incoming.body["prompt"]
-        call = Call(Protocol.OLLAMA, Op.EMBEDDING, body["model"], body,
-                    CALLER.canonical(Op.EMBEDDING, body), False,
+        call = Call(self.protocol, Op.EMBEDDING, body["model"], body,
+                    self.caller_format.canonical(Op.EMBEDDING, body), False,
                     request_id=incoming.request_id, on_usage=incoming.on_usage)
         reply = incoming.config.handler.run(call)
         assert isinstance(reply.body, bytes)  # a non-stream answer is one body
@@ -161,7 +160,7 @@ class OllamaInfo(EndpointI):
 
     access = Access.INFO
     methods = ("GET",)
-    protocol = Protocol.OLLAMA
+    protocol = PROTOCOL
 
 
 class Tags(OllamaInfo):

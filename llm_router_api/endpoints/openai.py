@@ -8,7 +8,8 @@ from pydantic import BaseModel
 
 from llm_router_api.core.model_handler import Reply
 from llm_router_api.endpoints.base import EndpointI, Incoming
-from llm_router_api.schemas.calls import Call, Op, Protocol
+from llm_router_api.formats.openai.vocab import PROTOCOL
+from llm_router_api.schemas.calls import Call, Op
 from llm_router_lib.data_models.openai import (
     OpenAIChatRequest,
     OpenAICompletionRequest,
@@ -19,13 +20,13 @@ from llm_router_lib.data_models.openai import (
 class OpenAICallEndpoint(EndpointI):
     """Validate, then hand the caller's JSON object to ``ModelHandler`` unchanged."""
 
-    protocol = Protocol.OPENAI
+    protocol = PROTOCOL
     op: ClassVar[Op]
 
     def handle(self, incoming: Incoming) -> Reply:
         self.parse(incoming)  # validated; the caller's object itself goes on unchanged
         body = incoming.body
-        call = Call(Protocol.OPENAI, self.op, body["model"], body, body,
+        call = Call(self.protocol, self.op, body["model"], body, body,
                     bool(body.get("stream", False)), request_id=incoming.request_id,
                     on_usage=incoming.on_usage, session=incoming.session)
         return incoming.config.handler.run(call)

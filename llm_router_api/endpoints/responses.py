@@ -29,14 +29,18 @@ from llm_router_api.errors import (
     StateUnavailable,
     echo,
 )
-from llm_router_api.formats.registry import caller, serves_natively
-from llm_router_api.formats.responses.vocab import TERMINAL_TYPE, canonical_tools, input_items
-from llm_router_api.schemas.calls import Call, Op, Protocol
+from llm_router_api.formats.registry import serves_natively
+from llm_router_api.formats.responses.vocab import (
+    PROTOCOL,
+    TERMINAL_TYPE,
+    canonical_tools,
+    input_items,
+)
+from llm_router_api.schemas.calls import Call, Op
 from llm_router_api.schemas.config import ModelConfig
 from llm_router_lib.data_models.responses import ResponsesRequest
 
 log = logging.getLogger("llm_router.responses")
-CALLER = caller(Protocol.RESPONSES)
 
 
 def _read(store: ResponseStore, scope: str, response_id: str) -> dict[str, Any] | None:
@@ -49,7 +53,7 @@ def _read(store: ResponseStore, scope: str, response_id: str) -> dict[str, Any] 
 
 class ResponsesCreate(EndpointI):
     paths = ("/v1/responses", "/responses", "{prefix}/responses")
-    protocol = Protocol.RESPONSES
+    protocol = PROTOCOL
     request_model: ClassVar[type[BaseModel]] = ResponsesRequest
 
     def handle(self, incoming: Incoming) -> Reply:
@@ -75,8 +79,8 @@ class ResponsesCreate(EndpointI):
         full_body = {k: v for k, v in body.items() if k != "previous_response_id"}
         full_body["input"] = items
         self._count_dropped(full_body, model)
-        call = Call(Protocol.RESPONSES, Op.CHAT, body["model"], body,
-                    CALLER.canonical(Op.CHAT, full_body), body.get("stream") is True,
+        call = Call(self.protocol, Op.CHAT, body["model"], body,
+                    self.caller_format.canonical(Op.CHAT, full_body), body.get("stream") is True,
                     request_id=incoming.request_id, on_usage=incoming.on_usage,
                     session=incoming.session, pin=pin,
                     full_body=full_body if previous is not None else None)
@@ -101,7 +105,7 @@ class ResponsesCreate(EndpointI):
         return provider_id if healthy else ""
 
     def _count_dropped(self, full_body: dict[str, Any], model: ModelConfig) -> None:
-        if all(serves_natively(p, Protocol.RESPONSES) for p in model.providers):
+        if all(serves_natively(p, PROTOCOL) for p in model.providers):
             return  # native providers get every tool as sent
         _, dropped = canonical_tools(full_body.get("tools"))
         observer = self.parts.handler.observer
@@ -111,7 +115,7 @@ class ResponsesCreate(EndpointI):
 
     def _recorded(self, reply: Reply, store: ResponseStore, scope: str,
                   items: list[dict[str, Any]], model: ModelConfig) -> Reply:
-        native = any(p.id == reply.provider_id and serves_natively(p, Protocol.RESPONSES)
+        native = any(p.id == reply.provider_id and serves_natively(p, PROTOCOL)
                      for p in model.providers)
 
         def keep(response: Any) -> None:
@@ -160,7 +164,7 @@ class ResponsesGet(EndpointI):
     paths = ("/v1/responses/<response_id>", "/responses/<response_id>",
              "{prefix}/responses/<response_id>")
     methods: ClassVar[tuple[str, ...]] = ("GET",)
-    protocol = Protocol.RESPONSES
+    protocol = PROTOCOL
     access = Access.KEY
     takes_body = False
 

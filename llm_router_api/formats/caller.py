@@ -18,7 +18,7 @@ import orjson
 
 from llm_router_api.errors import RouterError
 from llm_router_api.formats.canonical import Usage
-from llm_router_api.schemas.calls import Op
+from llm_router_api.schemas.calls import Op, Protocol
 
 # A frame that carries usage in an SSE stream: ``data: {... "usage": {...}}``.
 _SSE_USAGE = re.compile(rb'"usage"\s*:\s*\{')
@@ -45,6 +45,8 @@ def renamed(frames: Iterator[bytes], model: str) -> Iterator[bytes]:
 
 
 class CallerFormat(ABC):
+    #: The protocol's name (its folder's ``vocab.PROTOCOL``): its key in the registry.
+    protocol: ClassVar[Protocol]
     #: Content type of a streamed answer.
     stream_content_type: ClassVar[str] = "text/event-stream"
     #: JSON string fields whose non-empty value in a stream frame is generated text (a meter

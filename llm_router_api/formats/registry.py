@@ -2,9 +2,10 @@
 
 Extend it here, and only here:
 
-- a caller protocol: its ``Protocol`` member (``schemas/calls.py``) and one line in ``CALLERS``
-  (its ``CallerFormat``: request → canonical, canonical → answer, error shape, stream content
-  type, usage reading, which unrouted paths get its error shape);
+- a caller protocol: its ``CallerFormat`` (request → canonical, canonical → answer, error
+  shape, stream content type, usage reading, which unrouted paths get its error shape) in
+  ``CALLERS``; its name is the format's own (``vocab.PROTOCOL``, ``CallerFormat.protocol``),
+  and ``CALLERS`` is the one list of ``Protocol`` names;
 - an upstream type: one line in ``UPSTREAMS`` (``api_type`` → its adapter class, and the caller
   protocol it can forward untranslated, if any).
 
@@ -42,26 +43,31 @@ class Upstream:
     forwards: Protocol | None = None
 
 
-# Caller protocol -> its format. The first is the default (paths no format owns).
-CALLERS: Mapping[Protocol, CallerFormat] = {
-    Protocol.OPENAI: OpenAICaller(),
-    Protocol.OLLAMA: OllamaCaller(),
-    Protocol.ANTHROPIC: AnthropicCaller(),
-    Protocol.RESPONSES: ResponsesCaller(),
-}
+def by_protocol(*formats: CallerFormat) -> Mapping[Protocol, CallerFormat]:
+    """``formats`` keyed by their protocol's name, in order; two formats of one name are a
+    mistake in this file."""
+    table = {fmt.protocol: fmt for fmt in formats}
+    if len(table) != len(formats):
+        raise ValueError(f"two caller formats share a protocol name: {[*table]}")
+    return table
+
+
+# Caller protocol -> its format. The first (the canonical one, ``Protocol.OPENAI``) is the
+# default: paths no format owns.
+CALLERS = by_protocol(OpenAICaller(), OllamaCaller(), AnthropicCaller(), ResponsesCaller())
 
 # ``api_type`` -> its upstream. ``openai`` and ``vllm`` share one adapter (and one instance).
 UPSTREAMS: Mapping[str, Upstream] = {
-    "openai": Upstream(OpenAIAdapter, forwards=Protocol.OPENAI),
-    "vllm": Upstream(OpenAIAdapter, forwards=Protocol.OPENAI),
-    "ollama": Upstream(OllamaAdapter, forwards=Protocol.OLLAMA),
-    "anthropic": Upstream(AnthropicAdapter, forwards=Protocol.ANTHROPIC),
+    "openai": Upstream(OpenAIAdapter, forwards=OpenAICaller.protocol),
+    "vllm": Upstream(OpenAIAdapter, forwards=OpenAICaller.protocol),
+    "ollama": Upstream(OllamaAdapter, forwards=OllamaCaller.protocol),
+    "anthropic": Upstream(AnthropicAdapter, forwards=AnthropicCaller.protocol),
 }
 
 # Caller protocols a provider of any ``api_type`` may serve itself when its config says so
 # (``ProviderConfig.serves_natively``): the adapter that forwards them.
 NATIVE: Mapping[Protocol, type[UpstreamAdapter]] = {
-    Protocol.RESPONSES: ResponsesAdapter,
+    ResponsesCaller.protocol: ResponsesAdapter,
 }
 
 API_TYPES = tuple(UPSTREAMS)
@@ -74,11 +80,11 @@ def caller(protocol: Protocol) -> CallerFormat:
 
 def native_key(protocol: Protocol) -> str:
     """The key of ``protocol``'s native forwarder among ``build_adapters``' adapters."""
-    return f"native:{protocol.value}"
+    return f"native:{protocol}"
 
 
 def serves_natively(provider: Any, protocol: Protocol) -> bool:
-    return protocol in NATIVE and bool(provider.serves_natively(protocol.value))
+    return protocol in NATIVE and bool(provider.serves_natively(protocol))
 
 
 def forwards(api_type: str) -> Protocol | None:

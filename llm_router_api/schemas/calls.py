@@ -11,14 +11,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 
-class Protocol(str, Enum):
-    OPENAI = "openai"
-    OLLAMA = "ollama"
-    ANTHROPIC = "anthropic"
-    RESPONSES = "responses"
+class Protocol(str):
+    """A caller protocol's name. Each format folder declares its own (``vocab.PROTOCOL``) and
+    ``formats/registry.py`` ``CALLERS`` lists every one, keyed by it; nothing else keeps a list.
+    A plain string to everything that is not typed (JSON, labels, dict keys).
+
+    ``OPENAI`` is the canonical format's (the one every caller protocol is translated into):
+    the default of an endpoint, of an internal call and of a path no format owns.
+    """
+
+    __slots__ = ()
+    OPENAI: ClassVar[Protocol]
+
+
+Protocol.OPENAI = Protocol("openai")
 
 
 class Op(str, Enum):

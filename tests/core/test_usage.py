@@ -7,6 +7,8 @@ import json
 import pytest
 
 from llm_router_api.core.usage import Usage, meter_for
+from llm_router_api.formats.anthropic.vocab import PROTOCOL as ANTHROPIC
+from llm_router_api.formats.ollama.vocab import PROTOCOL as OLLAMA
 from llm_router_api.schemas.calls import Protocol
 
 pytestmark = pytest.mark.unit
@@ -44,13 +46,13 @@ def test_openai_bodies_and_streams() -> None:
 def test_ollama_last_line_or_counted_lines() -> None:
     lines = [json.dumps({"message": {"role": "assistant", "content": t}, "done": False})
              .encode() + b"\n" for t in ("x", "y", "z")]
-    assert feed(Protocol.OLLAMA, True, lines) == Usage(0, 3)
+    assert feed(OLLAMA, True, lines) == Usage(0, 3)
     done = json.dumps({"message": {"content": ""}, "done": True, "done_reason": "stop",
                        "prompt_eval_count": 11, "eval_count": 3}).encode() + b"\n"
-    assert feed(Protocol.OLLAMA, True, [*lines, done]) == Usage(11, 3)
+    assert feed(OLLAMA, True, [*lines, done]) == Usage(11, 3)
     body = json.dumps({"response": "xyz", "done": True, "prompt_eval_count": 2,
                        "eval_count": 5}).encode()
-    assert feed(Protocol.OLLAMA, False, [body]) == Usage(2, 5)
+    assert feed(OLLAMA, False, [body]) == Usage(2, 5)
 
 
 def test_anthropic_message_start_and_delta() -> None:
@@ -62,9 +64,9 @@ def test_anthropic_message_start_and_delta() -> None:
             "content_block_delta"),
         sse({"type": "message_delta", "usage": {"output_tokens": 6}}, "message_delta"),
     ]
-    assert feed(Protocol.ANTHROPIC, True, frames) == Usage(12, 6)
+    assert feed(ANTHROPIC, True, frames) == Usage(12, 6)
     body = json.dumps({"content": [], "usage": {"input_tokens": 4, "output_tokens": 2}})
-    assert feed(Protocol.ANTHROPIC, False, [body.encode()]) == Usage(4, 2)
+    assert feed(ANTHROPIC, False, [body.encode()]) == Usage(4, 2)
 
 
 def test_unreadable_answers_count_nothing() -> None:

@@ -10,7 +10,9 @@ import pytest
 
 from llm_router_api.errors import ClientError, UpstreamConnectError, UpstreamError
 from llm_router_api.formats.anthropic.upstream import AnthropicAdapter, anthropic_request
+from llm_router_api.formats.anthropic.vocab import PROTOCOL as ANTHROPIC
 from llm_router_api.formats.ollama.upstream import OllamaAdapter, split_error
+from llm_router_api.formats.ollama.vocab import PROTOCOL as OLLAMA
 from llm_router_api.formats.openai.upstream import OpenAIAdapter
 from llm_router_api.http.transport import Urllib3Transport
 from llm_router_api.schemas.calls import Call, Op, Protocol
@@ -42,7 +44,7 @@ def test_ollama_defaults_keep_alive_and_caller_wins(fresh_upstream: StandIn,
     config = provider(fresh_upstream, "ollama", keep_alive="10m",
                       options={"max_tokens": 9, "temperature": 0.1, "think": False})
     body = {"model": "public", "messages": USER, "options": {"temperature": 0.7}}
-    list(adapter.forward(config, "up", call(Protocol.OLLAMA, body)))
+    list(adapter.forward(config, "up", call(OLLAMA, body)))
     sent = fresh_upstream.requests[-1]["json"]
     assert sent["options"] == {"num_predict": 9, "temperature": 0.7}
     assert (sent["keep_alive"], sent["think"], sent["model"], sent["stream"]) == (
@@ -84,7 +86,7 @@ def test_ollama_stream_cut_short_raises(fresh_upstream: StandIn,
     fresh_upstream.set_behaviour(mode="die_mid_stream", die_after=2)
     frames = OllamaAdapter(transport, 5).forward(
         provider(fresh_upstream, "ollama"), "up",
-        call(Protocol.OLLAMA, {"messages": USER}, stream=True))
+        call(OLLAMA, {"messages": USER}, stream=True))
     assert b"tok0" in next(frames)
     with pytest.raises(UpstreamConnectError):
         list(frames)
@@ -135,7 +137,7 @@ def test_anthropic_forward_stream_cut_short_raises(fresh_upstream: StandIn,
     fresh_upstream.set_behaviour(mode="die_mid_stream", die_after=4)
     frames = AnthropicAdapter(transport, 5).forward(
         provider(fresh_upstream, "anthropic"), "claude",
-        call(Protocol.ANTHROPIC, {"messages": USER, "max_tokens": 5}, stream=True))
+        call(ANTHROPIC, {"messages": USER, "max_tokens": 5}, stream=True))
     with pytest.raises(UpstreamError):
         list(frames)
 
@@ -152,7 +154,7 @@ def test_openai_complete_stream_asks_for_usage(fresh_upstream: StandIn,
                                                transport: Urllib3Transport) -> None:
     events = list(OpenAIAdapter(transport, 5).complete(
         provider(fresh_upstream, "vllm"), "up",
-        call(Protocol.OLLAMA, {"messages": USER, "stream": True}, stream=True)))
+        call(OLLAMA, {"messages": USER, "stream": True}, stream=True)))
     assert fresh_upstream.requests[-1]["json"]["stream_options"] == {"include_usage": True}
     assert events[-1]["usage"]["completion_tokens"] == 5
 

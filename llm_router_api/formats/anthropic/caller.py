@@ -16,6 +16,7 @@ from typing import Any
 from llm_router_api.errors import RouterError
 from llm_router_api.formats.anthropic.vocab import (
     PATH,
+    PROTOCOL,
     SAMPLING,
     anthropic_usage,
     canonical_call,
@@ -36,6 +37,7 @@ PING = b'event: ping\ndata: {"type":"ping"}\n\n'
 
 
 class AnthropicCaller(CallerFormat):
+    protocol = PROTOCOL
     text_fields = ("text", "partial_json", "thinking")
 
     def canonical(self, op: Op, body: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,10 @@ from llm_router_api.formats.canonical import (
     new_id,
     split_data_url,
 )
+from llm_router_api.schemas.calls import Protocol
 
+#: The caller protocol this format is (its key in ``formats/registry.py`` ``CALLERS``).
+PROTOCOL = Protocol("anthropic")
 PATH = "/v1/messages"
 COUNT_PATH = "/v1/messages/count_tokens"
 API_VERSION = "2023-06-01"

@@ -19,6 +19,7 @@ from llm_router_api.formats.caller import CallerFormat, dumps
 from llm_router_api.formats.canonical import ToolCallCollector, Usage, data_url, rfc3339_now
 from llm_router_api.formats.ollama.vocab import (
     CALLER_ROUTES,
+    PROTOCOL,
     STREAM_CONTENT_TYPE,
     canonical_call,
     canonical_format,
@@ -34,6 +35,7 @@ _DONE = re.compile(rb'"done"\s*:\s*true')
 
 
 class OllamaCaller(CallerFormat):
+    protocol = PROTOCOL
     stream_content_type = STREAM_CONTENT_TYPE
     text_fields = ("content", "response", "thinking")
 

@@ -21,8 +21,10 @@ from llm_router_api.formats.canonical import (
     loads_arguments,
     new_id,
 )
-from llm_router_api.schemas.calls import Op
+from llm_router_api.schemas.calls import Op, Protocol
 
+#: The caller protocol this format is (its key in ``formats/registry.py`` ``CALLERS``).
+PROTOCOL = Protocol("ollama")
 ROUTES = {Op.CHAT: "/api/chat", Op.COMPLETION: "/api/generate", Op.EMBEDDING: "/api/embed"}
 # Ollama's routes, served at /api/... and at P/... (P = LLM_ROUTER_EP_PREFIX).
 CALLER_ROUTES = ("chat", "generate", "embed", "tags", "show", "ps", "pull", "version")

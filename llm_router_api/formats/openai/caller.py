@@ -16,11 +16,18 @@ from typing import Any
 from llm_router_api.errors import RouterError
 from llm_router_api.formats.caller import CallerFormat, dumps
 from llm_router_api.formats.canonical import Usage
-from llm_router_api.formats.openai.vocab import DONE_FRAME, conforming, error_shape, usage_of
+from llm_router_api.formats.openai.vocab import (
+    DONE_FRAME,
+    PROTOCOL,
+    conforming,
+    error_shape,
+    usage_of,
+)
 from llm_router_api.schemas.calls import Op
 
 
 class OpenAICaller(CallerFormat):
+    protocol = PROTOCOL
 
     def canonical(self, op: Op, body: dict[str, Any]) -> dict[str, Any]:
         return body

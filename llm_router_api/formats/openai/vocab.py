@@ -11,8 +11,10 @@ import orjson
 
 from llm_router_api.errors import RouterError
 from llm_router_api.formats.canonical import Usage, count
-from llm_router_api.schemas.calls import Op
+from llm_router_api.schemas.calls import Op, Protocol
 
+#: The caller protocol this format is (the canonical one).
+PROTOCOL = Protocol.OPENAI
 ROUTES = {
     Op.CHAT: "/v1/chat/completions",
     Op.COMPLETION: "/v1/completions",

@@ -24,6 +24,7 @@ from llm_router_api.formats.canonical import Usage, new_id, now
 from llm_router_api.formats.responses.vocab import (
     ECHOED,
     PATH,
+    PROTOCOL,
     TERMINAL,
     canonical_messages,
     canonical_tool_choice,
@@ -43,6 +44,7 @@ REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 class ResponsesCaller(CallerFormat):
+    protocol = PROTOCOL
     text_fields = ("delta",)
 
     def canonical(self, op: Op, body: dict[str, Any]) -> dict[str, Any]:

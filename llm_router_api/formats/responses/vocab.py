@@ -26,7 +26,10 @@ from typing import Any
 from llm_router_api.errors import RouterError
 from llm_router_api.formats.caller import dumps
 from llm_router_api.formats.canonical import Usage, count, dumps_arguments, text_of
+from llm_router_api.schemas.calls import Protocol
 
+#: The caller protocol this format is (its key in ``formats/registry.py`` ``CALLERS``).
+PROTOCOL = Protocol("responses")
 PATH = "/v1/responses"
 NAMESPACE_SEPARATOR = "__"
 SYSTEM_ROLES = frozenset({"system", "developer"})
