@@ -173,9 +173,12 @@ class RedisLeases(LeaseStore):
     def undo(self, lease_id: str, sets: Sequence[str]) -> Settle:
         """For a grant whose call failed (Redis may run it yet): take ``lease_id`` out of the
         sorted sets ``sets`` (keys) and tombstone it, when Redis answers again."""
-        keys = [*sets, self.tomb_key(lease_id)]
-        args = [self.wake_prefix, TICKET_TTL_MS, lease_id, TOMBSTONE_MS, len(sets), 0]
-        return lambda late: self._release(keys=keys, args=args)
+        def undo(late: bool) -> None:
+            self._release(keys=[*sets, self.tomb_key(lease_id)],
+                          args=[self.wake_prefix, TICKET_TTL_MS, lease_id, TOMBSTONE_MS,
+                                len(sets), 0])
+
+        return undo
 
     # -- renewal ---------------------------------------------------------------------------------
     def renew_now(self, leases: Mapping[str, Held], ttl: float) -> None:

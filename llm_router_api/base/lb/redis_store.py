@@ -190,10 +190,8 @@ class RedisStore(StateStore):
               waiter: Waiter | None) -> Callable[[bool], Any]:
         """Release a grant whose call failed: Redis may run it yet (a stalled script). Its
         ticket goes too: a place in line nobody waits in would hold up those behind it."""
-        release = self.leases.undo(lease_id, [self._lease_key(p) for p in provider_ids])
-
         def undo(late: bool) -> None:
-            release(late)
+            self.leases.undo(lease_id, [self._lease_key(p) for p in provider_ids])(late)
             if waiter is not None:
                 self._leave(waiter)
 
