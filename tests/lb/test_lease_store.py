@@ -8,6 +8,8 @@ Release calls are observed with a counting wrapper around the store's real ``REL
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -264,3 +266,46 @@ def test_assemble_gives_the_guard_the_chooser_s_lease_store(redis_server: RedisS
         assert parts.chooser.store.leases.count() == 0
     finally:
         parts.close()
+
+
+GEVENT_BURST = """
+import sys
+from gevent import monkey
+monkey.patch_all()
+import gevent, redis
+from llm_router_api.base.leases import PROVIDER, Held
+from llm_router_api.base.redis_leases import RedisLeases
+
+port, count = int(sys.argv[1]), int(sys.argv[2])
+leases = RedisLeases(redis.Redis(port=port), "gevent:")
+raw = redis.Redis(port=port)
+raw.zadd("gevent:lease:p0", {f"l{i}": 2 ** 50 for i in range(count)})
+leases.release("warm", Held(PROVIDER, "p0"))  # loads the script
+real, events = leases._release, []
+def counting(keys, args):
+    events.append(f"send {len(args[2::4])}")
+    if len(events) == 1:
+        gevent.sleep(0)  # the reply is not there yet: the sender's greenlet waits in the hub
+    return real(keys=keys, args=args)
+leases._release = counting
+def finish(i):
+    leases.release(f"l{i}", Held(PROVIDER, "p0"))
+    events.append("returned")
+gevent.joinall([gevent.spawn(finish, i) for i in range(count)], timeout=10)
+leases.close()
+print(raw.zcard("gevent:lease:p0"), "|".join(events))
+"""
+
+
+def test_under_gevent_releases_queue_while_the_sender_waits_in_the_hub(
+        redis_server: RedisServer) -> None:
+    """Greenlets: while the sender's call waits in the hub, the other greenlets' releases
+    queue and return at once (nothing holds them), and go in one call after it."""
+    count = 50
+    done = subprocess.run([sys.executable, "-c", GEVENT_BURST, str(redis_server.port),
+                           str(count)], capture_output=True, text=True, timeout=60,
+                          check=True)
+    left, events = done.stdout.strip().split(" ", 1)
+    assert left == "0"
+    assert events.split("|") == (["send 1"] + ["returned"] * (count - 1)
+                                 + [f"send {count - 1}", "returned"])
