@@ -261,9 +261,17 @@ def test_assemble_gives_the_guard_the_chooser_s_lease_store(redis_server: RedisS
         admission = parts.guard.admit(parts.config.current.keys.authenticate(
             {"Authorization": "Bearer lease-store-key"}))
         assert isinstance(admission, Admission) and admission.lease_id is not None
-        assert parts.chooser.store.leases.count(KEY) == 1
+        lease = parts.chooser.acquire(parts.models.models["m"])
+        leases = parts.chooser.store.leases
+        assert leases.count(KEY) == 1 and leases.count(PROVIDER) == 1
+        raw = redis.Redis(port=redis_server.port)
+        raw.flushall()
+        parts.maintenance._renew()  # the worker's renewal round: both kinds come back
+        assert raw.zcard("llm_router:lease:p0") == 1 and raw.zcard("llm_router:auth:k:leases") == 1
         parts.guard.release(admission)
-        assert parts.chooser.store.leases.count() == 0
+        parts.chooser.release(lease)
+        assert leases.count() == 0
+        assert raw.zcard("llm_router:lease:p0") == 0 and raw.zcard("llm_router:auth:k:leases") == 0
     finally:
         parts.close()
 
