@@ -44,6 +44,9 @@ class Guard:
         # A keys file may gain keys on reload, so it gets the shared limiter even when empty.
         if (keys.enabled or settings.api_keys_file) and settings.uses_redis:
             shared = leases if isinstance(leases, RedisLeases) else None
+            if shared is None and leases is not None:  # a chooser given on a memory store
+                log.warning("the API-key limits use Redis but the load-balancing state does "
+                            "not: concurrency slots are not renewed with the provider leases")
             limiter = RedisLimiter(redis_client(settings, decode_responses=False),
                                    settings.redis_prefix, settings.lease_ttl,
                                    redis_address(settings), shared)
