@@ -2,8 +2,10 @@
 
 ``admit(key)`` decides atomically and returns an ``Admission`` (with the ``x-ratelimit-*``
 headers to send), or raises ``RateLimited`` (429 with ``Retry-After``). A key with
-``max_concurrent`` holds a lease until ``release(admission)`` (idempotent, exactly once per
-admission); leases expire after the lease TTL unless renewed, so a crashed worker frees them.
+``max_concurrent`` holds a lease, granted by the admission into the worker's lease store's set
+of that key (``base.leases``, kind ``KEY``), until it is released; releases and renewals are the
+lease store's (``release``/``renew`` here only hand the admission's lease to it). Leases expire
+after the lease TTL unless renewed, so a crashed worker frees them.
 
 Requests per minute is a sliding 60-second window of admitted requests (at most the limit of
 entries, so counting is cheap). Tokens per minute are kept in one-second buckets: an admission
@@ -16,7 +18,6 @@ budget for every worker and instance, with one Lua script per decision and Redis
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -24,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from llm_router_api.auth.keys import ApiKey
-from llm_router_api.base.leases import LeaseTable
+from llm_router_api.base.leases import KEY, Held, LeaseStore, MemoryLeases
 from llm_router_api.errors import RateLimited
 
 WINDOW = 60.0
@@ -72,24 +73,33 @@ def limited(key: ApiKey) -> bool:
 
 
 class Limiter(ABC):
-    def __init__(self, lease_ttl: float) -> None:
+    """``leases``: the worker's lease store, where concurrency slots are granted and released."""
+
+    def __init__(self, lease_ttl: float, leases: LeaseStore | None = None) -> None:
         self.lease_ttl = lease_ttl
+        self.leases = leases if leases is not None else MemoryLeases()
 
     @abstractmethod
     def admit(self, key: ApiKey) -> Admission:
         """Count one request for ``key`` or raise ``RateLimited``."""
 
     @abstractmethod
-    def release(self, admission: Admission) -> None:
-        """End the admission's concurrent slot (idempotent)."""
-
-    @abstractmethod
     def record_tokens(self, key_id: str, tokens: int) -> None:
         """Charge ``tokens`` (prompt + completion) to the key's per-minute budget."""
 
-    @abstractmethod
+    def release(self, admission: Admission) -> None:
+        """End the admission's concurrent slot (idempotent): the lease store's release."""
+        if admission.lease_id is not None:
+            self.leases.release(admission.lease_id, Held(KEY, admission.key_id))
+
     def renew(self, admissions: list[Admission]) -> None:
-        """Push the expiry of these live leases to now + the lease TTL (long streams)."""
+        """Push the expiry of these live leases to now + the lease TTL (the worker's renewal is
+        ``leases.renew``: every held lease of every kind)."""
+        self.leases.renew_now({a.lease_id: Held(KEY, a.key_id) for a in admissions
+                               if a.lease_id is not None}, self.lease_ttl)
+
+    def close(self) -> None:  # noqa: B027 - nothing to close in memory
+        """Release connections."""
 
 
 class TokenBuckets:
@@ -122,14 +132,15 @@ class TokenBuckets:
 
 
 class MemoryLimiter(Limiter):
-    """One process's budgets; thread-safe."""
+    """One process's budgets; thread-safe (under the lease store's lock: a concurrency slot is
+    granted in its in-process set of the key)."""
 
-    def __init__(self, lease_ttl: float) -> None:
-        super().__init__(lease_ttl)
-        self._lock = threading.Lock()
+    def __init__(self, lease_ttl: float, leases: LeaseStore | None = None) -> None:
+        super().__init__(lease_ttl, leases)
+        self._sets = self.leases.memory
+        self._lock = self._sets.lock
         self._requests: dict[str, deque[float]] = {}
         self._tokens: dict[str, TokenBuckets] = {}
-        self._leases: dict[str, LeaseTable] = {}
 
     def admit(self, key: ApiKey) -> Admission:
         now = time.monotonic()
@@ -137,7 +148,7 @@ class MemoryLimiter(Limiter):
             requests = self._window(key.id, now)
             tokens = self._tokens.setdefault(key.id, TokenBuckets())
             used_tokens = tokens.used(now)
-            leases = self._leases.setdefault(key.id, LeaseTable())
+            leases = self._sets.table(KEY, key.id)
             rpm, tpm = key.requests_per_minute, key.tokens_per_minute
             requests_left = None if rpm is None else rpm - len(requests)
             tokens_left = None if tpm is None else tpm - used_tokens
@@ -162,21 +173,7 @@ class MemoryLimiter(Limiter):
             entries.popleft()
         return entries
 
-    def release(self, admission: Admission) -> None:
-        if admission.lease_id is None:
-            return
-        with self._lock:
-            self._leases.setdefault(admission.key_id, LeaseTable()).remove(admission.lease_id)
-
     def record_tokens(self, key_id: str, tokens: int) -> None:
         if tokens > 0:
             with self._lock:
                 self._tokens.setdefault(key_id, TokenBuckets()).add(time.monotonic(), tokens)
-
-    def renew(self, admissions: list[Admission]) -> None:
-        expiry = time.monotonic() + self.lease_ttl
-        with self._lock:
-            for admission in admissions:
-                if admission.lease_id is not None:
-                    table = self._leases.setdefault(admission.key_id, LeaseTable())
-                    table.renew(admission.lease_id, expiry)

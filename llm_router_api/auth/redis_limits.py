@@ -4,14 +4,16 @@ Layout (under ``LLM_ROUTER_REDIS_PREFIX`` + ``auth:``)::
 
     <key>:requests   sorted set: admission id -> time (ms), the last 60 s (at most the limit)
     <key>:tokens     hash: second -> tokens charged in it (at most 61 fields)
-    <key>:leases     sorted set: lease id -> expiry (ms), like provider leases (``lease_lua``)
-    gone:<id>        tombstone of an admission released late
+
+The key's concurrency slots live in the lease store's set (``base.redis_leases``:
+``auth:<key>:leases``, tombstones ``gone:<id>``): ``ADMIT`` grants into it atomically with the
+rate decisions; releases and renewals are the lease store's.
 
 Every decision is one Lua script on Redis' clock, O(1) whatever the traffic. Every Redis error
-is an outage (``redis_link.Fallback``): budgets are then per process and one warning is logged.
-An admission whose call failed may still run in Redis later: it is undone (request and lease,
-tombstoned) as soon as Redis answers again, and a release that could not be sent is delivered
-then — no slot stays held by nobody.
+is an outage (the lease store's ``redis_link.Fallback``, one per worker): budgets are then per
+process and one warning is logged. An admission whose call failed may still run in Redis later:
+it is undone (request and lease, tombstoned) as soon as Redis answers again, and a release that
+could not be sent is delivered then — no slot stays held by nobody.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from llm_router_api.auth.limits import (
     refusal,
 )
 from llm_router_api.base import lease_lua
-from llm_router_api.base.redis_link import PROBE_TTL_MS, Fallback, LeanScript, Settle
+from llm_router_api.base.leases import KEY
+from llm_router_api.base.redis_leases import RedisLeases, to_ms
+from llm_router_api.base.redis_link import LeanScript
 
-TOMBSTONE_MS = 120_000
 _BUCKET_MS = int(BUCKET * 1000)
 
 # KEYS: requests zset, tokens hash, leases zset, the admission's tombstone.
@@ -91,41 +94,39 @@ return 1
 
 class RedisLimiter(Limiter):
     """One budget per key shared by every worker and instance; per-process budgets (and one
-    warning in the log) while Redis cannot be used."""
+    warning in the log) while Redis cannot be used. ``leases``: the worker's lease store (by
+    default one of its own on ``client`` and ``prefix``)."""
 
-    def __init__(self, client: Any, prefix: str, lease_ttl: float, where: str = "redis") -> None:
-        super().__init__(lease_ttl)
+    def __init__(self, client: Any, prefix: str, lease_ttl: float, where: str = "redis",
+                 leases: RedisLeases | None = None) -> None:
+        self._own_leases = leases is None
+        shared = leases if leases is not None else RedisLeases(client, prefix, where)
+        super().__init__(lease_ttl, shared)
+        self._shared = shared
         self._redis = client
         self._prefix = prefix + "auth:"
         self._admit = LeanScript(client, ADMIT)
         self._record = LeanScript(client, RECORD)
-        self._release_script = LeanScript(client, lease_lua.RELEASE)
-        self._renew = LeanScript(client, lease_lua.RENEW)
-        self._memory = MemoryLimiter(lease_ttl)
-        self._fallback = Fallback(where, "API-key limits", self._probe)
-
-    def _probe(self) -> None:
-        self._redis.set(f"{self._prefix}probe", "1", px=PROBE_TTL_MS)
+        self._memory = MemoryLimiter(lease_ttl, shared)
+        self._fallback = shared.fallback
 
     def _key(self, key_id: str, part: str) -> str:
         return f"{self._prefix}{key_id}:{part}"
-
-    def _tomb(self, admission_id: str) -> str:
-        return f"{self._prefix}gone:{admission_id}"
 
     def pending_deliveries(self) -> int:
         return self._fallback.pending()
 
     def admit(self, key: ApiKey) -> Admission:
         admission_id = Admission.new_id()
-        keys = [self._key(key.id, part) for part in ("requests", "tokens", "leases")]
+        sets = [self._key(key.id, "requests"), self._shared.set_key(KEY, key.id)]
+        keys = [sets[0], self._key(key.id, "tokens"), sets[1],
+                self._shared.tomb_key(admission_id)]
         args = [key.requests_per_minute or 0, key.tokens_per_minute or 0,
-                key.max_concurrent or 0, admission_id, int(self.lease_ttl * 1000)]
+                key.max_concurrent or 0, admission_id, to_ms(self.lease_ttl)]
         lease_id = admission_id if key.max_concurrent is not None else None
 
         def shared() -> Admission:
-            ok, what, retry_ms, requests_left, tokens_left = self._admit(
-                keys=[*keys, self._tomb(admission_id)], args=args)
+            ok, what, retry_ms, requests_left, tokens_left = self._admit(keys=keys, args=args)
             what = what.decode() if isinstance(what, bytes) else str(what)
             if not ok:
                 raise refusal(key, what, int(retry_ms) / 1000, int(requests_left),
@@ -133,24 +134,9 @@ class RedisLimiter(Limiter):
             return Admission(key.id, lease_id,
                              rate_headers(key, int(requests_left), int(tokens_left)))
 
-        def undo(late: bool) -> None:  # the admission may still run in Redis: take it back
-            self._release_script(keys=[keys[0], keys[2], self._tomb(admission_id)],
-                                 args=[admission_id, TOMBSTONE_MS])
-
-        return self._fallback.run(shared, lambda: self._memory.admit(key), undo)
-
-    def release(self, admission: Admission) -> None:
-        if admission.lease_id is None:
-            return
-        self._memory.release(admission)  # the lease lives in whichever granted it
-        self._fallback.settle(self._releaser(admission.key_id, admission.lease_id))
-
-    def _releaser(self, key_id: str, lease_id: str) -> Settle:
-        def release(late: bool) -> None:
-            self._release_script(keys=[self._key(key_id, "leases"), self._tomb(lease_id)],
-                                 args=[lease_id, TOMBSTONE_MS if late else 0])
-
-        return release
+        # The admission may still run in Redis: take it back (request and lease) then.
+        return self._fallback.run(shared, lambda: self._memory.admit(key),
+                                  self._shared.undo(admission_id, sets))
 
     def record_tokens(self, key_id: str, tokens: int) -> None:
         if tokens > 0:
@@ -158,15 +144,7 @@ class RedisLimiter(Limiter):
                 lambda: self._record(keys=[self._key(key_id, "tokens")], args=[tokens]),
                 lambda: self._memory.record_tokens(key_id, tokens))
 
-    def renew(self, admissions: list[Admission]) -> None:
-        self._memory.renew(admissions)
-        keys: list[str] = []
-        lease_ids: list[str] = []
-        for admission in admissions:
-            if admission.lease_id:
-                keys += [self._key(admission.key_id, "leases"), self._tomb(admission.lease_id)]
-                lease_ids.append(admission.lease_id)
-        if lease_ids:
-            ttl_ms = int(self.lease_ttl * 1000)
-            self._fallback.run(lambda: self._renew(keys=keys, args=[ttl_ms, *lease_ids]),
-                               lambda: None)
+    def close(self) -> None:
+        if self._own_leases:
+            self._shared.close()
+        self._redis.close()

@@ -95,7 +95,8 @@ class Parts:
         if self.console is not None:
             self.console.close()
         self.transport.close()
-        self.chooser.store.close()
+        self.guard.close()
+        self.chooser.store.close()  # and the lease store: releases on their way are sent first
 
 
 def build_store(settings: Settings) -> StateStore:
@@ -154,10 +155,10 @@ def assemble(settings: Settings, chooser: ProviderChooser | None = None) -> Part
     config = ConfigHolder(first_generation(inputs, handler))
     poller = (LoadPoller(chooser.store, transport, lambda: config.current.models,
                          settings.load_poll_interval) if strategy.polls_load else None)
-    guard = Guard.from_settings(settings, config.current.keys)
+    # One lease store per worker: the guard's concurrency slots live with the provider slots.
+    guard = Guard.from_settings(settings, config.current.keys, chooser.store.leases)
     maintenance = Maintenance(chooser, lambda: config.current.models, adapters,
-                              chooser.limits.lease_ttl, settings.health_interval, poller,
-                              renewals=[guard.renew])
+                              chooser.limits.lease_ttl, settings.health_interval, poller)
     reloader = Reloader(config, lambda: load_inputs(settings), signals, seen,
                         observer=handler.observer,
                         on_swap=[maintenance.reprobe,

@@ -1,5 +1,6 @@
-"""One maintenance thread per worker: renews every live lease (provider slots and API-key
-concurrency slots: the worker's one renewer) and probes providers' reachability.
+"""One maintenance thread per worker: renews every live lease (one call to the worker's lease
+store, ``base.leases``: provider slots and API-key concurrency slots alike) and probes
+providers' reachability.
 
 Started by ``create_app`` (after fork, in each worker); a daemon, stopped with ``stop()``.
 Leases are renewed every TTL/3.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from llm_router_api.base.lb.chooser import ProviderChooser
@@ -45,13 +46,12 @@ class Maintenance:
 
     def __init__(self, chooser: ProviderChooser, models: Callable[[], ModelsConfig],
                  adapters: Mapping[str, UpstreamAdapter], lease_ttl: float,
-                 health_interval: float, poller: LoadPoller | None = None,
-                 renewals: Sequence[Callable[[], None]] = ()) -> None:
+                 health_interval: float, poller: LoadPoller | None = None) -> None:
         self._chooser, self._models, self._adapters = chooser, models, adapters
         self.poller = poller
-        #: Every lease this worker holds is renewed here, the worker's one renewer: provider
-        #: slots, then ``renewals`` (API-key concurrency slots).
-        self._renewals = (chooser.renew, *renewals)
+        #: Every lease this worker holds, of every kind, is in this one store.
+        self._leases = chooser.store.leases
+        self._lease_ttl = lease_ttl
         self._tick = min(lease_ttl / 3, health_interval)
         self._lease_every = lease_ttl / 3
         self._health_every = health_interval
@@ -97,11 +97,7 @@ class Maintenance:
                 log.exception("maintenance round failed")
 
     def _renew(self) -> None:
-        for renew in self._renewals:
-            try:
-                renew()
-            except Exception:  # one store down must not stop the other's renewal
-                log.exception("renewing leases failed")
+        self._leases.renew(self._lease_ttl)
 
     def probe_reachability(self, only_unreachable: bool = False) -> None:
         """Probe every provider (or only those recorded as unreachable) and record which do

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 import redis
@@ -22,6 +22,7 @@ from llm_router_api.base.lb.chooser import ChooserLimits, ProviderChooser
 from llm_router_api.base.lb.picking import Candidate
 from llm_router_api.base.lb.redis_store import RedisStore
 from llm_router_api.base.lb.registry import build_strategy
+from llm_router_api.base.leases import Held
 from llm_router_api.base.redis_link import redis_client
 from llm_router_api.errors import NoProviderAvailable
 from llm_router_api.schemas.config import ModelConfig
@@ -202,13 +203,13 @@ def test_a_release_racing_a_renewal_is_not_brought_back(redis_server: RedisServe
         {"id": "p0", "api_host": "http://127.0.0.1:9", "api_type": "openai"}]})
     chooser = ProviderChooser(build_strategy("balanced", store), store=store)
     lease = chooser.acquire(model)
-    renew = store.renew_leases
+    renew = store.leases.renew_now
 
-    def renew_while_released(leases: dict[str, str], ttl: float) -> None:
+    def renew_while_released(leases: Mapping[str, Held], ttl: float) -> None:
         chooser.release(lease)  # the request ends while its renewal is on the way
         renew(leases, ttl)
 
-    store.renew_leases = renew_while_released  # type: ignore[method-assign]
+    store.leases.renew_now = renew_while_released  # type: ignore[method-assign]
     chooser.renew()
     assert store.in_flight(["p0"]) == {"p0": 0}
 

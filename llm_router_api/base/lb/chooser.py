@@ -12,8 +12,9 @@ strategy picks one and takes a lease with the provider's ``max_concurrency`` as 
 (``waiting``: arrival order across workers and instances, woken by a release, not polled) until
 the deadline, then raises ``NoProviderAvailable`` (503 with ``Retry-After``) and gives its place
 up. ``release`` drops the lease (waking the head of the queue), tells the strategy, and cools
-the provider down when the failure says so. While leases live, ``renew()`` (called by one
-background thread per worker every TTL/3) keeps them alive.
+the provider down when the failure says so. Every lease is held in the worker's one lease store
+(``store.leases``, ``base.leases``), with the API keys' concurrency slots: it releases each
+exactly once and renews them all (one background thread per worker, every TTL/3).
 
 Health is the store's (``state``, module docstring): a failure cools the provider down,
 doubling while it keeps failing; after the cool-down one live trial request at a time is let
@@ -40,7 +41,7 @@ from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
 from llm_router_api.base.lb.state import FAILURES, POLL_INTERVAL, StateStore
 from llm_router_api.base.lb.strategy import ChooseProviderStrategyI
 from llm_router_api.base.lb.waiting import WAIT_SLICE, Waiter
-from llm_router_api.base.leases import LeaseBook
+from llm_router_api.base.leases import PROVIDER, Held
 from llm_router_api.errors import NoProviderAvailable, RouterError, UpstreamError
 from llm_router_api.schemas.config import ModelConfig, ProviderConfig
 
@@ -83,7 +84,6 @@ class ProviderChooser:
         self.strategy = strategy if strategy is not None else LoadBalancedStrategy(store)
         self.store = store if store is not None else self.strategy.store
         self.limits = limits or ChooserLimits()
-        self._live: LeaseBook[str] = LeaseBook()  # lease id -> provider id, this worker's
         self._drained_seen: tuple[float, frozenset[str]] = (float("-inf"), frozenset())
 
     # -- acquire -------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ class ProviderChooser:
             return None
         acquired, routing = routed
         provider, lease_id = acquired
-        self._live.add(lease_id, provider.id)
+        self.store.leases.hold(lease_id, Held(PROVIDER, provider.id, model.name))
         seq, trial = getattr(acquired, "seq", None), getattr(acquired, "trial", False)
         if seq is None and marks is not None and provider.id in marks:
             failures, seq = marks[provider.id]
@@ -164,7 +164,7 @@ class ProviderChooser:
     # -- release -------------------------------------------------------------------------------
     def release(self, lease: Lease, failure: RouterError | None = None,
                 latency: float | None = None, stream: bool = False) -> None:
-        if self._live.pop(lease.id) is None:
+        if self.store.leases.take(lease.id) is None:
             return  # already released
         if failure is None and (lease.trial or lease.seq is None):
             # A successful half-open trial brings the provider back before its slot is freed,
@@ -224,10 +224,10 @@ class ProviderChooser:
         return self.store.get_hash(DRAINED_KEY)
 
     def renew(self) -> None:
-        """Keep this worker's live leases alive, re-creating lost ones (called every TTL/3)."""
-        self._live.renew(lambda live: self.store.renew_leases(live, self.limits.lease_ttl),
-                         lambda lease_id, provider_id: self.store.release_lease(provider_id,
-                                                                                lease_id))
+        """Renew every lease the worker's lease store holds (provider and key slots alike),
+        re-creating lost ones; the maintenance thread does this every TTL/3."""
+        self.store.leases.renew(self.limits.lease_ttl)
 
     def live_leases(self) -> int:
-        return len(self._live)
+        """Provider leases this worker holds."""
+        return self.store.leases.count(PROVIDER)

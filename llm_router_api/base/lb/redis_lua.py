@@ -5,8 +5,8 @@ lease expiry. Leases of a provider are a sorted set (member: lease id, score: ex
 written with ``%.17g`` so a double survives the round trip exactly (Redis would cut them to 14
 digits). ``CHOOSE`` mirrors ``picking.pick``; keep the two equivalent. A grant checks the lease's
 tombstone (``lease_lua``): a grant that Redis runs after its caller gave up and released it
-grants nothing. Releases and renewals are ``lease_lua.RELEASE`` / ``RENEW``; ``RELEASE_WAKE``
-is a provider lease's release, which also wakes its model's queue (``waiting``).
+grants nothing. The lease sets, their release (which also wakes the model's queue,
+``waiting``) and their renewal belong to the lease store (``lease_lua``, ``redis_leases``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from llm_router_api.base import lease_lua
 
 _NOW = lease_lua.NOW
 _KEEP_KEY = lease_lua.KEEP_KEY
+_QUEUE = lease_lua.QUEUE
 
 # A half-open provider (failure count above zero, cool-down over) takes one lease at most: its
 # trial. ``half_open_cap(failures hash, provider id, cap)`` is that cap (-1: none).
@@ -55,29 +56,6 @@ if old then value = tonumber(ARGV[3]) * value + (1 - tonumber(ARGV[3])) * tonumb
 local text = string.format('%.17g', value)
 redis.call('HSET', KEYS[1], ARGV[1], text)
 return text
-"""
-
-# The fair queue of a model (``waiting``): KEYS queue zset (ticket -> arrival, us) and expiry
-# zset (ticket -> expiry, ms); a waiter's wake list is ARGV wake prefix .. ticket (not a declared
-# key: the router runs on one Redis, not a cluster). A wake is one token, never two.
-_QUEUE = """
-local function purge(q, qx)
-  local dead = redis.call('ZRANGEBYSCORE', qx, '-inf', now, 'LIMIT', 0, 64)
-  if #dead > 0 then
-    redis.call('ZREM', q, unpack(dead))
-    redis.call('ZREM', qx, unpack(dead))
-  end
-end
-local function wake_first(q, count, prefix, ttl)
-  if count <= 0 or count == math.huge then return end
-  for _, ticket in ipairs(redis.call('ZRANGE', q, 0, count - 1)) do
-    local list = prefix .. ticket
-    if redis.call('EXISTS', list) == 0 then
-      redis.call('RPUSH', list, '1')
-      redis.call('PEXPIRE', list, ttl)
-    end
-  end
-end
 """
 
 # KEYS[1] the rule's state hash, KEYS[1 + i] lease zset and KEYS[1 + k + i] cool-down key of
@@ -214,17 +192,6 @@ local seq = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 if tonumber(ARGV[2]) >= 0 and tonumber(ARGV[2]) ~= seq then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], '0')
 redis.call('DEL', KEYS[3])
-return 1
-"""
-
-# A lease's release that wakes the head of its model's queue. KEYS: lease set, tombstone, queue,
-# queue expiries. ARGV: lease id, tombstone ttl ms (0: none), wake prefix, ticket ttl ms.
-RELEASE_WAKE = "#!lua flags=allow-oom\n" + _NOW + _QUEUE + """
-redis.call('ZREM', KEYS[1], ARGV[1])
-local tomb = tonumber(ARGV[2])
-if tomb > 0 then redis.call('SET', KEYS[2], '1', 'PX', tomb) end
-purge(KEYS[3], KEYS[4])
-wake_first(KEYS[3], 1, ARGV[3], tonumber(ARGV[4]))
 return 1
 """
 

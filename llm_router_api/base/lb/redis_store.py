@@ -1,34 +1,31 @@
 """``RedisStore``: load-balancing state shared by every worker and instance through Redis.
 
-Layout (under ``LLM_ROUTER_REDIS_PREFIX``, default ``llm_router:``)::
+Layout (under ``LLM_ROUTER_REDIS_PREFIX``, default ``llm_router:``), besides the lease store's
+(``base.redis_leases``: ``lease:<provider>`` sets, ``gone:<lease>`` tombstones, the fair queues
+``q:``/``qx:``/``w:`` and ``probe``), which this store grants into::
 
-    lease:<provider>   sorted set: lease id -> expiry (ms, Redis clock)
     cool:<provider>    string with a TTL: present while the provider cools down
     h:<key>            hash of counters (strategy state, health failures and failure sequence
                        numbers, latencies, weights)
     log:<key>          list of short text entries, newest last, trimmed (recent requests)
-    gone:<lease>       tombstone of a lease released late (one TTL)
     pfx:<provider>     sorted set: prompt-block hash -> when last sent (``cache_aware``)
     sig:<provider>     hash: the provider's last load signals and when they were taken
     aff:<key>:<sess>   string with a TTL: the provider that served a session last
     lock:<name>        string with a TTL: the holder of a lock (the load poller)
-    q:<model>          sorted set: waiting tickets -> arrival (us), the model's fair queue
-    qx:<model>         sorted set: waiting tickets -> expiry (ms)
-    w:<ticket>         list: a waiter's wake token (``BLPOP``-ed by the waiter)
-    probe              written by the outage prober
 
 Every multi-step operation is one Lua script (``redis_lua``), so caps and pick rules hold across
 processes. Nothing is deleted at startup: one instance's restart never wipes another's state.
 
-Redis outage (``base.redis_link.Fallback``): every Redis error is an outage; sockets time out
-quickly, never longer. The store then logs one warning and serves from a per-process
-``MemoryStore`` (requests keep being served; caps and counters are then per process), and a
-prober brings Redis back as soon as it takes writes again. Lease ids are chosen here, so nothing
-is left to chance: a release that could not be sent is delivered when Redis answers again, and a
-grant whose call failed (Redis may still run it) is released then too, tombstoned. Releases go to
-both stores (a lease lives in the one that granted it; the other ignores it). Renewals re-create
-leases Redis lost, including those granted from memory during an outage, so in-flight requests
-count again in Redis within one renewal round.
+Redis outage (``base.redis_link.Fallback``, the lease store's: one per worker): every Redis error
+is an outage; sockets time out quickly, never longer. The store then logs one warning and serves
+from a per-process ``MemoryStore`` (on the lease store's in-process sets: requests keep being
+served; caps and counters are then per process), and a prober brings Redis back as soon as it
+takes writes again. Lease ids are chosen here, so nothing is left to chance: a grant whose call
+failed (Redis may still run it) is released when Redis answers again, tombstoned. Releases and
+renewals are the lease store's (``base.redis_leases``): a release that could not be sent is
+delivered when Redis answers again; renewals re-create leases Redis lost, including those
+granted from memory during an outage, so in-flight requests count again in Redis within one
+renewal round.
 
 Waiting (``waiting``): the routing script queues a caller whose turn has not come; the waiter
 then blocks in ``BLPOP`` on its own wake list (on a second connection pool whose socket timeout
@@ -44,7 +41,6 @@ from typing import Any, TypeVar
 
 import redis
 
-from llm_router_api.base import lease_lua
 from llm_router_api.base.lb import redis_cache_lua, redis_lua
 from llm_router_api.base.lb.cache_scoring import (
     AFFINITY_SLACK,
@@ -64,11 +60,11 @@ from llm_router_api.base.lb.state import (
     StateStore,
     new_lease_id,
 )
-from llm_router_api.base.lb.waiting import TICKET_TTL, WAIT_SLICE, Waiter
+from llm_router_api.base.lb.waiting import WAIT_SLICE, Waiter
+from llm_router_api.base.leases import PROVIDER
+from llm_router_api.base.redis_leases import TICKET_TTL_MS, RedisLeases, to_ms
 from llm_router_api.base.redis_link import (
-    PROBE_TTL_MS,
     SOCKET_TIMEOUT,
-    Fallback,
     LeanScript,
     blocking_twin,
     redis_address,
@@ -80,35 +76,32 @@ from llm_router_api.settings import Settings
 log = logging.getLogger("llm_router.redis")
 
 T = TypeVar("T")
-#: How long a tombstone of a lease released late lives (ms): longer than any call can be late.
-TOMBSTONE_MS = 120_000
 #: How long a provider's last load signals are kept (ms); they are stale long before.
 SIGNALS_KEEP_MS = 600_000
 NO_SESSION = "aff:-"
-TICKET_TTL_MS = int(TICKET_TTL * 1000)
 #: The waiting pool's socket timeout: one ``BLPOP`` of a ``WAIT_SLICE``, and a reply's time.
 WAIT_SOCKET_TIMEOUT = WAIT_SLICE + SOCKET_TIMEOUT
 
 
-def _ms(seconds: float) -> int:
-    return max(1, int(seconds * 1000))
-
-
 class RedisStore(StateStore):
+    """``leases``: the worker's lease store (by default one on ``client`` and ``prefix``); its
+    outage handler is this store's too."""
+
     def __init__(self, client: redis.Redis, prefix: str = "llm_router:",
-                 where: str = "redis", waiting: redis.Redis | None = None) -> None:
+                 where: str = "redis", waiting: redis.Redis | None = None,
+                 leases: RedisLeases | None = None) -> None:
         self._redis = client
         self._waiting = waiting if waiting is not None else blocking_twin(client,
                                                                           WAIT_SOCKET_TIMEOUT)
         self._prefix = prefix
         self._where = where
-        self._memory = MemoryStore()
-        self._fallback = Fallback(where, "load-balancing state", self._probe)
+        self.leases: RedisLeases = (leases if leases is not None
+                                    else RedisLeases(client, prefix, where))
+        self._memory = MemoryStore(self.leases)
+        self._fallback = self.leases.fallback
         self._scripts = {name: LeanScript(client, getattr(redis_lua, name))
                          for name in ("ACQUIRE", "IN_FLIGHT", "EWMA", "CHOOSE", "FAIL",
-                                      "SUCCEED", "RELEASE_WAKE", "LEAVE")}
-        self._scripts.update({name: LeanScript(client, getattr(lease_lua, name))
-                              for name in ("RELEASE", "RENEW")})
+                                      "SUCCEED", "LEAVE")}
         self._scripts.update({name: LeanScript(client, getattr(redis_cache_lua, name))
                               for name in ("CHOOSE_CACHED", "PUT_SIGNALS", "SIGNALS",
                                            "HOLD_LOCK")})
@@ -119,9 +112,6 @@ class RedisStore(StateStore):
         warn_if_keys_can_be_evicted(client, where)
         return cls(client, settings.redis_prefix, where,
                    redis_client(settings, socket_timeout=WAIT_SOCKET_TIMEOUT))
-
-    def _probe(self) -> None:
-        self._redis.set(f"{self._prefix}probe", "1", px=PROBE_TTL_MS)
 
     # -- outage handling ---------------------------------------------------------------------
     @property
@@ -139,7 +129,7 @@ class RedisStore(StateStore):
 
     # -- keys ------------------------------------------------------------------------------------
     def _lease_key(self, provider_id: str) -> str:
-        return f"{self._prefix}lease:{provider_id}"
+        return self.leases.set_key(PROVIDER, provider_id)
 
     def _cool_key(self, provider_id: str) -> str:
         return f"{self._prefix}cool:{provider_id}"
@@ -148,14 +138,14 @@ class RedisStore(StateStore):
         return f"{self._prefix}h:{key}"
 
     def _tomb_key(self, lease_id: str) -> str:
-        return f"{self._prefix}gone:{lease_id}"
+        return self.leases.tomb_key(lease_id)
 
     def _queue_keys(self, queue: str) -> list[str]:
-        return [f"{self._prefix}q:{queue}", f"{self._prefix}qx:{queue}"]
+        return self.leases.queue_keys(queue)
 
     @property
     def _wake_prefix(self) -> str:
-        return f"{self._prefix}w:"
+        return self.leases.wake_prefix
 
     # -- leases ----------------------------------------------------------------------------------
     def acquire_lease(self, provider_id: str, cap: int | None, ttl: float) -> str | None:
@@ -165,7 +155,7 @@ class RedisStore(StateStore):
             granted = self._scripts["ACQUIRE"](
                 keys=[self._lease_key(provider_id), self._tomb_key(lease_id),
                       self._hash_key(FAILURES)],
-                args=[-1 if cap is None else cap, _ms(ttl), lease_id, provider_id])
+                args=[-1 if cap is None else cap, to_ms(ttl), lease_id, provider_id])
             return lease_id if granted else None
 
         return self._run(shared, lambda: self._memory.acquire_lease(provider_id, cap, ttl),
@@ -180,7 +170,7 @@ class RedisStore(StateStore):
                                                       self._hash_key(FAILURES),
                                                       self._hash_key(FAILSEQ)]
                 + self._queue_keys(waiter.queue if waiter else state_key))
-        args: list[Any] = [rule, -1 if ttl is None else _ms(ttl), lease_id, len(candidates)]
+        args: list[Any] = [rule, -1 if ttl is None else to_ms(ttl), lease_id, len(candidates)]
         for c in candidates:
             args += [c.id, -1 if c.cap is None else c.cap, repr(float(c.weight))]
         args += [waiter.ticket if waiter else "", TICKET_TTL_MS, self._wake_prefix]
@@ -201,30 +191,11 @@ class RedisStore(StateStore):
         """Release a grant whose call failed: Redis may run it yet (a stalled script). Its
         ticket goes too: a place in line nobody waits in would hold up those behind it."""
         def undo(late: bool) -> None:
-            self._release(lease_id, provider_ids, True)
+            self.leases.undo(lease_id, [self._lease_key(p) for p in provider_ids])(late)
             if waiter is not None:
                 self._leave(waiter)
 
         return undo
-
-    def _release(self, lease_id: str, provider_ids: Sequence[str], late: bool) -> None:
-        keys = [self._lease_key(p) for p in provider_ids] + [self._tomb_key(lease_id)]
-        self._scripts["RELEASE"](keys=keys, args=[lease_id, TOMBSTONE_MS if late else 0])
-
-    def _release_and_wake(self, lease_id: str, provider_id: str, queue: str,
-                          late: bool) -> None:
-        keys = [self._lease_key(provider_id), self._tomb_key(lease_id),
-                *self._queue_keys(queue)]
-        self._scripts["RELEASE_WAKE"](keys=keys, args=[lease_id, TOMBSTONE_MS if late else 0,
-                                                       self._wake_prefix, TICKET_TTL_MS])
-
-    def release_lease(self, provider_id: str, lease_id: str, queue: str | None = None) -> None:
-        self._memory.release_lease(provider_id, lease_id, queue)
-        if queue is None:
-            self._fallback.settle(lambda late: self._release(lease_id, [provider_id], late))
-        else:
-            self._fallback.settle(lambda late: self._release_and_wake(lease_id, provider_id,
-                                                                      queue, late))
 
     # -- waiting ---------------------------------------------------------------------------------
     def wait_turn(self, waiter: Waiter, timeout: float) -> bool:
@@ -244,16 +215,6 @@ class RedisStore(StateStore):
     def _leave(self, waiter: Waiter) -> None:
         self._scripts["LEAVE"](keys=self._queue_keys(waiter.queue),
                                args=[waiter.ticket, self._wake_prefix, TICKET_TTL_MS])
-
-    def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
-        self._memory.renew_leases(leases, ttl)
-        if not leases:
-            return
-        keys: list[str] = []
-        for lease_id, provider_id in leases.items():
-            keys += [self._lease_key(provider_id), self._tomb_key(lease_id)]
-        self._run(lambda: self._scripts["RENEW"](keys=keys, args=[_ms(ttl), *leases]),
-                  lambda: None)
 
     def in_flight(self, provider_ids: Sequence[str]) -> dict[str, int]:
         def shared() -> dict[str, int]:
@@ -299,7 +260,7 @@ class RedisStore(StateStore):
     # -- health ----------------------------------------------------------------------------------
     def cool_down(self, provider_id: str, seconds: float) -> None:
         self._memory.cool_down(provider_id, seconds)  # also true for this process if Redis goes
-        self._run(lambda: self._redis.set(self._cool_key(provider_id), "1", px=_ms(seconds)),
+        self._run(lambda: self._redis.set(self._cool_key(provider_id), "1", px=to_ms(seconds)),
                   lambda: None)
 
     def cooling(self, provider_ids: Sequence[str]) -> set[str]:
@@ -319,8 +280,8 @@ class RedisStore(StateStore):
     def record_failure(self, provider_id: str, seq: int | None, base: float, cap: float,
                        retry_after: float | None = None) -> float | None:
         keys = [self._hash_key(FAILURES), self._hash_key(FAILSEQ), self._cool_key(provider_id)]
-        args: list[Any] = [provider_id, -1 if seq is None else seq, _ms(base), _ms(cap),
-                -1 if not retry_after else _ms(retry_after)]
+        args: list[Any] = [provider_id, -1 if seq is None else seq, to_ms(base), to_ms(cap),
+                -1 if not retry_after else to_ms(retry_after)]
 
         def shared() -> float | None:
             ms = int(self._scripts["FAIL"](keys=keys, args=args))
@@ -371,11 +332,11 @@ class RedisStore(StateStore):
                      self._signals_key(i)]
         keys += [self._tomb_key(lease_id), self._hash_key(FAILURES), self._hash_key(FAILSEQ)]
         args: list[Any] = [
-            -1 if ttl is None else _ms(ttl), lease_id, len(ids), len(hint.hashes),
+            -1 if ttl is None else to_ms(ttl), lease_id, len(ids), len(hint.hashes),
             repr(params.prefix_weight), repr(params.load_weight),
             repr(params.saturation_waiting), repr(params.saturation_kv),
-            _ms(params.max_signal_age), repr(params.affinity_bound), repr(AFFINITY_SLACK),
-            params.prefix_entries, _ms(params.prefix_ttl), 1 if hint.session else 0,
+            to_ms(params.max_signal_age), repr(params.affinity_bound), repr(AFFINITY_SLACK),
+            params.prefix_entries, to_ms(params.prefix_ttl), 1 if hint.session else 0,
             SOFT_SLOTS, IMBALANCE_FACTOR]
         for c in candidates:
             args += [c.id, -1 if c.cap is None else c.cap]
@@ -420,7 +381,7 @@ class RedisStore(StateStore):
     def hold_lock(self, name: str, token: str, seconds: float) -> bool:
         return bool(self._run(
             lambda: self._scripts["HOLD_LOCK"](keys=[f"{self._prefix}lock:{name}"],
-                                               args=[token, _ms(seconds)]),
+                                               args=[token, to_ms(seconds)]),
             lambda: 1))  # Redis is out: every instance polls for itself meanwhile
 
     def prefix_entries(self, provider_id: str) -> int:
@@ -450,7 +411,7 @@ class RedisStore(StateStore):
         return self._run(shared, lambda: self._memory.read_log(key))
 
     def close(self) -> None:
-        self._fallback.close()
+        self.leases.close()  # sends the releases still on their way first
         self._redis.close()
         self._waiting.close()
 

@@ -2,8 +2,10 @@
 
 A lease is one acquired provider slot: a unique id with an expiry. "In flight" means the live
 leases of a provider. ``acquire_lease`` is atomic with its capacity check, so ``max_concurrency``
-is a hard cap; ``release_lease`` is idempotent; ``renew_leases`` pushes expiries forward while
-requests run, so a crashed worker's leases expire by themselves.
+is a hard cap. The leases themselves belong to the worker's one lease store (``store.leases``,
+``base.leases``): a store grants into the lease store's sets, and ``release_lease`` /
+``renew_leases`` are the lease store's release (idempotent; it wakes the model's queue) and
+renewal, so a crashed worker's leases expire by themselves.
 
 ``choose_lease`` is the one-step routing decision of the built-in strategies: among the given
 candidates it skips those cooling down or at their cap, applies a pick rule (``picking``) to the
@@ -17,8 +19,8 @@ candidate's prefix match and load signals and records the prompt's blocks and th
 chosen provider. ``put_signals`` / ``signals`` keep each provider's last load signals with their
 age; ``hold_lock`` elects one load poller.
 
-``MemoryStore`` serves one process (thread-safe). ``RedisStore`` (``redis_store``) shares the same
-operations across workers and instances.
+``MemoryStore`` serves one process (thread-safe; it decides under its lease store's lock, in its
+sets). ``RedisStore`` (``redis_store``) shares the same operations across workers and instances.
 
 Health (SPEC §13, "a provider comes back only by generating"). Per provider the store keeps a
 failure count (``health:failures``: failures in a row, reset only by a generation success) and
@@ -53,8 +55,8 @@ from llm_router_api.base.lb.cache_scoring import CacheParams, Decision, View
 from llm_router_api.base.lb.cache_tables import CacheTables
 from llm_router_api.base.lb.hint import RoutingHint, RoutingOutcome
 from llm_router_api.base.lb.picking import Candidate, pick
-from llm_router_api.base.lb.waiting import Queues, Waiter, wait
-from llm_router_api.base.leases import LeaseTable
+from llm_router_api.base.lb.waiting import Waiter, wait
+from llm_router_api.base.leases import PROVIDER, Held, LeaseStore, LeaseTable, MemoryLeases
 
 FAILURES = "health:failures"
 FAILSEQ = "health:failseq"
@@ -104,6 +106,9 @@ def outcome(decision: Decision, views: list[View], total_blocks: int) -> Routing
 class StateStore(ABC):
     """What strategies, the chooser and the health tracker may keep."""
 
+    #: The worker's lease store: where this store grants, and what releases and renews.
+    leases: LeaseStore
+
     @abstractmethod
     def acquire_lease(self, provider_id: str, cap: int | None, ttl: float) -> str | None:
         """A new lease on ``provider_id`` unless ``cap`` live leases exist; else ``None``."""
@@ -120,10 +125,10 @@ class StateStore(ABC):
         ``waiter``, only when its turn in the queue has come; else it keeps its place.
         """
 
-    @abstractmethod
     def release_lease(self, provider_id: str, lease_id: str, queue: str | None = None) -> None:
         """Drop the lease (no error if it expired or was already released); wake the head of
-        ``queue`` (the lease's model), if any."""
+        ``queue`` (the lease's model), if any. The lease store's one release path."""
+        self.leases.release(lease_id, Held(PROVIDER, provider_id, queue))
 
     def wait_turn(self, waiter: Waiter, timeout: float) -> bool:
         """Sleep until ``waiter`` is woken (True) or ``timeout`` passes (False). Default: a
@@ -134,10 +139,12 @@ class StateStore(ABC):
     def leave_queue(self, waiter: Waiter) -> None:  # noqa: B027 - no queue by default
         """Give the waiter's place up (it stopped waiting, for whatever reason)."""
 
-    @abstractmethod
     def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
         """Push the expiry of each ``lease_id -> provider_id`` to now + ``ttl``; a shared store
-        re-creates leases it lost (restart, ``FLUSHALL``, eviction): they are still in use."""
+        re-creates leases it lost (restart, ``FLUSHALL``, eviction): they are still in use.
+        (The worker's renewal is ``leases.renew``: every held lease of every kind.)"""
+        self.leases.renew_now({lease_id: Held(PROVIDER, provider_id)
+                               for lease_id, provider_id in leases.items()}, ttl)
 
     @abstractmethod
     def in_flight(self, provider_ids: Sequence[str]) -> dict[str, int]:
@@ -238,18 +245,21 @@ class StateStore(ABC):
 
 
 class MemoryStore(StateStore):
-    """One process's state. Thread-safe; not shared between workers."""
+    """One process's state. Thread-safe (under its lease store's lock); not shared between
+    workers. ``leases``: the worker's lease store (a shared store passes its own, whose
+    in-process sets this one then decides in)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._leases: dict[str, LeaseTable] = {}
+    def __init__(self, leases: LeaseStore | None = None) -> None:
+        self.leases = leases if leases is not None else MemoryLeases()
+        self._sets = self.leases.memory
+        self._lock = self._sets.lock
+        self._queues = self._sets.queues
         self._hashes: dict[str, dict[str, float]] = {}
         self._cool_until: dict[str, float] = {}
         self._cache = CacheTables()
-        self._queues = Queues()
 
     def _table(self, provider_id: str) -> LeaseTable:
-        return self._leases.setdefault(provider_id, LeaseTable())
+        return self._sets.table(PROVIDER, provider_id)
 
     def _cap(self, provider_id: str, cap: int | None) -> int | None:
         """A half-open provider (failures, cool-down over) holds one lease at most."""
@@ -341,12 +351,6 @@ class MemoryStore(StateStore):
         with self._lock:
             return self._cache.prefix_size(provider_id)
 
-    def release_lease(self, provider_id: str, lease_id: str, queue: str | None = None) -> None:
-        with self._lock:
-            self._table(provider_id).remove(lease_id)
-            if queue is not None:
-                self._queues.wake_first(queue, 1)
-
     def wait_turn(self, waiter: Waiter, timeout: float) -> bool:
         with self._lock:
             event = self._queues.wake_event(waiter)
@@ -355,12 +359,6 @@ class MemoryStore(StateStore):
     def leave_queue(self, waiter: Waiter) -> None:
         with self._lock:
             self._queues.leave(waiter)
-
-    def renew_leases(self, leases: Mapping[str, str], ttl: float) -> None:
-        expiry = time.monotonic() + ttl
-        with self._lock:
-            for lease_id, provider_id in leases.items():
-                self._table(provider_id).renew(lease_id, expiry, restore=True)
 
     def in_flight(self, provider_ids: Sequence[str]) -> dict[str, int]:
         now = time.monotonic()

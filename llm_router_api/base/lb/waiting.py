@@ -22,8 +22,10 @@ A waiter that excludes providers (a retry after a failure) may sit at the head w
 providers it excludes have free slots; it takes the next slot freed on its own candidates, which
 are all busy and so free soon, and in the worst case its place expires with its deadline.
 
-``Queues`` is the in-process form, used by ``MemoryStore`` (its owner locks it, except for
-``wait``, which must not hold the lock). ``RedisStore`` does the same in Lua (``redis_lua``).
+``Queues`` is the in-process form, kept by the lease store's in-process sets
+(``base.leases.MemoryLeases``, whose provider releases wake it) and used by ``MemoryStore``
+(under that lock, except for ``wait``, which must not hold it). ``RedisStore`` does the same in
+Lua (``redis_lua``; the wake on release is ``base.lease_lua``).
 """
 
 from __future__ import annotations
