@@ -15,8 +15,9 @@ keys named here (``set_key``, ``tomb_key``, ``queue_keys``); releases and renewa
 
 Releases are batched (``Batcher``): when no release is on its way, one is sent at once, by the
 caller, with no added delay; releases arriving while one is on its way queue up and go in ONE
-``RELEASE`` call next, sent by that same caller. So a worker has at most one release call in
-flight and a busy worker pays one round trip for many releases.
+``RELEASE`` call next, sent by a background sender (a greenlet under gevent) that drains the
+queue while it fills. So a worker has at most one release call in flight, a busy worker pays
+one round trip for many releases, and a request never sends more than its own call.
 
 Outages (``redis_link.Fallback``, one per worker, shared with the domain stores built on this
 one): a release batch that cannot be sent is delivered as soon as Redis answers again, with
@@ -58,11 +59,13 @@ def to_ms(seconds: float) -> int:
 
 
 class Batcher(Generic[T]):
-    """Sends items one call at a time, in batches: ``put`` sends at once when nothing is on its
-    way (the caller sends); otherwise the item waits for the caller sending, which sends every
-    item queued meanwhile in one call when its call is back. The lock is held only to swap the
-    queue (never across a send), so it suits threads and greenlets alike. ``send`` must not
-    raise for an outage (it settles what it could not deliver)."""
+    """Sends items one call at a time, in batches. ``put`` sends at once, in the caller, when
+    nothing is on its way; otherwise the item queues. What queued while a call was on its way
+    goes in one call next, sent by a background sender, which keeps draining while the queue
+    fills: a caller makes at most one call, however busy the worker (under steady load the
+    queue never empties, and a caller that drained it would never return). The lock is held
+    only to swap the queue (never across a send), so it suits threads and greenlets alike.
+    ``send`` must not raise for an outage (it settles what it could not deliver)."""
 
     def __init__(self, send: Callable[[list[T]], None]) -> None:
         self._send = send
@@ -74,24 +77,35 @@ class Batcher(Generic[T]):
         with self._lock:
             self._queued.append(item)
             if self._sending:
-                return  # the caller sending takes it next
+                return  # the call on its way is followed by one for this
             self._sending = True
-        self._drain()
+        if self._send_one():
+            threading.Thread(target=self._drain, name="lease-releases", daemon=True).start()
+
+    def _send_one(self) -> bool:
+        """Send what is queued in one call; True when more queued meanwhile (the sending
+        turn is kept for whoever sends it), False when the turn was given up."""
+        with self._lock:
+            batch, self._queued = self._queued, []
+            if not batch:
+                self._sending = False
+                return False
+        try:
+            self._send(batch)
+        except BaseException:  # a killed greenlet, a bug: the next put sends the batch
+            with self._lock:
+                self._queued[:0] = batch
+                self._sending = False
+            raise
+        with self._lock:
+            if self._queued:
+                return True
+            self._sending = False
+            return False
 
     def _drain(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._queued = self._queued, []
-                if not batch:
-                    self._sending = False
-                    return
-            try:
-                self._send(batch)
-            except BaseException:  # a killed greenlet, a bug: the next put sends the batch
-                with self._lock:
-                    self._queued[:0] = batch
-                    self._sending = False
-                raise
+        while self._send_one():
+            pass
 
     def flush(self, timeout: float) -> None:
         """Send what is queued, or wait (at most ``timeout``) for the caller sending it."""

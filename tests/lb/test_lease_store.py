@@ -78,18 +78,20 @@ class CountingRelease:
     """Wraps the store's real RELEASE script: records the lease ids of each call; with
     ``gate``, the first call waits for it before going to Redis (a send in flight)."""
 
-    def __init__(self, leases: RedisLeases, gate: threading.Event | None = None) -> None:
+    def __init__(self, leases: RedisLeases, gate: threading.Event | None = None,
+                 second_gate: threading.Event | None = None) -> None:
         self.real = leases._release
         self.calls: list[list[str]] = []
-        self.gate = gate
-        self.entered = threading.Event()
+        self.gates = [gate, second_gate]
+        self.entered = [threading.Event(), threading.Event()]
         leases._release = self  # type: ignore[assignment]
 
     def __call__(self, keys: list[Any], args: list[Any]) -> Any:
         self.calls.append([str(a) for a in args[2::4]])
-        if self.gate is not None and len(self.calls) == 1:
-            self.entered.set()
-            assert self.gate.wait(BOUND)
+        turn = len(self.calls) - 1
+        if turn < 2 and (gate := self.gates[turn]) is not None:
+            self.entered[turn].set()
+            assert gate.wait(BOUND)
         return self.real(keys=keys, args=args)
 
 
@@ -170,16 +172,40 @@ def test_releases_arriving_while_one_is_in_flight_go_in_one_call(worker: Worker)
     first = threading.Thread(target=store.release_lease, args=("p0", leases[0], "m"),
                              daemon=True)
     first.start()
-    assert counting.entered.wait(BOUND)  # the first release is on its way
+    assert counting.entered[0].wait(BOUND)  # the first release is on its way
     for lease_id in leases[1:]:
         store.release_lease("p0", lease_id, queue="m")  # queued: returns at once
     assert len(counting.calls) == 1 and worker.held_in_redis() == (6, 0)
     gate.set()
     first.join(BOUND)
+    wait_for(lambda: worker.held_in_redis() == (0, 0), BOUND, "the queued releases")
     assert counting.calls == [[leases[0]], leases[1:]]  # one call for the five
     assert evalsha_calls(worker.raw) - before == 2
-    assert worker.held_in_redis() == (0, 0)
     assert store.wait_turn(waiter, BOUND) is True  # the release woke the queue's head
+
+
+def test_a_caller_makes_one_call_however_many_releases_queue_behind_it(
+        worker: Worker) -> None:
+    """Under steady load the queue never empties: the request whose release found none on its
+    way sends its own call and returns; a background sender sends what queued meanwhile."""
+    store = worker.store
+    grants = [store.choose_lease("first", "s", [Candidate("p0", 10)], 30) for _ in range(3)]
+    leases = [str(g[1]) for g in grants if g is not None]
+    store.release_lease("p0", "no-such-lease")  # loads the script
+    gate, second_gate = threading.Event(), threading.Event()
+    counting = CountingRelease(worker.leases, gate, second_gate)
+    first = threading.Thread(target=store.release_lease, args=("p0", leases[0]), daemon=True)
+    first.start()
+    assert counting.entered[0].wait(BOUND)
+    store.release_lease("p0", leases[1])  # queued behind the first
+    gate.set()
+    assert counting.entered[1].wait(BOUND)  # the queued one is on its way...
+    first.join(BOUND)
+    assert not first.is_alive()  # ...and the first caller has returned all the same
+    store.release_lease("p0", leases[2])  # queued behind the second, sent by the sender
+    second_gate.set()
+    wait_for(lambda: worker.held_in_redis() == (0, 0), BOUND, "every release")
+    assert counting.calls == [[leases[0]], [leases[1]], [leases[2]]]
 
 
 def test_a_release_is_sent_at_once_when_none_is_in_flight(worker: Worker) -> None:
