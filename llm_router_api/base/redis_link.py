@@ -18,6 +18,7 @@ goes and one when it is back.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -81,6 +82,7 @@ class PrimaryWatch:
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self._pool = weakref.ref(pool)
+        self._seen: Any = None
         threading.Thread(target=self._run, daemon=True, name="llm-router-sentinel").start()
 
     def _run(self) -> None:
@@ -90,7 +92,12 @@ class PrimaryWatch:
             if pool is None:
                 return  # the client is gone
             try:
-                pool.get_master_address()  # type: ignore[attr-defined]
+                address = pool.get_master_address()  # type: ignore[attr-defined]
+                # Whoever asked Sentinel first (a new connection, or this watch), the lean
+                # connections (``LeanLine``) to the old primary are dropped here.
+                if self._seen is not None and address != self._seen:
+                    lean_line(pool).drop()
+                self._seen = address
             except OUTAGE:
                 continue  # Sentinel away: requests find out for themselves
             finally:
@@ -147,33 +154,125 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+#: A lean connection idle longer than this is checked for a closed socket before it is used.
+IDLE_CHECK = 1.0
+#: Idle lean connections kept per client; more go back to the pool.
+LEAN_IDLE = 64
+
+
+class LeanLine:
+    """The connections ``LeanScript`` calls use on one client's pool, kept idle here between
+    calls. They are taken from the pool once and reused without its per-call work (about 9 %
+    of a worker's CPU at c=32: observability hooks, the fork check, a ``poll`` for stale data;
+    docs/performance.md). What that work guarded is kept: a connection whose call failed goes
+    back to the pool disconnected (no half-read answer is read again, and the pool reconnects
+    it the way the client connects: through Sentinel to the current primary); one idle longer
+    than ``IDLE_CHECK`` is checked for a closed socket (Redis restarted or timed it out); after
+    a fork the child starts with none; ``drop`` (``PrimaryWatch``, on a Sentinel failover)
+    does the same to every one, idle now and in use when it comes back, so none writes to a
+    demoted primary; and the pool still counts them all (in use, for it), so
+    ``client.close()`` closes them."""
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self.pool = pool
+        self._idle: list[tuple[Any, float]] = []
+        self._generation = 0
+        _LINES.add(self)
+
+    def take(self) -> tuple[Any, int]:
+        """A connection and the generation it belongs to (give both back)."""
+        generation = self._generation
+        try:
+            conn, since = self._idle.pop()
+        except IndexError:
+            return self.pool.get_connection(), generation
+        if time.monotonic() - since > IDLE_CHECK and _stale(conn):
+            self.discard(conn)
+            return self.pool.get_connection(), generation
+        return conn, generation
+
+    def give(self, conn: Any, generation: int) -> None:
+        """A connection whose call went well (its answer read whole)."""
+        if generation != self._generation:
+            self.discard(conn)  # taken before a failover
+        elif len(self._idle) < LEAN_IDLE:
+            self._idle.append((conn, time.monotonic()))
+        else:
+            self.pool.release(conn)
+
+    def discard(self, conn: Any) -> None:
+        """Back to the pool, disconnected: it reconnects there (Sentinel asked) when used."""
+        conn.disconnect()
+        self.pool.release(conn)
+
+    def drop(self) -> None:
+        """Discard every connection (the primary moved): idle ones now, those in use when
+        they are given back."""
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            self.discard(conn)
+
+    def forget(self) -> None:
+        """In a forked child: the parent's sockets are not ours to use (or close)."""
+        self._idle = []
+
+
+def _stale(conn: Any) -> bool:
+    """Closed by the server (restart, ``timeout``, ``CLIENT KILL``), or with unread data."""
+    try:
+        return bool(conn.can_read())
+    except OUTAGE:
+        return True
+
+
+_LINES: weakref.WeakSet[LeanLine] = weakref.WeakSet()
+_LINE_OF: weakref.WeakKeyDictionary[Any, LeanLine] = weakref.WeakKeyDictionary()
+
+
+def _forget_all() -> None:
+    for line in list(_LINES):
+        line.forget()
+
+
+os.register_at_fork(after_in_child=_forget_all)
+
+
+def lean_line(pool: redis.ConnectionPool) -> LeanLine:
+    line = _LINE_OF.get(pool)
+    if line is None:
+        line = _LINE_OF[pool] = LeanLine(pool)
+    return line
+
+
 class LeanScript:
     """A Lua script called as ``script(keys=..., args=...)``, like redis-py's ``Script``, in one
-    ``EVALSHA`` sent on a connection of the client's own pool (so Sentinel's primary watch and
-    TLS still apply) without redis-py's per-command layers (retry wrapper, command lambdas,
-    response callbacks): about half of a call's CPU in the gateway (docs/performance.md). The
-    errors are redis-py's own; NOSCRIPT (after ``SCRIPT FLUSH`` or on a new server) loads the
-    script once through redis-py and retries, as ``Script`` does."""
+    ``EVALSHA`` on a connection of the client's ``LeanLine`` (from the client's own pool, so
+    Sentinel's primary lookup and TLS still apply) without redis-py's per-command layers (retry
+    wrapper, command lambdas, response callbacks, the pool's per-call checks). The errors are
+    redis-py's own; NOSCRIPT (after ``SCRIPT FLUSH`` or on a new server) loads the script once
+    through redis-py and retries, as ``Script`` does."""
 
     def __init__(self, client: redis.Redis, source: str) -> None:
         self._script = client.register_script(source)
-        self._pool = client.connection_pool
+        self._line = lean_line(client.connection_pool)
         self.sha = self._script.sha
 
     def __call__(self, keys: list[Any] | tuple[Any, ...] = (),
                  args: list[Any] | tuple[Any, ...] = ()) -> Any:
-        pool = self._pool
-        conn = pool.get_connection()
+        line = self._line
+        conn, generation = line.take()
         try:
             conn.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
-            return conn.read_response()
+            answer = conn.read_response()
         except redis.exceptions.NoScriptError:
+            line.give(conn, generation)
             return self._script(keys=keys, args=args)
         except BaseException:
-            conn.disconnect()  # a half-read answer must not be read by the next command
+            line.discard(conn)  # a half-read answer must not be read by the next command
             raise
-        finally:
-            pool.release(conn)
+        line.give(conn, generation)
+        return answer
 
 
 class Fallback:
