@@ -4,6 +4,7 @@ two choosers sharing one Redis (two instances) see each other's drains."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -115,3 +116,46 @@ def test_another_worker_honours_a_drain_within_the_refresh_period() -> None:
     a.drain("p0")
     time.sleep(3 * DRAIN_REFRESH)  # the documented bound, with a 3x margin
     assert served(b, m, 9)["p0"] == 0
+
+
+class SlowDrainReads(CountingStore):
+    """The drained set is read, then its answer waits for ``go``: a Redis read on its way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.reading = threading.Event()
+        self.entered = 0
+
+    def get_hash(self, key: str) -> Any:
+        answer = super().get_hash(key)
+        if key == DRAINED_KEY:
+            self.entered += 1
+            self.reading.set()
+            assert self.go.wait(10)
+        return answer
+
+
+def test_one_caller_reads_the_drained_set_while_the_others_keep_the_last() -> None:
+    store = SlowDrainReads()
+    choose = chooser("balanced", store)
+    first = threading.Thread(target=choose._drained_now, daemon=True)
+    first.start()
+    assert store.reading.wait(10)  # the refresh is on its way...
+    others = [choose._drained_now() for _ in range(20)]  # ...the others do not wait for it
+    assert others == [frozenset()] * 20 and store.entered == 1
+    store.go.set()
+    first.join(10)
+    assert store.entered == 1
+
+
+def test_a_drain_is_not_undone_by_a_read_that_began_before_it() -> None:
+    store = SlowDrainReads()
+    choose = chooser("balanced", store)
+    stale = threading.Thread(target=choose._drained_now, daemon=True)
+    stale.start()
+    assert store.reading.wait(10)  # a read (of an empty set) on its way when...
+    choose.drain("p1")  # ...this worker drains p1
+    store.go.set()  # the old answer arrives after the drain
+    stale.join(10)
+    assert "p1" in choose._drained_now()

@@ -211,12 +211,18 @@ class ProviderChooser:
         self._drained_seen = (float("-inf"), frozenset())
 
     def _drained_now(self) -> frozenset[str]:
-        """The drained set, read from the store at most every ``DRAIN_REFRESH`` seconds."""
+        """The drained set, read from the store at most every ``DRAIN_REFRESH`` seconds, by
+        one caller: the others keep the last set while that read is on its way (at c=32 every
+        greenlet that found it stale read it). A drain or undrain meanwhile (which resets the
+        read time) is not overwritten by a read that began before it."""
         read_at, drained = self._drained_seen
         now = time.monotonic()
         if now - read_at >= DRAIN_REFRESH:
+            reading = (now, drained)
+            self._drained_seen = reading
             drained = frozenset(self.store.get_hash(DRAINED_KEY))
-            self._drained_seen = (now, drained)
+            if self._drained_seen is reading:
+                self._drained_seen = (now, drained)
         return drained
 
     def drained(self) -> dict[str, float]:
