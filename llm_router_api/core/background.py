@@ -15,6 +15,11 @@ thread starts, every provider is probed once, concurrently; those that do not an
 recorded in the state store's ``health:unreachable`` hash and probed again every
 ``HEALTH_INTERVAL`` until they answer. The record only informs health reports; routing still
 decides by cool-downs, so a provider that could serve is never skipped on a probe's word.
+With Redis the record is shared, so one worker in the cluster probes: the holder of the
+``probe`` lock (``hold_lock``, kept for ``PROBE_LOCK_INTERVALS`` intervals, so a holder that
+died is replaced within them), like the load poller. Without Redis every worker has its own
+record and probes for itself. After a hot reload (which reaches every worker and instance) the
+holder probes the new configuration.
 
 A ``LoadPoller`` handed in (strategies that use load signals) is started and stopped with
 it.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,6 +44,9 @@ log = logging.getLogger("llm_router.background")
 UNREACHABLE_KEY = "health:unreachable"
 #: Probes in flight at once: unreachable hosts cost up to the probe timeout each.
 PROBE_CONCURRENCY = 8
+#: The cluster's one prober holds its lock for this many health intervals.
+PROBE_LOCK = "probe"
+PROBE_LOCK_INTERVALS = 3
 
 
 class Maintenance:
@@ -57,6 +66,7 @@ class Maintenance:
         self._health_every = health_interval
         self._stop = threading.Event()
         self._reprobe = threading.Event()
+        self._token = uuid.uuid4().hex
         self._thread = threading.Thread(target=self._run, name="llm-router-maintenance",
                                         daemon=True)
 
@@ -101,9 +111,12 @@ class Maintenance:
 
     def probe_reachability(self, only_unreachable: bool = False) -> None:
         """Probe every provider (or only those recorded as unreachable) and record which do
-        not answer."""
-        providers = {p.id: p for _, p in self._models().providers()}
+        not answer; only in the cluster's one prober (the holder of the probe lock)."""
         store = self._chooser.store
+        if not store.hold_lock(PROBE_LOCK, self._token,
+                               PROBE_LOCK_INTERVALS * self._health_every):
+            return
+        providers = {p.id: p for _, p in self._models().providers()}
         ids: Iterable[str] = providers
         if only_unreachable:
             ids = [pid for pid in store.get_hash(UNREACHABLE_KEY) if pid in providers]

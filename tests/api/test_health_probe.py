@@ -4,6 +4,7 @@ it shows as reachable again once it answers (probed every ``HEALTH_INTERVAL``)."
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import requests
 
 from standin import StandIn
-from tests.support.procs import Gateway, free_port, wait_for, write_config
+from tests.support.procs import Gateway, RedisServer, free_port, wait_for, write_config
 
 HEALTH_INTERVAL = 0.5
 
@@ -73,3 +74,34 @@ def test_a_healthy_pool_is_ok_at_startup(upstream: StandIn, tmp_path: Path,
         assert all(p["reachable"] for p in body["models"]["live"]["providers"])
     finally:
         gateway.stop()
+
+
+def test_with_redis_one_worker_in_the_cluster_probes(tmp_path: Path,
+                                                     redis_server: RedisServer) -> None:
+    """The record is shared through Redis, so the probe lock's holder alone probes: three
+    workers, one startup probe of a provider that answers (a probe per worker without it)."""
+    own = StandIn(name="probed")
+    own.start()
+    down = f"http://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path, {
+        "live": [{"id": "live-up", "api_host": own.url, "api_type": "openai"}],
+        "gone": [{"id": "gone-up", "api_host": down, "api_type": "openai"}]})
+    gateway = Gateway(config, server_type="gunicorn", LLM_ROUTER_SERVER_WORKER_CLASS="gevent",
+                      LLM_ROUTER_SERVER_WORKERS_COUNT="3",
+                      LLM_ROUTER_HEALTH_INTERVAL=str(HEALTH_INTERVAL),
+                      LLM_ROUTER_REDIS_HOST="127.0.0.1",
+                      LLM_ROUTER_REDIS_PORT=str(redis_server.port),
+                      LLM_ROUTER_REDIS_PREFIX="probe-lock:")
+    try:
+        # Every worker is up (the Gateway waits for each); the unreachable provider is
+        # re-probed each interval by the holder, and reported by every worker.
+        wait_for(lambda: all(health(gateway)[0] == 503 for _ in range(6)),
+                 10 * HEALTH_INTERVAL + 10, "every worker to report the unreachable one")
+        wait_for(lambda: own.probes >= 1, 10, "the startup probe")
+        # Several intervals later: a reachable provider is probed at startup only.
+        later = 6 * HEALTH_INTERVAL
+        threading.Event().wait(later)  # bounded: what might still arrive, given the time
+        assert own.probes == 1
+    finally:
+        gateway.stop()
+        own.stop()
