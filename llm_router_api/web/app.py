@@ -33,10 +33,11 @@ from llm_router_api.web.exchange import (
     REQUEST_ID_HEADER,
     Exchange,
     answer,
+    closes_connection,
     error_answer,
     from_werkzeug,
-    request_id,
-    too_large,
+    open_exchange,
+    unexpected_error,
 )
 from llm_router_api.web.fastpath import ModelRoutes
 from llm_router_api.web.logs import configure_logging
@@ -142,22 +143,15 @@ def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | 
     def start() -> None:
         g.exchange = exchange = Exchange("", protocol_for(request.path, settings.prefix),
                                          time.monotonic(), started(metrics))
-        exchange.request_id = request_id(request.headers.get(REQUEST_ID_HEADER, ""))
-        browsers.check(request.headers)  # before any other work (SPEC §13)
-        refused = too_large(request.content_length, settings.max_request_body_size)
-        if refused is not None:
-            raise refused
+        open_exchange(exchange, request.headers, request.content_length, browsers,
+                      settings.max_request_body_size)
 
     @app.after_request
     def finish(response: Response) -> Response:
         exchange: Exchange | None = g.get("exchange")
         response.headers[REQUEST_ID_HEADER] = exchange.request_id if exchange else ""
-        # The unread rest of a refused body must not be taken for the next request. Waitress
-        # reads whole bodies before the app runs and forbids hop-by-hop headers from it.
-        if response.status_code == 413 and exchange is not None:
-            exchange.close_after()
-        if (exchange is not None and exchange.close_connection
-                and "waitress.client_disconnected" not in request.environ):
+        if exchange is not None and closes_connection(exchange, response.status_code,
+                                                      request.environ):
             response.headers["Connection"] = "close"
         browsers.decorate(response, request.headers, request.method)
         return track(response, metrics, None if console is None else console.record)
@@ -173,9 +167,8 @@ def _install_hooks(app: Flask, settings: Settings, metrics: PrometheusMetrics | 
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
-        # In debug, name the exception class (never its message, which could hold anything).
-        return error_response(RouterError(detail=type(error).__name__), settings.in_debug)
+        return error_response(unexpected_error(error, request.method, request.path),
+                              settings.in_debug)
 
 
 def error_response(error: RouterError, detail: bool = False) -> Response:

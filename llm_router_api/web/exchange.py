@@ -11,6 +11,7 @@ last byte. ``Answer`` is what the server gets: status, content type, headers, bo
 from __future__ import annotations
 
 import functools
+import logging
 import random
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
@@ -40,6 +41,7 @@ from llm_router_api.errors import (
 )
 from llm_router_api.formats.registry import error_body
 from llm_router_api.schemas.calls import Protocol
+from llm_router_api.web.browsers import AnyHeaders, BrowserPolicy
 from llm_router_api.web.clientio import close_after_response
 from llm_router_api.web.disconnect import client_gone_probe
 
@@ -105,6 +107,35 @@ def too_large(length: int | None, limit: int) -> PayloadTooLarge | None:
     if length is not None and length > limit:
         return PayloadTooLarge(f"request body is {length} bytes; the limit is {limit}")
     return None
+
+
+def open_exchange(exchange: Exchange, headers: AnyHeaders, length: int | None,
+                  browsers: BrowserPolicy, limit: int) -> None:
+    """What every request goes through first, on Flask and on the fast path: its request id,
+    then the browser policy (403) and a declared body over ``limit`` (413), before any other
+    work (SPEC §13)."""
+    exchange.request_id = request_id(headers.get(REQUEST_ID_HEADER, ""))
+    browsers.check(headers)
+    refused = too_large(length, limit)
+    if refused is not None:
+        raise refused
+
+
+def closes_connection(exchange: Exchange, status: int, environ: Mapping[str, Any]) -> bool:
+    """Whether the answer says ``Connection: close``: after a refused body (413), whose unread
+    rest must not be taken for the next request. Not under waitress, which reads whole bodies
+    before the app runs and forbids hop-by-hop headers from it."""
+    if status == 413:
+        exchange.close_after()
+    return exchange.close_connection and "waitress.client_disconnected" not in environ
+
+
+def unexpected_error(error: Exception, method: str, path: str) -> RouterError:
+    """An error nothing expected: logged with its traceback; the caller gets a 500 that names
+    the exception class in debug (never its message, which could hold anything)."""
+    logging.getLogger("llm_router").exception("unhandled error on %s %s", method, path,
+                                              exc_info=error)
+    return RouterError(detail=type(error).__name__)
 
 
 def answer(endpoint: EndpointI, guard: Guard, exchange: Exchange, environ: dict[str, Any],

@@ -19,7 +19,6 @@ Flask costs about 80 µs of CPU per request here (request context, werkzeug's ``
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -43,17 +42,17 @@ from llm_router_api.web.exchange import (
     Answer,
     Exchange,
     answer,
+    closes_connection,
     error_answer,
     from_werkzeug,
-    request_id,
-    too_large,
+    open_exchange,
+    unexpected_error,
 )
 from llm_router_api.web.observe import Recorder, access_fields, started, tracked
 
 if TYPE_CHECKING:
     from llm_router_api.core.metrics import PrometheusMetrics
 
-log = logging.getLogger("llm_router")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 #: (endpoint, the route as mounted: the access line's and the metrics' ``route``) per path.
@@ -104,20 +103,15 @@ class ModelRoutes:
     def _answer(self, endpoint: EndpointI, exchange: Exchange, environ: dict[str, Any],
                 headers: EnvironHeaders) -> Answer:
         try:
-            exchange.request_id = request_id(headers.get(REQUEST_ID_HEADER, ""))
-            self.browsers.check(headers)  # before any other work (SPEC §13)
-            refused = too_large(get_content_length(environ), self.settings.max_request_body_size)
-            if refused is not None:
-                raise refused
+            open_exchange(exchange, headers, get_content_length(environ), self.browsers,
+                          self.settings.max_request_body_size)
             return answer(endpoint, self.guard, exchange, environ, dict(headers), {})
         except RouterError as error:
             failure = error
         except HTTPException as error:
             failure = from_werkzeug(error, "POST", environ["PATH_INFO"])
         except Exception as error:
-            log.exception("unhandled error on POST %s", environ["PATH_INFO"], exc_info=error)
-            # In debug, name the exception class (never its message, which could hold anything).
-            failure = RouterError(detail=type(error).__name__)
+            failure = unexpected_error(error, "POST", environ["PATH_INFO"])
         return error_answer(failure, exchange.protocol, self.settings.in_debug)
 
     def _respond(self, reply: Answer, route: str, exchange: Exchange, environ: dict[str, Any],
@@ -128,10 +122,7 @@ class ModelRoutes:
             head.append(("Content-Length", str(len(whole))))
         head.extend((name, str(value)) for name, value in reply.headers.items())
         head.append((REQUEST_ID_HEADER, exchange.request_id))
-        # The unread rest of a refused body must not be taken for the next request.
-        if reply.status == 413:
-            exchange.close_after()
-        if exchange.close_connection and "waitress.client_disconnected" not in environ:
+        if closes_connection(exchange, reply.status, environ):
             head.append(("Connection", "close"))
         head.append(("Vary", "Origin"))
         head.extend(self.browsers.cors_headers(headers, "POST").items())
