@@ -181,8 +181,8 @@ def table(result: dict[str, Any]) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    multi = MultiTurn(conversations=24, turns=6) if args.quick else MultiTurn()
-    hot = HotSpot(requests=72) if args.quick else HotSpot()
+    multi = MultiTurn(conversations=16, turns=4, think_s=0.1) if args.quick else MultiTurn()
+    hot = HotSpot(requests=48) if args.quick else HotSpot()
     every = {"multi-turn": (multi_turn, multi), "hot-spot": (hot_spot, hot)}
     workloads = {name: every[name] for name in args.workloads.split(",") if name in every}
     redis_proc, redis_port = start_redis()
