@@ -242,7 +242,7 @@ def test_a_concurrency_lease_outlives_its_ttl_while_the_stream_runs(
                       LLM_ROUTER_SERVER_WORKERS_COUNT="1",
                       LLM_ROUTER_SERVER_WORKER_CLASS="gthread")
     try:
-        fresh_upstream.set_behaviour(tokens=40, token_delay=0.2)  # about 8 s
+        fresh_upstream.set_behaviour(tokens=26, token_delay=0.2)  # at least 5.2 s
         headers = {"Authorization": f"Bearer {KEYS['single']}"}
         body = {"model": "m1", "messages": MESSAGES, "stream": True}
         url = gateway.url + "/v1/chat/completions"
@@ -253,6 +253,7 @@ def test_a_concurrency_lease_outlives_its_ttl_while_the_stream_runs(
             while time.monotonic() - started < 3.5 * ttl:  # past 3 TTLs, still streaming
                 assert next(lines) is not None
             assert requests.post(url, json=body, headers=headers, timeout=10).status_code == 429
+            fresh_upstream.set_behaviour(tokens=3, token_delay=0.0)  # the rest need not crawl
             assert b"[DONE]" in b"\n".join(lines)
         assert requests.post(url, json=body, headers=headers, timeout=10).status_code == 200
     finally:
