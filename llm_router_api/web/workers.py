@@ -26,13 +26,15 @@ from typing import Any
 
 from gunicorn import util
 from gunicorn.http import errors as http_errors
+from gunicorn.http import message as gunicorn_message
 from gunicorn.http import wsgi as gunicorn_wsgi
+from gunicorn.http.body import ChunkedReader
 from gunicorn.http.message import Request
 from gunicorn.workers import gthread
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
 
-from llm_router_api.errors import echo
-from llm_router_api.settings import DEFAULT_CLIENT_TIMEOUT
+from llm_router_api.errors import PayloadTooLarge, echo
+from llm_router_api.settings import DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_BODY
 from llm_router_api.web.clientio import CLOSE_CONNECTION
 from llm_router_api.web.server_errors import error_json
 
@@ -115,6 +117,30 @@ def use_one_write_responses() -> None:
     gunicorn_wsgi.Response = OneWriteResponse
 
 
+class BoundedChunks(ChunkedReader):
+    """gunicorn's reader of a chunked request body, refusing a chunk whose size line declares
+    more than the body limit: 413 as soon as that line is read, where gunicorn would wait for
+    bytes the limit refuses anyway (a worker held until the client timeout by a client that
+    declared ``ffffffffffffffff`` and sent three bytes). Raised while the app reads the body,
+    so ``web.exchange.raw_body`` answers it in the caller's shape and closes the connection;
+    the limit on the sum of the chunks stays there."""
+
+    limit = DEFAULT_MAX_BODY
+
+    def parse_chunk_size(self, unreader: Any, data: Any = None) -> tuple[int, Any]:
+        size, rest = super().parse_chunk_size(unreader, data)
+        if size > self.limit:
+            raise PayloadTooLarge(f"request body is over the limit of {self.limit} bytes "
+                                  f"(a chunk of {echo(str(size), 40)} bytes was declared)")
+        return size, rest
+
+
+def use_bounded_chunks(limit: int) -> None:
+    """In a worker process: gunicorn's request reads a chunked body with ``BoundedChunks``."""
+    BoundedChunks.limit = limit
+    gunicorn_message.ChunkedReader = BoundedChunks
+
+
 class JSONErrors:
     """Mixin for a gunicorn worker: ``handle_error`` writes JSON, and a client that timed out
     is logged as one line (gunicorn would log a traceback)."""
@@ -135,6 +161,8 @@ class JSONErrors:
     def init_process(self) -> None:
         self.log.error_log.addFilter(_quiet_timeouts)
         use_one_write_responses()
+        settings = getattr(self.app, "settings", None)
+        use_bounded_chunks(int(getattr(settings, "max_request_body_size", DEFAULT_MAX_BODY)))
         super().init_process()  # type: ignore[misc]
 
     def handle_request(self, *args: Any) -> Any:

@@ -15,6 +15,7 @@ import requests
 
 from standin import StandIn
 from tests.support.procs import ROOT, Gateway, Process, free_port, wait_for, write_config
+from tests.support.rawhttp import exchange
 
 SERVERS = [
     ("flask", {}),
@@ -52,6 +53,8 @@ def test_server_answers_chat(server_type: str, env: dict[str, str], config: Path
         error = requests.post(gateway.url + "/v1/chat/completions", data=b"{", timeout=5)
         assert error.status_code == 400 and "error" in error.json()
         assert_oversize_bodies_are_413(gateway)
+        if server_type == "gunicorn":
+            assert_a_declared_oversize_chunk_is_413_at_once(gateway)
     finally:
         assert gateway.stop() in (0, -15)
     assert "Traceback" not in gateway.output()
@@ -82,6 +85,20 @@ def assert_oversize_bodies_are_413(gateway: Gateway) -> None:
     for response in (sized, chunked):
         assert response.status_code == 413, response.text
         assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def assert_a_declared_oversize_chunk_is_413_at_once(gateway: Gateway) -> None:
+    """A chunk whose size line declares more than the limit is refused when that line is read,
+    not after the client timeout (30 s here; this client waits 10) spent waiting for its bytes.
+    (waitress reads bodies in its event loop, where a stalled one costs a channel, not a
+    thread, until the client timeout.)"""
+    for size in (b"ffffffffffffffffffff", b"10001"):  # 2**80 - 1, then the limit + 1
+        raw = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + size + b"\r\n{\"mo")
+        reply = exchange(gateway.port, raw, timeout=10)
+        assert reply.status == 413, reply.body
+        message = json.loads(reply.body)["error"]["message"]
+        assert "over the limit of 65536 bytes" in message
 
 
 def test_run_rest_api_script_starts_gunicorn_with_the_shipped_config(
