@@ -175,28 +175,31 @@ class LeanLine:
 
     def __init__(self, pool: redis.ConnectionPool) -> None:
         self.pool = pool
-        self._idle: list[tuple[Any, float]] = []
+        #: (connection, idle since, generation): a connection given back by a call that began
+        #: before a ``drop`` may land here after it (threads); ``take`` discards it then.
+        self._idle: list[tuple[Any, float, int]] = []
         self._generation = 0
         _LINES.add(self)
 
     def take(self) -> tuple[Any, int]:
         """A connection and the generation it belongs to (give both back)."""
         generation = self._generation
-        try:
-            conn, since = self._idle.pop()
-        except IndexError:
-            return self.pool.get_connection(), generation
-        if time.monotonic() - since > IDLE_CHECK and _stale(conn):
-            self.discard(conn)
-            return self.pool.get_connection(), generation
-        return conn, generation
+        while True:
+            try:
+                conn, since, born = self._idle.pop()
+            except IndexError:
+                return self.pool.get_connection(), generation
+            if born != generation or (time.monotonic() - since > IDLE_CHECK and _stale(conn)):
+                self.discard(conn)
+                continue
+            return conn, generation
 
     def give(self, conn: Any, generation: int) -> None:
         """A connection whose call went well (its answer read whole)."""
         if generation != self._generation:
             self.discard(conn)  # taken before a failover
         elif len(self._idle) < LEAN_IDLE:
-            self._idle.append((conn, time.monotonic()))
+            self._idle.append((conn, time.monotonic(), generation))
         else:
             self.pool.release(conn)
 
@@ -207,10 +210,13 @@ class LeanLine:
 
     def drop(self) -> None:
         """Discard every connection (the primary moved): idle ones now, those in use when
-        they are given back."""
+        they are given back (or, given back while this ran, when next taken)."""
         self._generation += 1
-        idle, self._idle = self._idle, []
-        for conn, _ in idle:
+        while True:
+            try:
+                conn, _, _ = self._idle.pop()
+            except IndexError:
+                return
             self.discard(conn)
 
     def forget(self) -> None:

@@ -53,7 +53,7 @@ def test_a_failed_call_gives_its_connection_back_disconnected(client: redis.Redi
     script = LeanScript(client, INCR)
     assert script(keys=["lean:failed"]) == 1
     line = lean_line(client.connection_pool)
-    (used, _), = line._idle
+    (used, _, _), = line._idle
     with pytest.raises(redis.ResponseError):
         failing()
     assert line._idle == [] and used._sock is None  # not kept: back to the pool, closed
@@ -64,10 +64,29 @@ def test_drop_disconnects_idle_connections_and_those_in_use(client: redis.Redis)
     script = LeanScript(client, INCR)
     line = lean_line(client.connection_pool)
     assert script(keys=["lean:drop"]) == 1
-    (idle, _), = line._idle
+    (idle, _, _), = line._idle
     busy, generation = line.take()  # a call on its way during the failover...
     assert busy is idle
     line.drop()
     line.give(busy, generation)  # ...comes back after it
     assert busy._sock is None and line._idle == []
     assert script(keys=["lean:drop"]) == 2  # a fresh connection from the pool
+
+
+def test_a_connection_given_back_while_a_drop_runs_is_discarded_when_next_taken(
+        client: redis.Redis) -> None:
+    """Under threads, a call whose ``give`` checked the generation just before a ``drop`` may
+    park its connection after the drop emptied the idle list: the next ``take`` discards it
+    instead of using a connection to the replaced primary (or leaking it from the pool)."""
+    script = LeanScript(client, INCR)
+    line = lean_line(client.connection_pool)
+    assert script(keys=["lean:race"]) == 1
+    late, generation = line.take()
+    socket = late._sock
+    line.drop()
+    line._idle.append((late, 0.0, generation))  # what the racing give appended
+    fresh, now = line.take()
+    # disconnected, back to the pool (which may hand the same object out again, reconnected)
+    assert socket is not None and fresh._sock is not socket and now == generation + 1
+    line.give(fresh, now)
+    assert script(keys=["lean:race"]) == 2
