@@ -14,6 +14,11 @@ round so both see the same machine), against the direct call to the stand-in in 
   8 concurrent streams: CPU per stream and per relayed chunk, total time against direct;
 - Redis commands per request (``INFO stats`` before and after) and worker RSS.
 
+Two sides are not the gateway: ``floor`` (``bench/floor.py``, a featureless relay on the same
+server) and ``litellm``, the LiteLLM proxy (``litellm --config``, ``--workers`` uvicorn workers)
+in its default configuration, with a generated model list that sends the bench's model to the
+same stand-in: no Redis, no callbacks, no master key, nothing fetched from the internet.
+
 The best of the rounds (lowest CPU, lowest added time) is what the table shows; every round is
 in the JSON. ``--profile`` also runs ``py-spy record`` on each worker for one non-stream c=32
 cell and one paced cell per side (not counted in the figures) and writes speedscope JSON and
@@ -46,6 +51,19 @@ PACED_TOKEN_DELAY = 0.005
 PACED_CONCURRENCY = 8
 #: The side that is ``bench/floor.py`` (a featureless relay on gunicorn + gevent), not the gateway.
 FLOOR = "floor"
+#: The side that is the LiteLLM proxy (``pip install .[bench]``), not the gateway.
+LITELLM = "litellm"
+#: LiteLLM's own settings for the bench: nothing from the internet (the model cost map, blog
+#: posts and catalogs from the package), no feedback banner, and no master key (the gateway's
+#: side has no keys either; LiteLLM refuses to start without one unless told).
+LITELLM_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_OFFLINE_MODE": "true",
+    "LITELLM_DONT_SHOW_FEEDBACK_BOX": "true",
+    "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+    # warnings and up, as the gateway's side (LLM_ROUTER_LOG_LEVEL): no access log line per request
+    "LITELLM_LOG": "WARNING",
+}
 
 
 @dataclass
@@ -65,7 +83,7 @@ def parse_side(spec: str, scratch: Path) -> Side:
     """``REF`` or ``REF:KEY=VALUE,KEY=VALUE``; REF ``.`` is the working tree as it is."""
     ref, _, settings = spec.partition(":")
     env = dict(item.split("=", 1) for item in settings.split(",") if "=" in item)
-    if ref in ("", ".", FLOOR):
+    if ref in ("", ".", FLOOR, LITELLM):
         return Side(spec, procs.ROOT, env)
     tree = scratch / f"tree-{len(list(scratch.iterdir()))}"
     subprocess.run(["git", "worktree", "add", "--detach", str(tree), ref], cwd=procs.ROOT,
@@ -90,7 +108,17 @@ def cpu_ns(pids: list[int]) -> int:
 
 
 def gateway_pids(gateway: procs.Process) -> list[int]:
-    return [gateway.pid, *procs.children(gateway.pid)]
+    """The side's whole process tree: the master, its workers and their children."""
+    pids = [gateway.pid]
+    for pid in pids:
+        pids.extend(procs.children(pid))
+    return pids
+
+
+def kind(side: Side) -> str:
+    """``floor``, ``litellm`` or ``gateway`` (the gateway at some commit)."""
+    ref = side.label.partition(":")[0]
+    return ref if ref in (FLOOR, LITELLM) else "gateway"
 
 
 def start_floor(workers: int, upstream_port: int) -> tuple[procs.Process, int]:
@@ -100,6 +128,30 @@ def start_floor(workers: int, upstream_port: int) -> tuple[procs.Process, int]:
                           "--worker-connections", "2000", "-b", f"127.0.0.1:{port}",
                           "--log-level", "warning", "bench.floor:app"], env, "floor")
     proc.wait_ready(f"http://127.0.0.1:{port}/api/ping", "the floor relay")
+    return proc, port
+
+
+def write_litellm_config(directory: Path, upstream_port: int) -> Path:
+    """LiteLLM's model list: the bench's model is ``openai/<model>`` at the stand-in."""
+    config = {"model_list": [{"model_name": procs.MODEL, "litellm_params": {
+        "model": f"openai/{procs.MODEL}", "api_base": f"http://127.0.0.1:{upstream_port}/v1",
+        "api_key": "bench-dummy-key"}}]}
+    path = directory / "litellm-config.yaml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
+def start_litellm(workers: int, config: Path, env: dict[str, str]) -> tuple[procs.Process, int]:
+    """``litellm --config`` with ``workers`` uvicorn workers, ready when ``/health/liveliness``
+    answers (each worker has loaded the config by then: the master only forks them)."""
+    command = Path(sys.executable).parent / "litellm"
+    if not command.exists():
+        raise RuntimeError(f"{command} not found: pip install .[bench]")
+    port = procs.free_port()
+    proc = procs.Process([str(command), "--config", str(config), "--host", "127.0.0.1",
+                          "--port", str(port), "--num_workers", str(workers)],
+                         {**os.environ, **LITELLM_ENV, **env}, "litellm")
+    proc.wait_ready(f"http://127.0.0.1:{port}/health/liveliness", "the LiteLLM proxy")
     return proc, port
 
 
@@ -169,8 +221,12 @@ class Production:
         return ends.plain, ends.stream
 
     def start(self, side: Side, config: Path, index: int) -> None:
-        if side.label.partition(":")[0] == FLOOR:
+        if kind(side) == FLOOR:
             side.gateway, side.port = start_floor(self.args.workers, self.upstream_port)
+            return
+        if kind(side) == LITELLM:
+            litellm_config = write_litellm_config(config.parent, self.upstream_port)
+            side.gateway, side.port = start_litellm(self.args.workers, litellm_config, side.env)
             return
         env = {"LLM_ROUTER_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
                "LLM_ROUTER_REDIS_PREFIX": f"bench{index}:",
@@ -191,9 +247,10 @@ class Production:
         out = tally.summary(stream)
         if side is not None and out["ok"]:
             out["cpu_ms_per_request"] = round((cpu1 - cpu0) / 1e6 / out["ok"], 4)
-            by_command = per_request(redis0, redis1, out["ok"])
-            out["redis_commands_per_request"] = by_command.pop("total")
-            out["redis_commands_by_name"] = by_command
+            if kind(side) != LITELLM:  # it has no Redis (the gateway sides' own would count)
+                by_command = per_request(redis0, redis1, out["ok"])
+                out["redis_commands_per_request"] = by_command.pop("total")
+                out["redis_commands_by_name"] = by_command
             if stream and self.frames:
                 out["cpu_ms_per_chunk"] = round(out["cpu_ms_per_request"] / self.frames, 4)
         return out
@@ -307,11 +364,38 @@ def errors_of(rounds: list[dict[str, Any]]) -> int:
                for cell in r[part].values() if isinstance(cell, dict))
 
 
+def error_kinds(rounds: list[dict[str, Any]]) -> tuple[dict[str, int], list[str]]:
+    """The side's errors by kind over every round, and the first few samples of them."""
+    kinds: dict[str, int] = {}
+    samples: list[str] = []
+    for r in rounds:
+        for name, cell in r["gateway"].items():
+            if isinstance(cell, dict):
+                for error, n in cell.get("error_kinds", {}).items():
+                    kinds[error] = kinds.get(error, 0) + n
+                samples += [f"{name} {sample}" for sample in cell.get("error_samples", [])]
+    return kinds, samples[:3]
+
+
+#: (figure, a multiple above 1 is worse) given as a multiple of the first side's.
+MULTIPLES = (("plain_c32.cpu_ms_per_request", "CPU/request"), ("plain_c32.rps", "req/s"),
+             ("stream_c1.added_ttfb_p50_ms", "added TTFB"), ("paced.cpu_ms_per_chunk",
+                                                            "CPU/chunk"))
+
+KIND_NOTES = {
+    FLOOR: "floor: bench/floor.py, a featureless relay on the same gunicorn + gevent",
+    LITELLM: "litellm: the LiteLLM proxy, default configuration (uvicorn workers, no Redis, "
+             "no callbacks, no master key, log level WARNING)",
+}
+
+
 def table(result: dict[str, Any]) -> str:
     labels = list(result["sides"])
     width = max(12, *(len(label) for label in labels))
+    kinds = {side.get("kind", "gateway") for side in result["sides"].values()}
     lines = ["Production profile (gunicorn + gevent, Redis, metrics on), best of "
              f"{result['rounds']} rounds",
+             *(f"  {note}" for name, note in KIND_NOTES.items() if name in kinds),
              f"{'figure':52}" + "".join(f"{label:>{width + 2}}" for label in labels)]
     for cell, key, title in HEADLINE:
         row = f"{title:52}"
@@ -319,10 +403,20 @@ def table(result: dict[str, Any]) -> str:
             value = result["sides"][label]["best"].get(f"{cell}.{key}")
             row += f"{'-' if value is None else value:>{width + 2}}"
         lines.append(row)
+    first = result["sides"][labels[0]]["best"]
+    for label in labels[1:]:
+        ours = result["sides"][label]["best"]
+        ratios = [f"{title} {ours[key] / first[key]:.2f}" for key, title in MULTIPLES
+                  if ours.get(key) is not None and first.get(key)]
+        lines.append(f"{label} as a multiple of {labels[0]}: " + ", ".join(ratios))
     for label in labels:
         side = result["sides"][label]
-        lines.append(f"{label}: errors {side['errors']}, leaked leases {side['leaked_leases']}, "
+        problems = {k: v for k, v in side.get("log_problems", {}).items() if v}
+        kinds_text = f" {side['error_kinds']}" if side.get("error_kinds") else ""
+        lines.append(f"{label}: errors {side['errors']}{kinds_text}, "
+                     f"leaked leases {side['leaked_leases']}, log lines of note {problems or 0}, "
                      f"worker RSS MB {side['rounds'][-1]['gateway']['rss_mb']}")
+        lines += [f"  e.g. {sample}" for sample in side.get("error_samples", [])]
     return "\n".join(lines)
 
 
@@ -366,13 +460,20 @@ async def run(args: argparse.Namespace, meta: dict[str, Any], out_dir: Path) -> 
         for n, side in enumerate(sides):
             assert side.gateway is not None
             entry: dict[str, Any] = {
-                "tree": str(side.tree), "env": side.env, "best": best(side.rounds),
-                "errors": errors_of(side.rounds), "rounds": side.rounds,
-                "leaked_leases": await in_flight(side.port, args.workers)}
+                "kind": kind(side), "tree": str(side.tree), "env": side.env,
+                "best": best(side.rounds), "errors": errors_of(side.rounds),
+                "rounds": side.rounds,
+                # LiteLLM has no lease to leak (nor /api/health); the floor answers with none
+                "leaked_leases": 0 if kind(side) == LITELLM
+                else await in_flight(side.port, args.workers)}
+            entry["error_kinds"], entry["error_samples"] = error_kinds(side.rounds)
             if args.profile:
                 entry["profiles"] = await bench.profile(side, n)
             side.gateway.stop()
-            entry["log_problems"] = procs.count_log_problems(side.gateway.output())
+            text = side.gateway.output()
+            entry["log_problems"] = procs.count_log_problems(text)
+            if kind(side) == LITELLM:  # uvicorn's and LiteLLM's "ERROR:" lines
+                entry["log_problems"]["error"] += text.count("ERROR:")
             entry["log_file"] = str(side.gateway.log_path)
             result["sides"][side.label] = entry
     finally:
