@@ -382,6 +382,11 @@ MULTIPLES = (("plain_c32.cpu_ms_per_request", "CPU/request"), ("plain_c32.rps", 
              ("stream_c1.added_ttfb_p50_ms", "added TTFB"), ("paced.cpu_ms_per_chunk",
                                                             "CPU/chunk"))
 
+def multiple(title: str, ratio: float) -> str:
+    """``CPU/request 8.18``; a fraction also as one over its inverse (``req/s 0.13 = 1/7.8``)."""
+    return f"{title} {ratio:.2f}" + (f" = 1/{1 / ratio:.1f}" if 0 < ratio < 1 else "")
+
+
 KIND_NOTES = {
     FLOOR: "floor: bench/floor.py, a featureless relay on the same gunicorn + gevent",
     LITELLM: "litellm: the LiteLLM proxy, default configuration (uvicorn workers, no Redis, "
@@ -406,7 +411,7 @@ def table(result: dict[str, Any]) -> str:
     first = result["sides"][labels[0]]["best"]
     for label in labels[1:]:
         ours = result["sides"][label]["best"]
-        ratios = [f"{title} {ours[key] / first[key]:.2f}" for key, title in MULTIPLES
+        ratios = [multiple(title, ours[key] / first[key]) for key, title in MULTIPLES
                   if ours.get(key) is not None and first.get(key)]
         lines.append(f"{label} as a multiple of {labels[0]}: " + ", ".join(ratios))
     for label in labels:

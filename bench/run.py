@@ -79,7 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                            "per streamed chunk, against direct, round by round")
     prod.add_argument("--compare", nargs="+", metavar="SIDE",
                       help="two or more sides, each REF[:KEY=VALUE,...] (REF: a commit, '.' "
-                           "the working tree); implies --production")
+                           "the working tree, 'floor' the featureless relay, 'litellm' the "
+                           "LiteLLM proxy); implies --production")
     prod.add_argument("--rounds", type=int, help="rounds, best kept (3 / 1 with --quick)")
     prod.add_argument("--profile", action="store_true",
                       help="py-spy flame graphs of every worker, written next to the JSON")
