@@ -377,10 +377,11 @@ def error_kinds(rounds: list[dict[str, Any]]) -> tuple[dict[str, int], list[str]
     return kinds, samples[:3]
 
 
-#: (figure, a multiple above 1 is worse) given as a multiple of the first side's.
+#: (figure, title): each other side's figure as a multiple of the first side's.
 MULTIPLES = (("plain_c32.cpu_ms_per_request", "CPU/request"), ("plain_c32.rps", "req/s"),
-             ("stream_c1.added_ttfb_p50_ms", "added TTFB"), ("paced.cpu_ms_per_chunk",
-                                                            "CPU/chunk"))
+             ("stream_c1.added_ttfb_p50_ms", "added TTFB"),
+             ("paced.cpu_ms_per_chunk", "CPU/chunk"))
+
 
 def multiple(title: str, ratio: float) -> str:
     """``CPU/request 8.18``; a fraction also as one over its inverse (``req/s 0.13 = 1/7.8``)."""
