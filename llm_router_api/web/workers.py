@@ -40,6 +40,7 @@ from llm_router_api.web.server_errors import error_json
 
 # gunicorn's parser errors -> (status, reason); any other ParseException is a 400.
 PARSE_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
+    (PayloadTooLarge, 413, "Payload Too Large"),  # ChunkTooLarge, below
     (http_errors.LimitRequestLine, 414, "URI Too Long"),
     (http_errors.LimitRequestHeaders, 431, "Request Header Fields Too Large"),
     (http_errors.UnsupportedTransferCoding, 501, "Not Implemented"),
@@ -117,6 +118,13 @@ def use_one_write_responses() -> None:
     gunicorn_wsgi.Response = OneWriteResponse
 
 
+class ChunkTooLarge(PayloadTooLarge, http_errors.ParseException):
+    """A chunk declared over the body limit: a 413 in the caller's shape when the app reads the
+    body (``web.exchange.raw_body``), and one of gunicorn's parse errors (a 413 page from
+    ``JSONErrors.handle_error``, a warning line) when gunicorn reads it: to skip the unread
+    body of an answered request on a kept-alive connection."""
+
+
 class BoundedChunks(ChunkedReader):
     """gunicorn's reader of a chunked request body, refusing a chunk whose size line declares
     more than the body limit: 413 as soon as that line is read, where gunicorn would wait for
@@ -130,7 +138,7 @@ class BoundedChunks(ChunkedReader):
     def parse_chunk_size(self, unreader: Any, data: Any = None) -> tuple[int, Any]:
         size, rest = super().parse_chunk_size(unreader, data)
         if size > self.limit:
-            raise PayloadTooLarge(f"request body is over the limit of {self.limit} bytes "
+            raise ChunkTooLarge(f"request body is over the limit of {self.limit} bytes "
                                   f"(a chunk of {echo(str(size), 40)} bytes was declared)")
         return size, rest
 

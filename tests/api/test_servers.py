@@ -99,6 +99,14 @@ def assert_a_declared_oversize_chunk_is_413_at_once(gateway: Gateway) -> None:
         assert reply.status == 413, reply.body
         message = json.loads(reply.body)["error"]["message"]
         assert "over the limit of 65536 bytes" in message
+    # A path that answers without reading the body, on a kept-alive connection: gunicorn reads
+    # the body to reach the next request, meets the same refusal, and closes (a warning line;
+    # the caller of this test checks that no traceback was logged).
+    raw = (b"POST /v1/nothing-here HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"ffffffffffffffffffff\r\n{\"mo")
+    assert exchange(gateway.port, raw, timeout=10).status == 404
+    wait_for(lambda: "a chunk of 1208925819614629174706175 bytes" in gateway.output(), 10,
+             "the refusal to be logged")
 
 
 def test_run_rest_api_script_starts_gunicorn_with_the_shipped_config(
