@@ -10,7 +10,8 @@ so a stalled client costs a channel, not a thread. ``create(app, settings)`` set
 - ``channel_timeout`` = ``LLM_ROUTER_CLIENT_TIMEOUT`` (waitress closes a channel silent that
   long, never one whose request the app is serving) and, with ``Channel``, a total: a request
   whose headers and body have not all arrived within the timeout is closed too;
-- ``max_request_body_size`` = ``LLM_ROUTER_MAX_REQUEST_BODY_SIZE``;
+- ``max_request_body_size`` = ``LLM_ROUTER_MAX_REQUEST_BODY_SIZE``, also checked against each
+  chunk size a chunked body declares (``BoundedChunks``);
 - ``Channel.error_task_class``: waitress's own refusals (400, 413, 431, ...) as JSON in the
   caller's protocol shape.
 """
@@ -21,9 +22,12 @@ import math
 import time
 from typing import Any
 
+from waitress import parser as waitress_parser
 from waitress.channel import HTTPChannel
+from waitress.receiver import ChunkedReceiver
 from waitress.server import create_server
 from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge
 
 from llm_router_api.settings import Settings
 from llm_router_api.web.server_errors import error_json
@@ -31,6 +35,8 @@ from llm_router_api.web.server_errors import error_json
 
 def create(app: Any, settings: Settings) -> Any:
     timeout = max(1, math.ceil(settings.client_timeout))
+    BoundedChunks.limit = settings.max_request_body_size
+    waitress_parser.ChunkedReceiver = BoundedChunks
     server = create_server(
         app, host=settings.server_host, port=settings.server_port,
         threads=settings.server_threads_count, ident="llm-router",
@@ -49,6 +55,23 @@ def create(app: Any, settings: Settings) -> Any:
 
     server.maintenance = maintenance
     return server
+
+
+class BoundedChunks(ChunkedReceiver):
+    """waitress's receiver of a chunked body, refusing (413) a body whose declared chunk sizes
+    pass ``max_request_body_size`` as soon as a chunk's size line says so; waitress itself
+    counts only the bytes received, so a chunk declared huge and never sent held its channel
+    until the client timeout."""
+
+    limit = 0
+    error: Any
+
+    def received(self, s: bytes) -> int:
+        consumed = int(super().received(s))
+        if self.error is None and self.limit and len(self) + self.chunk_remainder > self.limit:
+            self.error = RequestEntityTooLarge(
+                f"exceeds max_body of {self.limit} (a chunk declared more)")
+        return consumed
 
 
 class JSONErrorTask(ErrorTask):
