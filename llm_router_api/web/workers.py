@@ -156,21 +156,23 @@ class JSONErrors:
     log: Any
     app: Any
 
+    def setting(self, name: str, default: Any) -> Any:
+        """One of the gateway's settings (our gunicorn application carries them), else
+        ``default`` (a worker class used under another application)."""
+        return getattr(getattr(self.app, "settings", None), name, default)
+
     @property
     def client_timeout(self) -> float:
-        settings = getattr(self.app, "settings", None)
-        return float(getattr(settings, "client_timeout", DEFAULT_CLIENT_TIMEOUT))
+        return float(self.setting("client_timeout", DEFAULT_CLIENT_TIMEOUT))
 
     @property
     def prefix(self) -> str:
-        settings = getattr(self.app, "settings", None)
-        return str(getattr(settings, "prefix", "/api"))
+        return str(self.setting("prefix", "/api"))
 
     def init_process(self) -> None:
         self.log.error_log.addFilter(_quiet_timeouts)
         use_one_write_responses()
-        settings = getattr(self.app, "settings", None)
-        use_bounded_chunks(int(getattr(settings, "max_request_body_size", DEFAULT_MAX_BODY)))
+        use_bounded_chunks(int(self.setting("max_request_body_size", DEFAULT_MAX_BODY)))
         super().init_process()  # type: ignore[misc]
 
     def handle_request(self, *args: Any) -> Any:
